@@ -1,0 +1,1 @@
+"""Small helpers shared by every floor of posebench (no imports of our own above this package)."""

@@ -1,0 +1,420 @@
+"""Registry of every pretrained file posebench and reposedm use: URL, sha256, size, licence, cache.
+
+Files live in `$POSEBENCH_HOME/weights` (default `~/.cache/posebench/weights`). A download streams into
+`$POSEBENCH_HOME/downloads/<file>.part` (resumed with an HTTP Range request where the server allows),
+is checked against the registered sha256, and only then renamed into the cache, so the cache never holds
+a partial or unverified file. A file is hashed once before its first use; a small stamp beside it
+records the digest with the file's size and mtime, so later uses skip re-hashing unless the file changes.
+
+`POSEBENCH_OFFLINE=1` (or no network) turns a needed download into an error that names the file, its URL,
+where to put it and the command that checks it (`posebench weights add NAME FILE`).
+
+Checkpoints are never unpickled freely: `load_state_dict` reads safetensors or uses
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from posebench._version import __version__
+from posebench.errors import ChecksumError, OfflineError, WeightsError
+from posebench.registry import Registry
+from posebench.utils.io import atomic_open, sha256_file
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+ENV_HOME = "POSEBENCH_HOME"
+ENV_OFFLINE = "POSEBENCH_OFFLINE"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One pretrained file.
+
+    `sha256` is the full 64-hex digest where a public source records it. Where only the hash prefix that
+    torch-hub style file names embed is published (e.g. `resnet50-0676ba61.pth`), it holds that prefix
+    (at least 8 hex digits) and verification compares the prefix, as `torch.hub` itself does. `None` means
+    no digest is published at all: the first download is trusted, its digest recorded and checked later.
+    """
+
+    name: str
+    filename: str
+    url: str
+    sha256: str | None
+    licence: str
+    description: str
+    size: int | None = None  # bytes, where published
+    used_by: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.sha256 is None:
+            return
+        digest = self.sha256.lower()
+        if len(digest) < 8 or len(digest) > 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"weight {self.name!r}: sha256 must be 8 to 64 hex digits, got {self.sha256!r}")
+        if "/" in self.filename or self.filename in {"", ".", ".."}:
+            raise ValueError(f"weight {self.name!r}: filename must be a bare file name, got {self.filename!r}")
+        object.__setattr__(self, "sha256", digest)
+
+    @property
+    def full_hash(self) -> bool:
+        return self.sha256 is not None and len(self.sha256) == 64
+
+    def matches(self, digest: str, recorded: str | None = None) -> bool:
+        """Does `digest` match the registered hash (or, for unpinned files, the one `recorded` earlier)?"""
+        expected = self.sha256 or recorded
+        return expected is None or digest.lower().startswith(expected)
+
+    @property
+    def hash_label(self) -> str:
+        if self.sha256 is None:
+            return "(none published: trusted on first download)"
+        return self.sha256 + ("" if self.full_hash else " (published prefix)")
+
+
+class Status(str, Enum):
+    VERIFIED = "verified"  # present, and its sha256 matched (now or at an earlier check of the same file)
+    UNCHECKED = "unchecked"  # present, not hashed yet (it will be before first use)
+    MISSING = "missing"
+    CORRUPT = "corrupt"  # present, sha256 does not match
+
+
+REGISTRY: Registry[WeightFile] = Registry("weight file")
+
+
+def register(spec: WeightFile) -> WeightFile:
+    REGISTRY.register(spec.name, spec)
+    return spec
+
+
+def get(name: str | WeightFile) -> WeightFile:
+    return name if isinstance(name, WeightFile) else REGISTRY.get(name)
+
+
+def all_files() -> list[WeightFile]:
+    return [REGISTRY.get(n) for n in REGISTRY.names()]
+
+
+# ---------------------------------------------------------------------------------------------- locations
+
+
+def home() -> Path:
+    """posebench's cache root: `$POSEBENCH_HOME`, else `~/.cache/posebench`."""
+    env = os.environ.get(ENV_HOME)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "posebench"
+
+
+def weights_dir() -> Path:
+    return home() / "weights"
+
+
+def downloads_dir() -> Path:
+    """Where partial downloads wait to be resumed; never read as part of the cache."""
+    return home() / "downloads"
+
+
+def cache_path(spec: WeightFile | str) -> Path:
+    return weights_dir() / get(spec).filename
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def is_offline() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# ---------------------------------------------------------------------------------------------- checking
+
+
+def _read_stamp(path: Path, *, any_stat: bool = False) -> str | None:
+    """The digest recorded for `path`, if the stamp is for this very file (same size and mtime).
+
+    With `any_stat=True` the recorded digest is returned even if the file changed since (this is the
+    reference an unpinned file is checked against).
+    """
+    try:
+        data = json.loads(_stamp_path(path).read_text())
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    if any_stat or (data.get("size") == st.st_size and data.get("mtime_ns") == st.st_mtime_ns):
+        return str(data.get("sha256", "")) or None
+    return None
+
+
+def _write_stamp(path: Path, digest: str) -> None:
+    st = path.stat()
+    with atomic_open(_stamp_path(path), "w") as fh:
+        json.dump({"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}, fh)
+
+
+def status(spec: WeightFile | str, *, check: bool = False) -> Status:
+    """Cache status of one file. With `check=True` an unchecked file is hashed (nothing is deleted)."""
+    spec = get(spec)
+    path = cache_path(spec)
+    if not path.is_file():
+        return Status.MISSING
+    recorded = _read_stamp(path, any_stat=True)
+    digest = _read_stamp(path)
+    if digest is None and check:
+        digest = sha256_file(path)
+        if spec.matches(digest, recorded):
+            _write_stamp(path, digest)
+    if digest is None:
+        return Status.UNCHECKED
+    return Status.VERIFIED if spec.matches(digest, recorded) else Status.CORRUPT
+
+
+def verify(spec: WeightFile | str, *, remove_bad: bool = True) -> str:
+    """Hash the cached file and return its digest; a mismatching file is deleted and reported."""
+    spec = get(spec)
+    path = cache_path(spec)
+    if not path.is_file():
+        raise WeightsError(_missing_message(spec, "it has not been downloaded"))
+    digest = sha256_file(path)
+    recorded = _read_stamp(path, any_stat=True)
+    if not spec.matches(digest, recorded):
+        if remove_bad:
+            path.unlink(missing_ok=True)
+            _stamp_path(path).unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{path} has sha256 {digest}, but '{spec.name}' must have {spec.sha256 or recorded}. "
+            + ("The file was deleted. " if remove_bad else "")
+            + f"Fetch it again with `posebench weights download {spec.name}`."
+        )
+    _write_stamp(path, digest)
+    return digest
+
+
+# ---------------------------------------------------------------------------------------------- fetching
+
+
+def _missing_message(spec: WeightFile, reason: str) -> str:
+    return (
+        f"Pretrained file '{spec.name}' ({spec.filename}) is not in the weights cache, and {reason}.\n"
+        f"  expected at: {cache_path(spec)}\n"
+        f"  source URL:  {spec.url}\n"
+        f"  sha256:      {spec.hash_label}\n"
+        f"To fix: on a machine with network run `posebench weights download {spec.name}`; or download the "
+        f"URL above by hand and run `posebench weights add {spec.name} PATH/TO/{spec.filename}` "
+        f"(it checks the sha256 and copies the file to the path above). "
+        f"Set {ENV_HOME} to use another cache directory."
+    )
+
+
+def download(
+    spec: WeightFile | str, *, force: bool = False, progress: bool = True, timeout: float = 60.0
+) -> Path:
+    """Fetch one file into the cache (resuming a partial download) and verify it. Returns its path."""
+    spec = get(spec)
+    dest = cache_path(spec)
+    if dest.is_file() and not force:
+        verify(spec)
+        return dest
+    if is_offline():
+        raise OfflineError(_missing_message(spec, f"{ENV_OFFLINE}=1 forbids downloading"))
+
+    part = downloads_dir() / (spec.filename + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": f"posebench/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(spec.url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if offset and response.status != 206:  # server ignored the range: start again
+                log.info("server does not resume %s; starting over", spec.url)
+                offset = 0
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length is not None else spec.size
+            _stream(response, part, offset, total, spec.filename if progress else None)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416:  # range beyond the end: the partial file is stale
+            part.unlink(missing_ok=True)
+        raise WeightsError(f"Downloading '{spec.name}' from {spec.url} failed: HTTP {exc.code} {exc.reason}.") from exc
+    except urllib.error.URLError as exc:
+        raise OfflineError(_missing_message(spec, f"the download failed ({exc.reason})")) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        got = part.stat().st_size if part.is_file() else 0
+        raise WeightsError(
+            f"Download of '{spec.name}' from {spec.url} was interrupted after {got} bytes ({exc!r}). "
+            f"Nothing was added to the cache; run `posebench weights download {spec.name}` again to resume."
+        ) from exc
+
+    with open(part, "rb") as fh:
+        head = fh.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        part.unlink(missing_ok=True)
+        raise WeightsError(
+            f"{spec.url} answered with a web page instead of '{spec.name}' (a login or confirmation page). "
+            f"Download the file in a browser and run `posebench weights add {spec.name} PATH/TO/{spec.filename}`."
+        )
+    digest = sha256_file(part)
+    if not spec.matches(digest):
+        part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"The file downloaded from {spec.url} has sha256 {digest}, but the registry expects {spec.sha256} "
+            f"for '{spec.name}'. It was deleted and not cached. If the server changed the file, report it; "
+            f"a file you trust can still be used by passing its path explicitly."
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(part, dest)
+    _write_stamp(dest, digest)
+    if spec.sha256 is None:
+        log.warning("'%s' has no published sha256; recorded %s on first download (trust on first use).",
+                    spec.name, digest)
+    log.info("cached %s (%s)", dest, digest)
+    return dest
+
+
+def _stream(response: Any, part: Path, offset: int, total: int | None, label: str | None) -> None:
+    """Copy the response body to `part` (appending at `offset`); a short body raises IncompleteRead."""
+    mode = "ab" if offset else "wb"
+    written = offset
+    with open(part, mode) as fh:
+        if label is None:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                fh.write(chunk)
+                written += len(chunk)
+        else:
+            from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+            with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
+                task = bar.add_task(label, total=total, completed=offset)
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    fh.write(chunk)
+                    written += len(chunk)
+                    bar.update(task, completed=written)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if total is not None and written < total:
+        raise http.client.IncompleteRead(b"", total - written)
+
+
+def add_local_file(spec: WeightFile | str, source: str | os.PathLike[str]) -> Path:
+    """Check a file obtained by hand against the registry and copy it into the cache atomically."""
+    spec = get(spec)
+    source = Path(source)
+    if not source.is_file():
+        raise WeightsError(f"{source} is not a file. Give the path of the downloaded {spec.filename}.")
+    digest = sha256_file(source)
+    if not spec.matches(digest):
+        raise ChecksumError(
+            f"{source} has sha256 {digest}, but '{spec.name}' must have {spec.sha256}. "
+            f"It was not copied. Download it again from {spec.url}."
+        )
+    dest = cache_path(spec)
+    with atomic_open(dest, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out, _CHUNK)
+    _write_stamp(dest, digest)
+    return dest
+
+
+def ensure(spec: WeightFile | str, *, allow_download: bool = True) -> Path:
+    """The verified cache path of a file, downloading it if needed and allowed. Every loader calls this."""
+    spec = get(spec)
+    path = cache_path(spec)
+    st = status(spec)
+    if st is Status.VERIFIED:
+        return path
+    if st is Status.MISSING:
+        if not allow_download:
+            raise OfflineError(_missing_message(spec, "downloading was not allowed here"))
+        return download(spec)
+    verify(spec)  # unchecked or corrupt: hash now, delete on mismatch
+    return path
+
+
+@dataclass(frozen=True)
+class ResolvedFile:
+    path: Path
+    sha256: str
+    registry_name: str | None  # None when the file is not one of the registry's files
+
+
+def resolve(user_path: str | os.PathLike[str] | None, *, default: str) -> ResolvedFile:
+    """A weight file for `default`'s role: the registry file, or a path the user supplied.
+
+    A user path is accepted as it is; when its hash matches no registry file a warning says so and the
+    digest is returned so that results can record exactly which file was used.
+    """
+    if user_path is None:
+        path = ensure(default)
+        return ResolvedFile(path, _read_stamp(path) or sha256_file(path), default)
+    path = Path(user_path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"Weight file {path} does not exist. Give an existing file, or omit it to use "
+                           f"the registry file '{default}'.")
+    digest = sha256_file(path)
+    for spec in all_files():
+        if spec.sha256 is not None and spec.matches(digest):
+            return ResolvedFile(path, digest, spec.name)
+    log.warning(
+        "%s (sha256 %s) is not a registry file (expected '%s'); results made with it are not comparable "
+        "with published rows, and record its hash.", path, digest[:16], default,
+    )
+    return ResolvedFile(path, digest, None)
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint without unrestricted unpickling (safetensors or weights_only=True)."""
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the restricted unpickler refuses code objects and unknown classes
+        raise WeightsError(
+            f"{path} could not be read as a plain tensor checkpoint ({type(exc).__name__}: {exc}). posebench "
+            f"never unpickles arbitrary objects; convert it to safetensors or a plain state dict."
+        ) from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]  # mmpose / lightning style wrappers
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors.")
+    return obj
+
+
+def describe(specs: Iterable[WeightFile] | None = None, *, check: bool = False) -> list[dict[str, Any]]:
+    """One JSON-ready row per file (for `weights list --json` and `doctor --json`)."""
+    rows = []
+    for spec in specs if specs is not None else all_files():
+        rows.append({
+            "name": spec.name,
+            "filename": spec.filename,
+            "status": status(spec, check=check).value,
+            "path": str(cache_path(spec)),
+            "url": spec.url,
+            "sha256": spec.sha256,
+            "sha256_is_prefix": spec.sha256 is not None and not spec.full_hash,
+            "size": spec.size,
+            "licence": spec.licence,
+            "used_by": list(spec.used_by),
+        })
+    return rows
+
+
+from posebench import _weights_catalog  # noqa: E402,F401  (registers the built-in files)

@@ -1,0 +1,76 @@
+"""The CLI shell: version, help, doctor (human and --json), error handling."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from posebench import __version__
+from posebench.cli import app
+
+runner = CliRunner()
+
+
+def test_version():
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0
+    assert res.stdout.strip() == f"posebench {__version__}"
+
+
+def test_help_lists_only_working_commands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for cmd in ("doctor", "weights"):
+        assert cmd in res.stdout
+
+
+def test_no_arguments_shows_help():
+    res = runner.invoke(app, [])
+    assert "Usage" in res.output
+
+
+def test_doctor_json_schema():
+    res = runner.invoke(app, ["doctor", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["schema_version"] == 1
+    assert report["posebench"] == __version__
+    assert report["ok"] is True and report["broken"] == []
+    for name in ("torch", "torchvision", "diffusers", "accelerate", "lpips", "clean-fid", "torchreid", "timm"):
+        entry = report["packages"][name]
+        assert entry["ok"] is True, (name, entry["error"])
+        assert isinstance(entry["version"], str) and entry["version"]
+    assert set(report["optional"]) >= {"mmpose", "mmcv"}
+    for entry in report["optional"].values():
+        assert isinstance(entry["ok"], bool) and entry["extra"]
+    dev = report["device"]
+    assert isinstance(dev["cuda_available"], bool) and dev["default"] in {"cpu", "cuda"}
+    w = report["weights"]
+    assert w["cache_dir"].endswith("weights") and w["offline"] is False
+    assert {row["status"] for row in w["files"]} <= {"verified", "unchecked", "missing", "corrupt"}
+    assert all(row["status"] == "missing" for row in w["files"])  # the test's cache is empty
+
+
+def test_doctor_human_output():
+    res = runner.invoke(app, ["doctor"])
+    assert res.exit_code == 0, res.output
+    assert "install OK" in res.stdout and "torchvision" in res.stdout
+
+
+def test_doctor_reports_broken_install(monkeypatch):
+    from posebench import env
+
+    monkeypatch.setattr(env, "REQUIRED", env.REQUIRED + (("no-such-dist", "no_such_module_xyz"),))
+    res = runner.invoke(app, ["doctor", "--json"])
+    assert res.exit_code == 1
+    report = json.loads(res.stdout)
+    assert report["ok"] is False and report["broken"] == ["no-such-dist"]
+    assert "ModuleNotFoundError" in report["packages"]["no-such-dist"]["error"]
+
+
+def test_unknown_weight_name_is_exit_2_with_suggestion():
+    res = runner.invoke(app, ["weights", "path", "inception-fid-clen"])
+    assert res.exit_code == 2
+    assert "Did you mean: inception-fid-clean" in res.output
+    assert "Traceback" not in res.output
