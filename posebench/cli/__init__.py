@@ -68,10 +68,11 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import doctor, weights
+    from posebench.cli import data, doctor, weights
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
+    app.add_typer(data.app, name="data")
 
 
 _register()

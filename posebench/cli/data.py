@@ -1,0 +1,125 @@
+"""`posebench data ...`: prepare, verify and describe dataset roots; make synthetic people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from posebench.errors import PosebenchError
+
+app = typer.Typer(help="Datasets: prepare | verify | stats | synth.", no_args_is_help=True)
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="deepfashion | market | humanart")]
+RootOpt = Annotated[Path, typer.Option("--root", "-r", help="Your copy of the dataset.", file_okay=False)]
+
+
+@app.command()
+def prepare(
+    dataset: DatasetOpt,
+    root: RootOpt,
+    out: Annotated[Path | None, typer.Option(help="Manifest folder (default: ROOT/posebench-manifest).")] = None,
+    no_hash: Annotated[bool, typer.Option("--no-hash", help="Skip hashing image files (faster).")] = False,
+) -> None:
+    """Validate a root and write its canonical split manifest (pairs, images, identities, keypoints, hashes)."""
+    from rich.console import Console
+
+    from posebench.datasets.manifest import prepare as prepare_
+
+    path, manifest = prepare_(dataset, root, out, hash_images=not no_hash)
+    console = Console()
+    for name, sp in manifest["splits"].items():
+        c = sp["counts"]
+        console.print(f"{name}: {c['images']:,} images, {c['pairs']:,} pairs, {c['identities']:,} identities, "
+                      f"pairs sha256 {sp['pairs_sha256'][:16]}…")
+    if manifest["warnings"]:
+        console.print(f"[yellow]{len(manifest['warnings'])} warning(s)[/] recorded in the manifest")
+    console.print(f"manifest: {path}")
+
+
+@app.command()
+def verify(
+    dataset: DatasetOpt,
+    root: RootOpt,
+    integrity_only: Annotated[bool, typer.Option("--integrity-only",
+                                                 help="Skip the protocol's pinned counts and hashes.")] = False,
+    no_decode: Annotated[bool, typer.Option("--no-decode", help="Do not decode every image.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print problems as JSON.")] = False,
+) -> None:
+    """Check a root against the protocol's pinned facts and its own integrity; list every problem (exit 2)."""
+    from posebench.datasets.manifest import verify as verify_
+
+    problems = verify_(dataset, root, integrity_only=integrity_only, decode_images=not no_decode,
+                       progress=not as_json)
+    errors = [p for p in problems if p.severity == "error"]
+    if as_json:
+        typer.echo(json.dumps({"ok": not errors, "problems": [p.as_dict() for p in problems]}, indent=1))
+    else:
+        for p in problems:
+            typer.echo(str(p), err=p.severity == "error")
+        typer.echo(f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
+    if errors:
+        raise typer.Exit(2)
+
+
+@app.command()
+def stats(
+    dataset: DatasetOpt,
+    root: RootOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Counts per split and keypoint visibility per joint."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from posebench.datasets.manifest import stats as stats_
+
+    report = stats_(dataset, root)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+        return
+    console = Console()
+    table = Table(title=f"{dataset} ({report['layout']})")
+    for col in ("split", "images", "pairs", "identities", "people", "groups", "mean joint visibility"):
+        table.add_column(col)
+    for name, sp in report["splits"].items():
+        vis = sp["joint_visibility"]
+        mean = f"{sum(vis.values()) / len(vis):.3f}" if vis else "-"
+        table.add_row(name, f"{sp['images']:,}", f"{sp['pairs']:,}", f"{sp['identities']:,}", f"{sp['people']:,}",
+                      str(sp["groups"]), mean)
+    console.print(table)
+    if report["errors"]:
+        console.print(f"[red]{report['errors']} error(s)[/]: run `posebench data verify` for the list")
+
+
+def _parse_size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW like 256x176, got {value!r}") from None
+    return h, w
+
+
+@app.command()
+def synth(
+    format: Annotated[str, typer.Option("--format", "-f", help="deepfashion | market | humanart")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.", file_okay=False)],
+    identities: Annotated[int, typer.Option(help="Number of people.")] = 8,
+    poses: Annotated[int, typer.Option(help="Poses (images) per person.")] = 4,
+    size: Annotated[str | None, typer.Option(help="HxW, e.g. 256x176 (default: the format's native size).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Allow writing into a non-empty folder.")] = False,
+) -> None:
+    """Procedurally generated people written in the real on-disk format of a dataset."""
+    from posebench.datasets.synth import synthesize
+
+    if format not in ("deepfashion", "market", "humanart"):
+        raise PosebenchError(f"unknown format {format!r}; choose deepfashion, market or humanart")
+    summary = synthesize(format, out, identities=identities, poses=poses, size=_parse_size(size), seed=seed,
+                         overwrite=overwrite)
+    typer.echo(f"{summary.format} at {summary.root}: images {summary.images}, pairs {summary.pairs}, "
+               f"identities {summary.identities}")

@@ -1,0 +1,193 @@
+"""Readers of the small text formats shared by DeepFashion and Market-1501 (PATN / GFLA lineage):
+image lists (`*.lst`), pair CSVs (`from,to`), annotation CSVs (`name:keypoints_y:keypoints_x`), and the
+NTED/PIDM `*_pairs.txt` and `pose/*.txt` files. Each reader validates as it reads and logs every problem
+with its file and line into a ProblemLog instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from posebench.datasets.keypoints import Keypoints
+from posebench.datasets.names import PairKey, flat_name, stem
+from posebench.datasets.problems import ProblemLog
+
+NUM_OPENPOSE_JOINTS = 18
+
+
+def check_name(name: str, file: Path, line: int, log: ProblemLog) -> bool:
+    """A bare image file name: no directory parts, nothing that escapes the root."""
+    if not name:
+        log.error(file, line, "empty image name")
+        return False
+    if "/" in name or "\\" in name or name in {".", ".."} or name.startswith(".."):
+        log.error(file, line, f"image name {name!r} contains a path; names must be bare file names",
+                  "remove directory parts (and never '../')")
+        return False
+    return True
+
+
+def read_lst(path: Path, log: ProblemLog) -> list[str]:
+    """One image name per line (blank lines skipped); duplicates and bad names are logged."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(path.read_text().splitlines(), start=1):
+        name = raw.strip()
+        if not name:
+            continue
+        if not check_name(name, path, i, log):
+            continue
+        if name in seen:
+            log.error(path, i, f"duplicate name {name!r} (first on line {seen[name]})", "remove the repeat")
+            continue
+        seen[name] = i
+        names.append(name)
+    return names
+
+
+def read_pairs_csv(path: Path, log: ProblemLog) -> list[PairKey]:
+    """`from,to` CSV (source first). Self-pairs, duplicates and malformed rows are logged."""
+    lines = path.read_text().splitlines()
+    if not lines or [c.strip() for c in lines[0].split(",")] != ["from", "to"]:
+        log.error(path, 1, f"header must be 'from,to', got {lines[0]!r}" if lines else "file is empty",
+                  "this is the PATN/GFLA pair format: source first, target second")
+        return []
+    pairs: list[PairKey] = []
+    seen: dict[PairKey, int] = {}
+    for i, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
+            continue
+        cells = [c.strip() for c in raw.split(",")]
+        if len(cells) != 2:
+            log.error(path, i, f"expected 2 comma-separated names, got {len(cells)}: {raw!r}")
+            continue
+        if not (check_name(cells[0], path, i, log) and check_name(cells[1], path, i, log)):
+            continue
+        key = PairKey(cells[0], cells[1])
+        if key.source == key.target:
+            log.error(path, i, f"source and target are the same image {cells[0]!r}",
+                      "a pair needs two different images of one person")
+            continue
+        if key in seen:
+            log.error(path, i, f"duplicate pair {key} (first on line {seen[key]})")
+            continue
+        seen[key] = i
+        pairs.append(key)
+    return pairs
+
+
+def _parse_int_list(cell: str) -> list[int] | None:
+    try:
+        values = json.loads(cell)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        return None
+    return [int(round(v)) for v in values]
+
+
+def read_annotation_csv(path: Path, frame: tuple[int, int], log: ProblemLog) -> dict[str, Keypoints]:
+    """`name:keypoints_y:keypoints_x` (colon separated, Y LIST FIRST), 18 OpenPose joints, -1 = missing.
+
+    Returns OpenPose-18 Keypoints in `frame` keyed by image stem. A coordinate outside the frame (the
+    PATN x-40 shift leaves such joints unmarked) is treated as missing and logged as a warning.
+    """
+    lines = path.read_text().splitlines()
+    if not lines or [c.strip() for c in lines[0].split(":")] != ["name", "keypoints_y", "keypoints_x"]:
+        log.error(path, 1, f"header must be 'name:keypoints_y:keypoints_x', got {lines[0]!r}" if lines
+                  else "file is empty")
+        return {}
+    h, w = frame
+    out: dict[str, Keypoints] = {}
+    first_line: dict[str, int] = {}
+    for i, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
+            continue
+        cells = raw.split(":")
+        if len(cells) != 3:
+            log.error(path, i, f"expected 3 colon-separated fields, got {len(cells)}")
+            continue
+        name = cells[0].strip()
+        if not check_name(name, path, i, log):
+            continue
+        ys, xs = _parse_int_list(cells[1]), _parse_int_list(cells[2])
+        if ys is None or xs is None:
+            log.error(path, i, "keypoints must be lists of integers like [12, -1, ...]")
+            continue
+        if len(ys) != NUM_OPENPOSE_JOINTS or len(xs) != NUM_OPENPOSE_JOINTS:
+            log.error(path, i, f"expected {NUM_OPENPOSE_JOINTS} joints, got {len(ys)} y and {len(xs)} x values",
+                      "these files use the 18 OpenPose joints")
+            continue
+        key = stem(name)
+        if key in first_line:
+            log.error(path, i, f"duplicate annotation for {name!r} (first on line {first_line[key]})")
+            continue
+        first_line[key] = i
+        xy = np.array([xs, ys], dtype=np.float32).T
+        marked = (xy == -1).any(axis=1)
+        outside = ~marked & ((xy[:, 0] < 0) | (xy[:, 0] >= w) | (xy[:, 1] < 0) | (xy[:, 1] >= h))
+        if outside.any():
+            log.warning(path, i, f"{int(outside.sum())} joint(s) of {name!r} lie outside the {h}x{w} frame",
+                        "treated as missing")
+        out[key] = Keypoints.from_xy(xy, frame, "openpose18")
+    return out
+
+
+def read_pairs_txt(path: Path, log: ProblemLog) -> list[PairKey]:
+    """NTED/PIDM `*_pairs.txt`: `target,source[,source...]` per line (TARGET FIRST).
+
+    NTED/PIDM pick one source at random when several are listed, even at test time; posebench pins the
+    first listed source so the pairs are fixed, and logs a warning per multi-source line.
+    """
+    pairs: list[PairKey] = []
+    seen: set[PairKey] = set()
+    for i, raw in enumerate(path.read_text().splitlines(), start=1):
+        if not raw.strip():
+            continue
+        cells = [c.strip() for c in raw.split(",")]
+        if len(cells) < 2:
+            log.error(path, i, f"expected 'target,source[,source...]', got {raw!r}")
+            continue
+        try:  # the files hold img/... paths; posebench keys are the flattened names
+            names = [flat_name(c) if c.startswith(("img/", "img_highres/")) else c for c in cells]
+        except ValueError as exc:
+            log.error(path, i, str(exc))
+            continue
+        if any(not check_name(n, path, i, log) for n in names):
+            continue
+        if len(cells) > 2:
+            log.warning(path, i, f"{len(cells) - 1} sources listed; posebench pins the first",
+                        "NTED/PIDM choose one at random")
+        key = PairKey(names[1], names[0])
+        if key.source == key.target:
+            log.error(path, i, "source and target are the same image")
+            continue
+        if key not in seen:
+            seen.add(key)
+            pairs.append(key)
+    return pairs
+
+
+def read_pose_txt(path: Path, frame: tuple[int, int], log: ProblemLog) -> Keypoints | None:
+    """NTED/PIDM `pose/<path>.txt`: 18 rows of (x, y) (X FIRST), in the 256x256 low-res frame."""
+    try:
+        xy = np.loadtxt(path, dtype=np.float32, ndmin=2)
+    except ValueError as exc:
+        log.error(path, None, f"not a numeric 18x2 table ({exc})")
+        return None
+    if xy.shape != (NUM_OPENPOSE_JOINTS, 2):
+        log.error(path, None, f"expected 18 rows of (x, y), got shape {xy.shape}")
+        return None
+    return Keypoints.from_xy(xy, frame, "openpose18")
+
+
+def write_annotation_csv_rows(keypoints: dict[str, Keypoints]) -> str:
+    """The annotation CSV text for `keypoints` (the inverse of read_annotation_csv, for tests and synth)."""
+    rows = ["name:keypoints_y:keypoints_x"]
+    for name, kp in keypoints.items():
+        arr = np.rint(kp.to_array(-1)).astype(int)
+        rows.append(f"{name}:{json.dumps(arr[:, 1].tolist())}:{json.dumps(arr[:, 0].tolist())}")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,118 @@
+"""Human-Art (datasets.md §3): COCO-style `annotations/{training,validation}_humanart.json` with the extra
+fields (`description`, `category`, `keypoints_21`, ...), images under
+`images/{2D_virtual_human,3D_virtual_human,real_human}/<scenario>/<12 digits>.jpg`, 19 scenarios.
+Scenarios are keyed by directory name (the `category` field uses spaces instead of underscores).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from posebench.datasets import facts
+from posebench.datasets.index import DatasetIndex, SplitIndex, check_paths_inside_root
+from posebench.datasets.keypoints import Keypoints
+from posebench.datasets.problems import ProblemLog
+
+SPLIT_FILES = {"train": "training_humanart.json", "validation": "validation_humanart.json"}
+SCENARIO_BY_DIR = {d: (i, g) for i, d, g in facts.HUMANART_SCENARIOS}
+IMAGE_KEYS = ("file_name", "height", "width", "id")
+ANNOTATION_KEYS = ("keypoints", "image_id", "id", "bbox", "category_id", "iscrowd")
+
+
+def _rel_image_path(file_name: str) -> PurePosixPath:
+    p = PurePosixPath(file_name)
+    return PurePosixPath(*p.parts[1:]) if p.parts and p.parts[0] == "HumanArt" else p
+
+
+def read_annotation_json(path: Path, root: Path, log: ProblemLog) -> SplitIndex:
+    sp = SplitIndex()
+    sp.source_file["images"] = str(path)
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        log.error(path, getattr(exc, "lineno", None), f"malformed JSON ({exc})")
+        return sp
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
+            or not isinstance(data.get("annotations"), list):
+        log.error(path, None, "expected a COCO-style object with 'images' and 'annotations' lists")
+        return sp
+    frames: dict[int, tuple[str, tuple[int, int]]] = {}
+    for i, img in enumerate(data["images"]):
+        missing = [k for k in IMAGE_KEYS if k not in img]
+        if missing:
+            log.error(path, None, f"images[{i}] lacks {', '.join(missing)}")
+            continue
+        rel = _rel_image_path(str(img["file_name"]))
+        if ".." in rel.parts or rel.is_absolute():
+            log.error(path, None, f"images[{i}] file_name {img['file_name']!r} escapes the root")
+            continue
+        key = rel.stem
+        if img["id"] in frames:
+            log.error(path, None, f"images[{i}] repeats image id {img['id']}")
+            continue
+        scenario = rel.parts[-2] if len(rel.parts) >= 2 else ""
+        if scenario not in SCENARIO_BY_DIR:
+            log.error(path, None, f"images[{i}] {img['file_name']!r} is not under a known scenario folder",
+                      f"known: {', '.join(SCENARIO_BY_DIR)}")
+        elif int(img["id"]) // 10**12 != SCENARIO_BY_DIR[scenario][0]:
+            log.warning(path, None, f"image id {img['id']} does not encode scenario {scenario} "
+                        f"(expected {SCENARIO_BY_DIR[scenario][0]}·10^12 + n)")
+        key = f"{scenario}/{key}"
+        frames[img["id"]] = (key, (int(img["height"]), int(img["width"])))
+        sp.images[key] = root / rel
+        sp.groups[key] = scenario
+        sp.keypoints[key] = []
+    seen_ann: set[int] = set()
+    for i, ann in enumerate(data["annotations"]):
+        missing = [k for k in ANNOTATION_KEYS if k not in ann]
+        if missing:
+            log.error(path, None, f"annotations[{i}] lacks {', '.join(missing)}")
+            continue
+        if ann["id"] in seen_ann:
+            log.error(path, None, f"annotations[{i}] repeats annotation id {ann['id']}")
+            continue
+        seen_ann.add(ann["id"])
+        if ann["image_id"] not in frames:
+            log.error(path, None, f"annotations[{i}] refers to unknown image id {ann['image_id']}")
+            continue
+        kps = np.asarray(ann["keypoints"], dtype=np.float64)
+        if kps.shape != (51,) or not np.isfinite(kps).all():
+            log.error(path, None, f"annotations[{i}] keypoints must be 17 x (x, y, v) finite numbers, "
+                      f"got {kps.size} values")
+            continue
+        if "keypoints_21" in ann and np.asarray(ann["keypoints_21"]).size != 63:
+            log.error(path, None, f"annotations[{i}] keypoints_21 must have 21 x 3 values")
+        key, frame = frames[ann["image_id"]]
+        kps = kps.reshape(17, 3)
+        sp.keypoints[key].append(Keypoints(kps[:, :2], kps[:, 2] > 0, frame, "coco17"))
+    return sp
+
+
+def load_index(root: Path, log: ProblemLog) -> DatasetIndex:
+    out: dict[str, SplitIndex] = {}
+    for split, fname in SPLIT_FILES.items():
+        path = root / "annotations" / fname
+        if not path.is_file():
+            log.error(path, None, f"missing {fname}", "Human-Art annotations belong in <root>/annotations/")
+            continue
+        sp = read_annotation_json(path, root, log)
+        check_paths_inside_root(root, sp, split, log)
+        out[split] = sp
+    return DatasetIndex("humanart", "coco", root, out)
+
+
+def check_facts(index: DatasetIndex, log: ProblemLog) -> None:
+    sp = index.splits.get("validation")
+    if sp is None:
+        return
+    per = Counter(sp.groups.values())
+    expected = facts.HUMANART["validation"]["images_per_scenario"]
+    for _, scenario, _ in facts.HUMANART_SCENARIOS:
+        if per.get(scenario, 0) != expected:
+            log.error(sp.source_file["images"], None,
+                      f"validation scenario {scenario}: {per.get(scenario, 0)} images, the protocol pins {expected}",
+                      "this is not the standard Human-Art validation split")
