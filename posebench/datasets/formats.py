@@ -20,6 +20,8 @@ NUM_OPENPOSE_JOINTS = 18
 
 def check_name(name: str, file: Path, line: int, log: ProblemLog) -> bool:
     """A bare image file name: no directory parts, nothing that escapes the root."""
+    if name and name[0] != "." and "/" not in name and "\\" not in name:
+        return True  # the common case, decided without further work
     if not name:
         log.error(file, line, "empty image name")
         return False
@@ -57,16 +59,20 @@ def read_pairs_csv(path: Path, log: ProblemLog) -> list[PairKey]:
         return []
     pairs: list[PairKey] = []
     seen: dict[PairKey, int] = {}
+    stems: dict[str, str] = {}  # each image occurs in many pairs: strip its suffix once
     for i, raw in enumerate(lines[1:], start=2):
         if not raw.strip():
             continue
-        cells = [c.strip() for c in raw.split(",")]
+        cells = raw.split(",")
         if len(cells) != 2:
             log.error(path, i, f"expected 2 comma-separated names, got {len(cells)}: {raw!r}")
             continue
-        if not (check_name(cells[0], path, i, log) and check_name(cells[1], path, i, log)):
+        a, b = cells[0].strip(), cells[1].strip()
+        if not (check_name(a, path, i, log) and check_name(b, path, i, log)):
             continue
-        key = PairKey(cells[0], cells[1])
+        sa = stems.get(a) or stems.setdefault(a, stem(a))
+        sb = stems.get(b) or stems.setdefault(b, stem(b))
+        key = PairKey(sa, sb)
         if key.source == key.target:
             log.error(path, i, f"source and target are the same image {cells[0]!r}",
                       "a pair needs two different images of one person")
@@ -89,6 +95,18 @@ def _parse_int_list(cell: str) -> list[int] | None:
     return [int(round(v)) for v in values]
 
 
+def _parse_rows_bulk(cells: list[str]) -> np.ndarray | None:
+    """All `[a, b, ...]` cells as one (rows, 18) array in a single conversion, or None if any cell is not
+    a clean list of 18 integers (then the caller re-parses row by row to report exact lines)."""
+    try:
+        if not all(c.startswith("[") and c.endswith("]") and c.count(",") == NUM_OPENPOSE_JOINTS - 1 for c in cells):
+            return None
+        flat = ",".join(c[1:-1] for c in cells).split(",")
+        return np.array(flat, dtype=np.int64).reshape(len(cells), NUM_OPENPOSE_JOINTS)
+    except ValueError:
+        return None
+
+
 def read_annotation_csv(path: Path, frame: tuple[int, int], log: ProblemLog) -> dict[str, Keypoints]:
     """`name:keypoints_y:keypoints_x` (colon separated, Y LIST FIRST), 18 OpenPose joints, -1 = missing.
 
@@ -101,7 +119,7 @@ def read_annotation_csv(path: Path, frame: tuple[int, int], log: ProblemLog) -> 
                   else "file is empty")
         return {}
     h, w = frame
-    out: dict[str, Keypoints] = {}
+    rows: list[tuple[int, str, str, str]] = []  # (line, name, y cell, x cell)
     first_line: dict[str, int] = {}
     for i, raw in enumerate(lines[1:], start=2):
         if not raw.strip():
@@ -113,26 +131,45 @@ def read_annotation_csv(path: Path, frame: tuple[int, int], log: ProblemLog) -> 
         name = cells[0].strip()
         if not check_name(name, path, i, log):
             continue
-        ys, xs = _parse_int_list(cells[1]), _parse_int_list(cells[2])
-        if ys is None or xs is None:
-            log.error(path, i, "keypoints must be lists of integers like [12, -1, ...]")
-            continue
-        if len(ys) != NUM_OPENPOSE_JOINTS or len(xs) != NUM_OPENPOSE_JOINTS:
-            log.error(path, i, f"expected {NUM_OPENPOSE_JOINTS} joints, got {len(ys)} y and {len(xs)} x values",
-                      "these files use the 18 OpenPose joints")
-            continue
         key = stem(name)
         if key in first_line:
             log.error(path, i, f"duplicate annotation for {name!r} (first on line {first_line[key]})")
             continue
         first_line[key] = i
-        xy = np.array([xs, ys], dtype=np.float32).T
-        marked = (xy == -1).any(axis=1)
-        outside = ~marked & ((xy[:, 0] < 0) | (xy[:, 0] >= w) | (xy[:, 1] < 0) | (xy[:, 1] >= h))
-        if outside.any():
-            log.warning(path, i, f"{int(outside.sum())} joint(s) of {name!r} lie outside the {h}x{w} frame",
+        rows.append((i, key, cells[1].replace(" ", ""), cells[2].replace(" ", "")))
+
+    ys = _parse_rows_bulk([r[2] for r in rows])
+    xs = _parse_rows_bulk([r[3] for r in rows]) if ys is not None else None
+    if ys is None or xs is None:  # slow path: find and report the bad rows
+        good, ys_l, xs_l = [], [], []
+        for row in rows:
+            y, x = _parse_int_list(row[2]), _parse_int_list(row[3])
+            if y is None or x is None:
+                log.error(path, row[0], "keypoints must be lists of integers like [12, -1, ...]")
+            elif len(y) != NUM_OPENPOSE_JOINTS or len(x) != NUM_OPENPOSE_JOINTS:
+                log.error(path, row[0], f"expected {NUM_OPENPOSE_JOINTS} joints, got {len(y)} y and {len(x)} x "
+                          "values", "these files use the 18 OpenPose joints")
+            else:
+                good.append(row)
+                ys_l.append(y)
+                xs_l.append(x)
+        rows = good
+        ys = np.array(ys_l, dtype=np.int64).reshape(-1, NUM_OPENPOSE_JOINTS)
+        xs = np.array(xs_l, dtype=np.int64).reshape(-1, NUM_OPENPOSE_JOINTS)
+
+    # Visibility for every row at once: not marked -1 and inside the frame.
+    xy = np.stack([xs, ys], axis=-1).astype(np.float32)  # (rows, 18, 2) as (x, y)
+    marked = (xs == -1) | (ys == -1)
+    inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    visible = ~marked & inside
+    outside = ~marked & ~inside
+    xy[~visible] = np.nan
+    out: dict[str, Keypoints] = {}
+    for r, (line, key, _, _) in enumerate(rows):
+        if outside[r].any():
+            log.warning(path, line, f"{int(outside[r].sum())} joint(s) of {key!r} lie outside the {h}x{w} frame",
                         "treated as missing")
-        out[key] = Keypoints.from_xy(xy, frame, "openpose18")
+        out[key] = Keypoints._trusted(xy[r], visible[r], (int(h), int(w)), "openpose18")
     return out
 
 
@@ -161,7 +198,7 @@ def read_pairs_txt(path: Path, log: ProblemLog) -> list[PairKey]:
         if len(cells) > 2:
             log.warning(path, i, f"{len(cells) - 1} sources listed; posebench pins the first",
                         "NTED/PIDM choose one at random")
-        key = PairKey(names[1], names[0])
+        key = PairKey.of(names[1], names[0])
         if key.source == key.target:
             log.error(path, i, "source and target are the same image")
             continue

@@ -6,6 +6,7 @@ shared by every dataset live here.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,19 @@ class DatasetIndex:
 
 
 def check_paths_inside_root(root: Path, split: SplitIndex, name: str, log: ProblemLog) -> None:
-    """Image paths must resolve inside the root (no `../` or links that escape it)."""
+    """Image folders must resolve inside the root (no `../` or folder links that escape it).
+
+    Names are already checked to be bare, so resolving each distinct folder once suffices here; links of
+    single files are followed when the images are decoded (`check_images_readable`).
+    """
     real_root = root.resolve()
+    resolved: dict[str, bool] = {}
     for key, path in split.images.items():
-        try:
-            path.resolve().relative_to(real_root)
-        except ValueError:
+        parent = os.path.dirname(path)
+        if parent not in resolved:
+            real = Path(parent).resolve()
+            resolved[parent] = real == real_root or real_root in real.parents
+        if not resolved[parent]:
             log.error(path, None, f"image {key!r} of split {name!r} resolves outside the root {root}",
                       "keep every image inside the dataset root")
 
@@ -93,8 +101,13 @@ def check_images_readable(index: DatasetIndex, log: ProblemLog, progress: bool =
         bar_ctx = Progress()
         bar_ctx.start()
         task = bar_ctx.add_task("decoding images", total=len(items))
+    real_root = index.root.resolve()
     try:
         for split_name, key, path in items:
+            if path.is_symlink() and real_root not in path.resolve().parents:
+                log.error(path, None, f"image {key!r} is a link to a file outside the root {index.root}",
+                          "keep every image inside the dataset root")
+                continue
             try:
                 with Image.open(path) as im:
                     im.load()

@@ -111,6 +111,17 @@ class Keypoints:
         vis &= (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
         return cls(xy, vis, frame, format)
 
+    @classmethod
+    def _trusted(cls, xy: np.ndarray, visible: np.ndarray, frame: tuple[int, int], format: FormatName) -> Keypoints:
+        """Skip validation for arrays a reader has already checked in bulk (float32 xy with NaN where
+        invisible, bool visible of the right shape): reading 50k annotations stays fast."""
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "xy", xy)
+        object.__setattr__(obj, "visible", visible)
+        object.__setattr__(obj, "frame", frame)
+        object.__setattr__(obj, "format", format)
+        return obj
+
     @property
     def num_joints(self) -> int:
         return len(self.visible)

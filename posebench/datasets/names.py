@@ -12,18 +12,19 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import NamedTuple
 
 from posebench.errors import PosebenchError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_SUFFIX_SET = frozenset(IMAGE_SUFFIXES)
 
 
 def stem(name: str) -> str:
     """`fashionX_1front.jpg` -> `fashionX_1front` (only known image suffixes are removed)."""
-    low = name.lower()
-    for suffix in IMAGE_SUFFIXES:
-        if low.endswith(suffix):
-            return name[: -len(suffix)]
+    dot = name.rfind(".")
+    if dot > 0 and name[dot:].lower() in _SUFFIX_SET:
+        return name[:dot]
     return name
 
 
@@ -108,16 +109,19 @@ def parse_market(name: str) -> MarketName:
 # ---------------------------------------------------------------------------------------------- pair keys
 
 
-@dataclass(frozen=True, order=True)
-class PairKey:
-    """A (source, target) pair of image stems: the one naming convention inside posebench."""
+class PairKey(NamedTuple):
+    """A (source, target) pair of image stems: the one naming convention inside posebench.
+
+    A plain tuple, so hundreds of thousands of pairs hash and sort fast; build it from file names with
+    `PairKey.of`, which strips the image suffixes.
+    """
 
     source: str
     target: str
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "source", stem(self.source))
-        object.__setattr__(self, "target", stem(self.target))
+    @classmethod
+    def of(cls, source: str, target: str) -> PairKey:
+        return cls(stem(source), stem(target))
 
     @property
     def filename(self) -> str:

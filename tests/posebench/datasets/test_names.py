@@ -104,4 +104,4 @@ def test_unknown_names_and_scheme():
 def test_ground_truth_names_and_pair_filename():
     assert parse_ground_truth_name("deepfashionMENDenimid0000008001_1front.png") == "fashionMENDenimid0000008001_1front"
     assert parse_ground_truth_name("fashionMENDenimid0000008001_1front.jpg") == "fashionMENDenimid0000008001_1front"
-    assert PairKey("a.jpg", "b.png").filename == "a__b.png"
+    assert PairKey.of("a.jpg", "b.png").filename == "a__b.png"
