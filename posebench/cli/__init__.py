@@ -68,11 +68,14 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import data, doctor, weights
+    from posebench.cli import data, doctor, evaluate, protocols, weights
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
     app.add_typer(data.app, name="data")
+    app.add_typer(protocols.protocols_app, name="protocols")
+    app.add_typer(protocols.profiles_app, name="profiles")
+    app.command("eval")(evaluate.eval_)
 
 
 _register()

@@ -1,0 +1,66 @@
+"""`posebench eval`: score generated images (thin layer over posebench.evaluate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def eval_(
+    protocol: Annotated[str, typer.Option(help="See `posebench protocols ls`.")],
+    root: Annotated[Path, typer.Option(help="Dataset root (your copy).", file_okay=False)],
+    pred: Annotated[Path, typer.Option(help="Folder of generated images, one per test pair.", file_okay=False)],
+    out: Annotated[Path, typer.Option(help="Results JSON to write (a per-image CSV goes beside it).")] = Path(
+        "results.json"),
+    profile: Annotated[str | None, typer.Option(help="Metric profile (default: the protocol's).")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Comma list, e.g. fid,kid,ssim,lpips,psnr.")] = None,
+    fid_weights: Annotated[Path | None, typer.Option(help="Inception weights file instead of the registry's.")] = None,
+    lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS backbone weights file.")] = None,
+    scheme: Annotated[str | None, typer.Option(help="Naming scheme: posebench|patn|gfla|nted|pidm|pcdms.")] = None,
+    allow_missing: Annotated[bool, typer.Option(help="Score a subset when pairs are missing.")] = False,
+    allow_lossy: Annotated[bool, typer.Option(help="Accept JPEG predictions (flagged).")] = False,
+    best_of: Annotated[int, typer.Option(help="Declare best-of-N sampling (recorded).")] = 1,
+    oracle_selection: Annotated[bool, typer.Option(help="Declare that selection looked at the ground truth.")] = False,
+    test_fid: Annotated[bool, typer.Option(help="Also FID/KID against the test ground truth.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute real-set statistics.")] = False,
+    real_limit: Annotated[int | None, typer.Option(help="Cap the real set (development; non-canonical).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
+) -> None:
+    """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile."""
+    from posebench.evaluate import EvalConfig, evaluate
+
+    cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile,
+                     metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
+                     fid_weights=fid_weights, lpips_weights=lpips_weights, scheme=scheme,
+                     allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of,
+                     oracle_selection=oracle_selection, test_fid=test_fid, batch_size=batch_size, device=device,
+                     use_cache=not no_cache, real_limit=real_limit)
+    if dry_run:
+        typer.echo(json.dumps(cfg.to_json(), indent=1))
+        raise typer.Exit()
+    result = evaluate(cfg)
+    _print(result, out)
+
+
+def _print(result: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    title = f"{result['protocol']['name']} · {result['profile']['name']}@{result['profile']['version']}"
+    table = Table(title=title)
+    for col in ("metric", "value", "± se", "n"):
+        table.add_column(col)
+    for name, m in result["metrics"].items():
+        arrow = "↑" if m["higher_is_better"] else "↓"
+        se = "" if m["stderr"] is None else f"{m['stderr']:.4f}"
+        table.add_row(f"{name} {arrow}", f"{m['value']:.4f}", se, str(m["n"]))
+    console.print(table)
+    for w in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"results: {out}")

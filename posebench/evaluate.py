@@ -1,0 +1,458 @@
+"""`posebench eval`: score a folder of generated images against a protocol with a metric profile.
+
+One streaming pass: each generated and ground-truth image is decoded once, brought to each metric's size
+by the profile's resize chain (cached per chain within a batch), and every metric is computed from those
+arrays. Per-image values are kept; FID/KID features accumulate in float64. The FID real set's statistics
+are cached by content-derived keys (real_stats.py). Results are written atomically.
+
+Orchestration: this module chains datasets, metrics and results; nothing below it imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posebench._version import __version__
+from posebench.datasets.index import DatasetIndex
+from posebench.datasets.names import IMAGE_SUFFIXES, PairKey, parse_generated_name
+from posebench.datasets.problems import ProblemLog
+from posebench.errors import PosebenchError
+from posebench.images import LOSSY_SUFFIXES, apply_chain, read_rgb
+from posebench.protocols import Profile, Protocol, get_profile, get_protocol
+from posebench.results.schema import HIGHER_IS_BETTER, write_results
+from posebench.utils.io import atomic_write_text, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    protocol: str
+    root: Path
+    pred: Path
+    out: Path
+    profile: str | None = None
+    metrics: tuple[str, ...] | None = None
+    fid_weights: Path | None = None
+    lpips_weights: Path | None = None
+    scheme: str | None = None
+    allow_missing: bool = False
+    allow_lossy: bool = False
+    best_of: int = 1
+    oracle_selection: bool = False
+    test_fid: bool = False
+    batch_size: int = 16
+    device: str = "cpu"
+    use_cache: bool = True
+    progress: bool = True
+    real_limit: int | None = None  # cap the real set (development runs; recorded and non-canonical)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class _Prepared:
+    protocol: Protocol
+    profile: Profile
+    index: DatasetIndex
+    pairs: list[PairKey]
+    files: dict[PairKey, Path]
+    scheme: str
+    metrics: tuple[str, ...]
+    warnings: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    non_canonical: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- matching
+
+
+def _list_predictions(pred: Path) -> list[Path]:
+    if not pred.is_dir():
+        raise PosebenchError(f"--pred {pred} is not a folder of generated images")
+    files = sorted(p for p in pred.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise PosebenchError(f"{pred} holds no images ({', '.join(IMAGE_SUFFIXES)}); generate them first")
+    return files
+
+
+def match_predictions(files: Sequence[Path], pairs: Sequence[PairKey], known: set[str], scheme: str | None,
+                      allow_missing: bool) -> tuple[dict[PairKey, Path], str, list[str]]:
+    """Map generated files to protocol pairs. Unparseable, duplicate, extra and missing files are errors
+    (listed together); with allow_missing, missing pairs are reported instead."""
+    problems: list[str] = []
+    found: dict[PairKey, Path] = {}
+    schemes: set[str] = set()
+    pair_set = set(pairs)
+    for f in files:
+        try:
+            used, key = parse_generated_name(f.name, scheme=scheme, known=known)
+        except ValueError as exc:
+            problems.append(f"{f}: {exc}")
+            continue
+        schemes.add(used)
+        if key in found:
+            problems.append(f"{f}: duplicate of {found[key].name} (both are pair {key})")
+        elif key not in pair_set:
+            problems.append(f"{f}: pair {key} is not in the protocol's split (extra file)")
+        else:
+            found[key] = f
+    missing = [p for p in pairs if p not in found]
+    notes: list[str] = []
+    if missing and not allow_missing:
+        shown = ", ".join(p.filename for p in missing[:5])
+        problems.append(f"{len(missing)} of {len(pairs)} pairs have no generated image (e.g. {shown}); generate "
+                        "them or pass --allow-missing to score the rest (then counts are reported)")
+    elif missing:
+        notes.append(f"{len(missing)} of {len(pairs)} pairs have no generated image and were not scored")
+    if len(schemes) > 1:
+        problems.append(f"the folder mixes naming schemes {sorted(schemes)}; use one")
+    if problems:
+        head = "\n  ".join(problems[:30])
+        more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
+        raise PosebenchError(f"cannot match generated images to pairs:\n  {head}{more}")
+    return found, (schemes.pop() if schemes else scheme or "posebench"), notes
+
+
+def prepare(cfg: EvalConfig) -> _Prepared:
+    from posebench.datasets import manifest
+
+    protocol = get_protocol(cfg.protocol)
+    profile = get_profile(cfg.profile or protocol.default_profile)
+    if profile.name not in protocol.profiles and not (cfg.profile or "").endswith((".yaml", ".yml")):
+        raise PosebenchError(f"profile {profile.name!r} does not apply to {protocol.name}; "
+                             f"choose one of {', '.join(protocol.profiles)}")
+    wanted = cfg.metrics or protocol.metrics
+    unknown = [m for m in wanted if m not in HIGHER_IS_BETTER]
+    if unknown:
+        raise PosebenchError(f"unknown metrics {unknown}; choose from {', '.join(HIGHER_IS_BETTER)}")
+    metrics = tuple(m for m in wanted if m in profile.metrics)
+    log_ = ProblemLog()
+    index = manifest.load(protocol.dataset, cfg.root, log_)
+    log_.raise_if_errors(f"{protocol.dataset} root {cfg.root}")
+    if protocol.split not in index.splits:
+        raise PosebenchError(f"{cfg.root} has no {protocol.split!r} split")
+    split = index.splits[protocol.split]
+    pairs = sorted(split.pairs)
+    prep = _Prepared(protocol, profile, index, pairs, {}, "", metrics)
+    if "pairs" in protocol.pinned and len(pairs) != protocol.pinned["pairs"]:
+        prep.non_canonical.append(f"{len(pairs):,} pairs in the root, the protocol pins {protocol.pinned['pairs']:,}")
+    real = protocol.real_sets[0]
+    if "real_images" in protocol.pinned and real in index.splits:
+        n_real = len(index.splits[real].images)
+        if n_real != protocol.pinned["real_images"]:
+            prep.non_canonical.append(f"{n_real:,} FID real-set images, the protocol pins "
+                                      f"{protocol.pinned['real_images']:,}")
+    if cfg.real_limit is not None:
+        prep.non_canonical.append(f"real set capped at {cfg.real_limit} images (--real-limit)")
+
+    files = _list_predictions(cfg.pred)
+    prep.files, prep.scheme, notes = match_predictions(files, pairs, set(split.images), cfg.scheme,
+                                                       cfg.allow_missing)
+    prep.warnings += notes
+    if len(prep.files) < len(pairs):
+        prep.non_canonical.append(f"only {len(prep.files)} of {len(pairs)} pairs scored")
+    lossy = [f for f in prep.files.values() if f.suffix.lower() in LOSSY_SUFFIXES]
+    if lossy and not cfg.allow_lossy:
+        raise PosebenchError(f"{len(lossy)} generated images are lossy ({lossy[0].name}, ...): JPEG changes the "
+                             "pixels metrics see. Save PNG, or pass --allow-lossy (recorded in the results)")
+    if lossy:
+        prep.flags.append("lossy_inputs")
+    if cfg.best_of > 1:
+        prep.flags.append(f"best_of_{cfg.best_of}")
+    if cfg.oracle_selection:
+        prep.flags.append("oracle_selection")
+        prep.non_canonical.append("samples were selected with the ground truth (oracle selection)")
+    for reason in prep.non_canonical:
+        prep.warnings.append(f"non-canonical: {reason}; not comparable with leaderboard rows")
+    return prep
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+class _Scorer:
+    """Per-image metrics and feature accumulation for one profile."""
+
+    def __init__(self, prep: _Prepared, cfg: EvalConfig) -> None:
+        import torch
+
+        self.torch = torch
+        self.prep = prep
+        self.cfg = cfg
+        res = prep.protocol.resolution
+        self.chains = {m: [s.resolve(res) for s in prep.profile.chain(m)] for m in prep.metrics}
+        self.per_image: dict[str, list[float]] = {}
+        self.extractor = None
+        self.lpips = None
+        self.gen_stats = None
+        prof = prep.profile.metrics
+        if "fid" in prep.metrics or "kid" in prep.metrics:
+            from posebench.metrics.features import build_extractor
+            from posebench.metrics.stats import FeatureStats
+
+            spec = prof["fid"]
+            weights = cfg.fid_weights
+            self.extractor = build_extractor(spec["extractor"], weights=weights, device=cfg.device)
+            self.gen_stats = FeatureStats(keep_features="kid" in prep.metrics)
+            self.gen_features: list[np.ndarray] = []
+        if "lpips" in prep.metrics:
+            from posebench.metrics.lpips_net import build_lpips
+
+            spec = prof["lpips"]
+            self.lpips = build_lpips(spec["net"], spec["version"], weights=cfg.lpips_weights, device=cfg.device)
+
+    def fid_chain(self) -> list[tuple[str, tuple[int, int]]]:
+        return self.chains.get("fid") or self.chains["kid"]
+
+    def features(self, images: list[np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(self.cfg.device)
+        with torch.inference_mode():
+            return self.extractor(x).double().cpu().numpy()
+
+    def score_batch(self, preds: list[np.ndarray], gts: list[np.ndarray], names: list[PairKey]) -> None:
+        from posebench.metrics.functional.psnr import psnr
+        from posebench.metrics.functional.ssim import legacy_data_range, ssim_gaussian, ssim_uniform
+
+        torch = self.torch
+        prof = self.prep.profile.metrics
+        variants: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+        def at(metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+            chain = tuple(self.chains[metric])
+            if chain not in variants:
+                variants[chain] = (np.stack([self._pred_at(p, list(chain), n) for p, n in zip(preds, names,
+                                                                                            strict=True)]),
+                                   np.stack([apply_chain(g, list(chain)) for g in gts]))
+            p, g = variants[chain]
+            return (torch.from_numpy(p).permute(0, 3, 1, 2).double(), torch.from_numpy(g).permute(0, 3, 1, 2).double())
+
+        if "ssim" in self.prep.metrics:
+            p255, g255 = at("ssim")
+            for vname, v in prof["ssim"]["variants"].items():
+                if v["window"] == "gaussian":
+                    dr = legacy_data_range(p255) if v["data_range"] == "prediction" else float(v["data_range"])
+                    vals = ssim_gaussian(p255, g255, sigma=float(v.get("sigma", 1.5)), data_range=dr)
+                else:
+                    p1, g1 = p255 / 255.0, g255 / 255.0
+                    dr = legacy_data_range(p1) if v["data_range"] == "prediction" else float(v["data_range"])
+                    vals = ssim_uniform(p1, g1, win_size=int(v.get("win_size", 51)), data_range=dr)
+                key = "ssim" if vname == prof["ssim"]["reported"] else vname
+                self.per_image.setdefault(key, []).extend(vals.tolist())
+        if "psnr" in self.prep.metrics:
+            p255, g255 = at("psnr")
+            vals = psnr(p255, g255, data_range=float(prof["psnr"]["data_range"]))
+            self.per_image.setdefault("psnr", []).extend(vals.tolist())
+        if self.lpips is not None:
+            p255, g255 = at("lpips")
+            dev = self.cfg.device
+            with torch.inference_mode():
+                vals = self.lpips((p255 / 255.0).float().to(dev), (g255 / 255.0).float().to(dev),
+                                  input_range=prof["lpips"]["input_range"])
+            self.per_image.setdefault("lpips", []).extend(vals.double().cpu().tolist())
+        if self.extractor is not None:
+            chain = self.fid_chain()
+            imgs = [self._pred_at(p, chain, n) for p, n in zip(preds, names, strict=True)]
+            self.gen_features.append(self.features(imgs))
+
+    def _pred_at(self, img: np.ndarray, chain: list[tuple[str, tuple[int, int]]], name: PairKey) -> np.ndarray:
+        target = chain[-1][1]
+        if img.shape[:2] == target:
+            return img
+        if not self.prep.profile.resize_predictions:
+            raise PosebenchError(
+                f"generated image for {name} is {img.shape[0]}x{img.shape[1]}, the protocol needs "
+                f"{target[0]}x{target[1]}; profile {self.prep.profile.name} does not resize predictions. "
+                "Generate at the protocol resolution (or use a legacy profile that reproduces a resize)")
+        self.prep_resized = True
+        return apply_chain(img, chain)
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def _sha_of_files(files: Sequence[Path]) -> str:
+    lines = sorted(f"{f.name} {sha256_file(f)}" for f in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _mean_stderr(values: list[float]) -> tuple[float, float | None, int]:
+    arr = np.asarray(values, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    n = len(arr)
+    if n == 0:
+        return math.nan, None, 0
+    if len(finite) < n:  # PSNR of identical images is +inf: the mean is inf too, reported as such
+        return float(arr.mean()), None, n
+    se = float(finite.std(ddof=1) / math.sqrt(n)) if n > 1 else None
+    return float(finite.mean()), se, n
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run an evaluation and write `cfg.out` (+ a per-image CSV beside it). Returns the results dict."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from posebench.env import versions
+    from posebench.real_stats import real_set_stats
+
+    t0 = time.perf_counter()
+    prep = prepare(cfg)
+    scorer = _Scorer(prep, cfg)
+    scorer.prep_resized = False
+    split = prep.index.splits[prep.protocol.split]
+    keys = [p for p in prep.pairs if p in prep.files]
+    prof = prep.profile.metrics
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not cfg.progress) as bar:
+        task = bar.add_task("scoring pairs", total=len(keys))
+        for lo in range(0, len(keys), cfg.batch_size):
+            batch = keys[lo:lo + cfg.batch_size]
+            preds = [read_rgb(prep.files[k]) for k in batch]
+            gts = [read_rgb(split.images[k.target]) for k in batch]
+            scorer.score_batch(preds, gts, batch)
+            bar.advance(task, len(batch))
+
+        metrics_out: dict[str, Any] = {}
+        for name, values in scorer.per_image.items():
+            spec_name = "ssim" if name.startswith("ssim") else name
+            drop = prof.get(spec_name, {}).get("drop_last", False)
+            bs = prof.get(spec_name, {}).get("batch_size", len(values))
+            used = values[: (len(values) // bs) * bs] if drop else values
+            mean, se, n = _mean_stderr(used)
+            metrics_out[name] = {"value": mean, "stderr": se, "higher_is_better": HIGHER_IS_BETTER.get(spec_name, True),
+                                 "n": n, "details": {"dropped": len(values) - len(used)}}
+
+        real_meta: dict[str, Any] = {}
+        if scorer.extractor is not None:
+            from posebench.metrics.functional.frechet import frechet_distance
+            from posebench.metrics.functional.kid import kid
+            from posebench.metrics.stats import FeatureStats
+
+            spec = prof["fid"]
+            feats = np.concatenate(scorer.gen_features) if scorer.gen_features else np.zeros((0, 2048))
+            n_gen = (len(feats) // spec["batch_size"]) * spec["batch_size"] if spec.get("drop_last") else len(feats)
+            if n_gen < 2:
+                raise PosebenchError(f"FID needs at least 2 generated images after drop-last; got {n_gen}")
+            gen = FeatureStats(keep_features="kid" in prep.metrics)
+            gen.update(feats[:n_gen])
+            chain = scorer.fid_chain()
+            for real_name in prep.protocol.real_sets[: 2 if cfg.test_fid else 1]:
+                rsplit = prep.index.splits.get(real_name)
+                if rsplit is None:
+                    raise PosebenchError(f"the FID real set {real_name!r} is not in {cfg.root}")
+                paths = [rsplit.images[k] for k in sorted(rsplit.images)]
+                if cfg.real_limit is not None:
+                    paths = paths[: cfg.real_limit]
+                key_parts = {
+                    "profile": [prep.profile.name, prep.profile.version, prep.profile.sha256],
+                    "extractor": [scorer.extractor.name, scorer.extractor.version, scorer.extractor.weights_sha256],
+                    "chain": chain, "dataset": prep.protocol.dataset, "split": real_name,
+                    "names": hashlib.sha256("\n".join(p.name for p in paths).encode()).hexdigest(),
+                    "bytes": sum(p.stat().st_size for p in paths), "drop_last": bool(spec.get("drop_last")),
+                    "batch_size": int(spec["batch_size"]),
+                }
+                stats_name = f"{prep.protocol.name}-v{prep.protocol.version}__{prep.profile.name}-v" \
+                             f"{prep.profile.version}__{scorer.extractor.name}__{real_name}"
+                real, meta = real_set_stats(
+                    stats_name, key_parts, paths,
+                    lambda batch: scorer.features([apply_chain(read_rgb(p), chain) for p in batch]),
+                    batch_size=int(spec["batch_size"]), drop_last=bool(spec.get("drop_last")),
+                    keep_features="kid" in prep.metrics, progress=bar if cfg.progress else None,
+                    use_cache=cfg.use_cache)
+                real_meta[real_name] = meta
+                suffix = "" if real_name == prep.protocol.real_sets[0] else f"_{real_name}"
+                if "fid" in prep.metrics:
+                    value = frechet_distance(gen.mean(), gen.cov(), real.mean(), real.cov())
+                    metrics_out["fid" + suffix] = {"value": value, "stderr": None, "higher_is_better": False,
+                                                   "n": n_gen, "details": {"real_set": real_name, "real_n": meta["n"],
+                                                                           "dropped": len(feats) - n_gen,
+                                                                           "real_dropped": meta["dropped"]}}
+                if "kid" in prep.metrics:
+                    kspec = prof.get("kid", {"subsets": 100, "subset_size": 1000, "seed": 0})
+                    mean, std = kid(gen.features(), real.features(), num_subsets=int(kspec["subsets"]),
+                                    max_subset_size=int(kspec["subset_size"]),
+                                    rng=np.random.RandomState(int(kspec["seed"])))
+                    metrics_out["kid" + suffix] = {"value": mean, "stderr": std, "higher_is_better": False,
+                                                   "n": n_gen, "details": {"real_set": real_name,
+                                                                           "real_n": meta["n"], "std": std}}
+
+    if scorer.prep_resized:
+        prep.warnings.append("generated images were resized to the metric size (profile resize chain)")
+    elapsed = time.perf_counter() - t0
+    sizes: dict[str, int] = {}
+    for f in prep.files.values():
+        from PIL import Image
+
+        with Image.open(f) as im:
+            sizes[f"{im.height}x{im.width}"] = sizes.get(f"{im.height}x{im.width}", 0) + 1
+    per_image_file = cfg.out.with_suffix(".per_image.csv")
+    result = {
+        "schema_version": 1,
+        "posebench": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "canonical": not prep.non_canonical,
+        "non_canonical_reasons": prep.non_canonical,
+        "protocol": {"name": prep.protocol.name, "version": prep.protocol.version, "sha256": prep.protocol.sha256},
+        "profile": {"name": prep.profile.name, "version": prep.profile.version, "sha256": prep.profile.sha256},
+        "dataset": {
+            "name": prep.protocol.dataset, "layout": prep.index.layout, "split": prep.protocol.split,
+            "pairs": len(prep.pairs), "pairs_sha256": _pairs_sha(prep.pairs),
+            "real_sets": real_meta,
+        },
+        "predictions": {"dir": str(cfg.pred), "count": len(prep.files), "scheme": prep.scheme,
+                        "images_sha256": _sha_of_files(list(prep.files.values())),
+                        "lossy": "lossy_inputs" in prep.flags, "sizes": sizes, "resized": scorer.prep_resized},
+        "flags": prep.flags,
+        "declared": {"best_of": cfg.best_of, "oracle_selection": cfg.oracle_selection},
+        "metrics": metrics_out,
+        "per_image_file": per_image_file.name,
+        "warnings": prep.warnings,
+        "env": {**versions(), "extractor": _extractor_env(scorer), "lpips": _lpips_env(scorer),
+                "device": cfg.device},
+        "timing": {"seconds": round(elapsed, 3),
+                   "images_per_second": round(len(keys) / elapsed, 3) if elapsed else None},
+        "config": cfg.to_json(),
+    }
+    _write_per_image(per_image_file, keys, scorer.per_image)
+    write_results(cfg.out, result)
+    return result
+
+
+def _pairs_sha(pairs: list[PairKey]) -> str:
+    from posebench.datasets.manifest import pairs_sha256
+
+    return pairs_sha256(pairs)
+
+
+def _extractor_env(scorer: _Scorer) -> dict[str, Any] | None:
+    e = scorer.extractor
+    return None if e is None else {"name": e.name, "version": e.version, "weights_sha256": e.weights_sha256}
+
+
+def _lpips_env(scorer: _Scorer) -> dict[str, Any] | None:
+    n = scorer.lpips
+    return None if n is None else {"net": n.net, "version": n.version, "weights_sha256": n.weights_sha256}
+
+
+def _write_per_image(path: Path, keys: list[PairKey], per_image: dict[str, list[float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    names = sorted(per_image)
+    writer.writerow(["source", "target", *names])
+    for i, k in enumerate(keys):
+        writer.writerow([k.source, k.target, *(repr(per_image[n][i]) for n in names)])
+    atomic_write_text(path, buf.getvalue())

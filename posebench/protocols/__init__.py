@@ -1,0 +1,200 @@
+"""Protocols (what is evaluated) and metric profiles (how), as versioned YAML files (style rule R3).
+
+A protocol pins the dataset, split, resolution, FID real sets and the profiles that apply to it; a profile
+pins every choice that moves a number (feature network and weights, resize chains, SSIM variant, LPIPS
+net and input range, drop-last). Both carry a name, a version and a content hash, which go into cache keys
+and results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from posebench.errors import PosebenchError
+from posebench.registry import Registry
+
+RESIZE_METHODS = ("pil-bicubic", "cv2-linear", "cv2-cubic", "torch-bicubic-antialias")
+METRIC_NAMES = ("fid", "kid", "ssim", "lpips", "psnr")
+SSIM_WINDOWS = ("gaussian", "uniform")
+LPIPS_RANGES = ("minus1_1", "zero_1_normalize", "zero_1_raw")
+
+
+class ProfileError(PosebenchError):
+    """A protocol or profile file that does not follow the schema."""
+
+
+@dataclass(frozen=True)
+class ResizeStep:
+    method: str
+    size: tuple[int, int] | None  # None = the protocol resolution
+
+    def resolve(self, resolution: tuple[int, int]) -> tuple[str, tuple[int, int]]:
+        return self.method, self.size or resolution
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    version: int
+    description: str
+    resize_predictions: bool
+    ground_truth_chain: tuple[ResizeStep, ...]
+    metrics: dict[str, dict[str, Any]]
+    changelog: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    sha256: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def chain(self, metric: str) -> tuple[ResizeStep, ...]:
+        """Resize steps that bring an image to the size `metric` is computed at."""
+        spec = self.metrics.get(metric, {})
+        return tuple(_steps(spec["chain"], f"{self.name}.metrics.{metric}.chain")) if "chain" in spec \
+            else self.ground_truth_chain
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: int
+    dataset: str
+    split: str
+    resolution: tuple[int, int]
+    real_sets: tuple[str, ...]
+    default_profile: str
+    profiles: tuple[str, ...]
+    metrics: tuple[str, ...]
+    pinned: dict[str, Any]
+    sha256: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def _hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _need(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise ProfileError(f"{where}: missing key '{key}'")
+    return data[key]
+
+
+def _steps(raw: Any, where: str) -> list[ResizeStep]:
+    if not isinstance(raw, list):
+        raise ProfileError(f"{where}: expected a list of resize steps")
+    out = []
+    for i, step in enumerate(raw):
+        method = _need(step, "resize", f"{where}[{i}]")
+        if method not in RESIZE_METHODS:
+            raise ProfileError(f"{where}[{i}]: unknown resize {method!r}; known: {', '.join(RESIZE_METHODS)}")
+        size = step.get("size", "protocol")
+        if size == "protocol":
+            out.append(ResizeStep(method, None))
+        elif isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+            out.append(ResizeStep(method, (size[0], size[1])))
+        else:
+            raise ProfileError(f"{where}[{i}]: size must be 'protocol' or [H, W], got {size!r}")
+    return out
+
+
+def _check_metrics(metrics: dict[str, Any], where: str) -> None:
+    unknown = set(metrics) - set(METRIC_NAMES)
+    if unknown:
+        raise ProfileError(f"{where}: unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
+    ssim = metrics.get("ssim")
+    if ssim:
+        variants = _need(ssim, "variants", f"{where}.ssim")
+        if _need(ssim, "reported", f"{where}.ssim") not in variants:
+            raise ProfileError(f"{where}.ssim: reported variant {ssim['reported']!r} is not among {list(variants)}")
+        for vname, v in variants.items():
+            if v.get("window") not in SSIM_WINDOWS:
+                raise ProfileError(f"{where}.ssim.{vname}: window must be one of {SSIM_WINDOWS}")
+            dr = v.get("data_range")
+            if not (dr == "prediction" or isinstance(dr, (int, float))):
+                raise ProfileError(f"{where}.ssim.{vname}: data_range must be a number or 'prediction'")
+    lp = metrics.get("lpips")
+    if lp and lp.get("input_range") not in LPIPS_RANGES:
+        raise ProfileError(f"{where}.lpips: input_range must be one of {LPIPS_RANGES}")
+
+
+def parse_profile(data: dict[str, Any], where: str) -> Profile:
+    metrics = _need(data, "metrics", where)
+    _check_metrics(metrics, where)
+    prof = Profile(
+        name=_need(data, "name", where),
+        version=int(_need(data, "version", where)),
+        description=str(data.get("description", "")).strip(),
+        resize_predictions=bool(_need(data, "resize_predictions", where)),
+        ground_truth_chain=tuple(_steps(_need(data, "ground_truth_chain", where), f"{where}.ground_truth_chain")),
+        metrics=metrics,
+        changelog=tuple(data.get("changelog", ())),
+        sha256=_hash(data),
+    )
+    for metric in metrics:
+        prof.chain(metric)  # validates chains now, not at evaluation time
+    return prof
+
+
+def parse_protocol(data: dict[str, Any], where: str) -> Protocol:
+    res = _need(data, "resolution", where)
+    if not (isinstance(res, list) and len(res) == 2 and all(isinstance(v, int) and v > 0 for v in res)):
+        raise ProfileError(f"{where}: resolution must be [H, W]")
+    return Protocol(
+        name=_need(data, "name", where), version=int(_need(data, "version", where)),
+        dataset=_need(data, "dataset", where), split=_need(data, "split", where),
+        resolution=(res[0], res[1]), real_sets=tuple(_need(data, "real_sets", where)),
+        default_profile=_need(data, "default_profile", where), profiles=tuple(_need(data, "profiles", where)),
+        metrics=tuple(_need(data, "metrics", where)), pinned=dict(data.get("pinned", {})), sha256=_hash(data),
+    )
+
+
+def _load_yaml(path: Path | Any) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: invalid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+PROFILES: Registry[Profile] = Registry("metric profile")
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
+
+
+def _register_builtins() -> None:
+    base = resources.files("posebench.protocols")
+    for entry in sorted(base.joinpath("profiles").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            prof = parse_profile(_load_yaml(entry), f"profiles/{entry.name}")
+            PROFILES.register(prof.name, prof)
+    for entry in sorted(base.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            proto = parse_protocol(_load_yaml(entry), entry.name)
+            PROTOCOLS.register(proto.name, proto)
+
+
+def get_profile(name_or_path: str) -> Profile:
+    """A built-in profile by name, or a profile YAML file by path (custom profiles)."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) and path.is_file():
+        return parse_profile(_load_yaml(path), str(path))
+    return PROFILES.get(name_or_path)
+
+
+def get_protocol(name: str) -> Protocol:
+    return PROTOCOLS.get(name)
+
+
+_register_builtins()

@@ -1,0 +1,81 @@
+"""The results JSON schema (version 1) with atomic writing and strict reading (style rule R4).
+
+Top-level keys:
+    schema_version, posebench, created, canonical, non_canonical_reasons,
+    protocol {name, version, sha256}, profile {name, version, sha256},
+    dataset {name, layout, split, pairs, pairs_sha256, real_sets {name: {images, images_sha256, used}}},
+    predictions {dir, count, images_sha256, scheme, lossy, sizes, resized},
+    flags [str], declared {best_of, oracle_selection},
+    metrics {name: {value, stderr, higher_is_better, n, details}},
+    per_image_file, warnings [str], env {...}, timing {seconds, images_per_second}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, TypedDict
+
+from posebench.errors import PosebenchError
+from posebench.utils.io import atomic_write_text
+
+SCHEMA_VERSION = 1
+
+HIGHER_IS_BETTER = {"fid": False, "kid": False, "ssim": True, "lpips": False, "psnr": True}
+REQUIRED_KEYS = ("schema_version", "posebench", "protocol", "profile", "dataset", "predictions", "metrics",
+                 "canonical", "warnings", "env")
+
+
+class MetricResult(TypedDict):
+    value: float
+    stderr: float | None
+    higher_is_better: bool
+    n: int  # images actually used (after drop-last, failures excluded)
+    details: dict[str, Any]
+
+
+class ResultsError(PosebenchError):
+    """A results file that cannot be read as this schema."""
+
+
+def _clean(obj: Any) -> Any:
+    """JSON has no inf/NaN: store them as strings so nothing is silently lost."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_results(path: str | Path, result: dict[str, Any]) -> None:
+    missing = [k for k in REQUIRED_KEYS if k not in result]
+    if missing:
+        raise ValueError(f"results lack {missing}")
+    atomic_write_text(path, json.dumps(_clean(result), indent=1) + "\n")
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Read and check a results file; unknown schema versions are refused, not guessed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: expected a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: results schema {version!r} is not supported (this posebench reads "
+                           f"{SCHEMA_VERSION}); upgrade posebench or re-run the evaluation")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise ResultsError(f"{path}: missing keys {missing}")
+    for name, m in data["metrics"].items():
+        if not isinstance(m, dict) or "value" not in m or "n" not in m:
+            raise ResultsError(f"{path}: metric {name!r} lacks value/n")
+    return data

@@ -1,0 +1,242 @@
+"""`posebench eval` end to end on synthetic DeepFashion with randomly initialised networks the test builds.
+
+The real-weights path is exercised by loading the files the test writes through --fid-weights and
+--lpips-weights. Baselines: `oracle` (the ground-truth target itself) and `copy-source` (the source image).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from posebench.cli import app
+from posebench.datasets.names import parse_deepfashion
+from posebench.results.schema import ResultsError, read_results
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory):
+    """One POSEBENCH_HOME for the whole module, so module-scoped runs and later tests share the stats cache."""
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("POSEBENCH_HOME", str(home))
+    mp.delenv("POSEBENCH_OFFLINE", raising=False)
+    yield home
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(module_home, monkeypatch):  # overrides conftest's per-test home for this module
+    monkeypatch.setenv("POSEBENCH_HOME", str(module_home))
+    return module_home
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, module_home):
+    """Synthetic DeepFashion at the protocol size, oracle/copy-source predictions, random weight files."""
+    from posebench.datasets.synth import synthesize
+    from posebench.metrics.features import fid_inception_skeleton, tv_inception_v3_skeleton
+
+    base = tmp_path_factory.mktemp("eval")
+    root = base / "df"
+    synthesize("deepfashion", root, identities=5, poses=3, size=(256, 176), seed=3, test_fraction=0.4,
+               progress=False)
+    torch.manual_seed(0)
+    torch.save(fid_inception_skeleton().state_dict(), base / "fid.pth")
+    torch.save(tv_inception_v3_skeleton().state_dict(), base / "tv.pth")
+    import torchvision
+
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), base / "alex.pth")
+    pairs = [ln.split(",") for ln in (root / "fasion-resize-pairs-test.csv").read_text().split()[1:]]
+    for name, pick in (("oracle", 1), ("copy-source", 0)):
+        d = base / name
+        d.mkdir()
+        for p in pairs:
+            img = Image.open(root / "test" / p[pick]).convert("RGB")
+            img.save(d / f"{Path(p[0]).stem}__{Path(p[1]).stem}.png")
+    return {"base": base, "root": root, "pairs": pairs}
+
+
+def _eval(world, pred: str | Path, *extra: str, out: str = "res.json", profile: str = "clean"):
+    base = world["base"]
+    weights = ["--fid-weights", str(base / ("fid.pth" if profile == "clean" else "tv.pth")),
+               "--lpips-weights", str(base / "alex.pth")]
+    args = ["eval", "--protocol", "deepfashion-256x176", "--root", str(world["root"]),
+            "--pred", str(base / pred if isinstance(pred, str) else pred), "--out", str(base / out),
+            "--profile", profile, "--batch-size", "8", *weights, *extra]
+    return runner.invoke(app, args)
+
+
+@pytest.fixture(scope="module")
+def runs(world):
+    """The two full evaluations (all metrics, clean profile) several tests read."""
+    for pred, out in (("oracle", "oracle.json"), ("copy-source", "copy.json")):
+        res = _eval(world, pred, out=out)
+        assert res.exit_code == 0, res.output
+    return {name: read_results(world["base"] / f"{name}.json") for name in ("oracle", "copy")}
+
+
+def test_oracle_and_copy_source(world, runs):
+    oracle = runs["oracle"]
+    m = oracle["metrics"]
+    assert m["ssim"]["value"] == pytest.approx(1.0, abs=1e-12)
+    assert m["lpips"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert m["psnr"]["value"] == float("inf") or m["psnr"]["value"] == "inf"
+    n = len(world["pairs"])
+    n_train = len((world["root"] / "train.lst").read_text().split())
+    assert m["ssim"]["n"] == n and m["fid"]["n"] == n and m["fid"]["details"]["real_n"] == n_train
+    assert oracle["canonical"] is False and any("non-canonical" in w for w in oracle["warnings"])
+    assert oracle["profile"]["name"] == "clean" and oracle["profile"]["version"] == 1
+    assert oracle["env"]["extractor"]["name"] == "clean"
+
+    copy = runs["copy"]["metrics"]
+    assert copy["ssim"]["value"] < 0.95 and copy["lpips"]["value"] > 0.01 and np.isfinite(copy["psnr"]["value"])
+    assert copy["kid"]["value"] == pytest.approx(copy["kid"]["value"])  # present and a number
+
+    lines = (world["base"] / "copy.per_image.csv").read_text().splitlines()
+    assert lines[0] == "source,target,lpips,psnr,ssim" and len(lines) == n + 1
+
+
+def test_per_image_ssim_matches_skimage_and_lpips_matches_package(world, runs):
+    import lpips as lpips_pkg
+    from skimage.metrics import structural_similarity
+
+    rows = (world["base"] / "copy.per_image.csv").read_text().splitlines()[1:4]
+    net = lpips_pkg.LPIPS(net="alex", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    from posebench.metrics.lpips_net import load_backbone
+
+    load_backbone(net.net, torch.load(world["base"] / "alex.pth", weights_only=True), "alex.pth")
+    for row in rows:
+        src, tgt, lp, _, ss = row.split(",")
+        a = np.asarray(Image.open(world["base"] / "copy-source" / f"{src}__{tgt}.png"), dtype=np.float64)
+        b = np.asarray(Image.open(world["root"] / "test" / f"{tgt}.jpg"), dtype=np.float64)
+        ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                    data_range=255, channel_axis=2)
+        assert float(ss) == pytest.approx(ref, abs=1e-4)  # the issue's parity bound; float64 gives ~1e-12
+        ta = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1
+        tb = torch.from_numpy(b).permute(2, 0, 1)[None].float() / 127.5 - 1
+        with torch.no_grad():
+            assert float(lp) == pytest.approx(float(net(ta, tb)), abs=1e-5)
+
+
+def test_fid_matches_scipy_on_the_same_features(world, runs):
+    """FID from the results equals a scipy sqrtm Frechet distance on the cached real statistics."""
+    from scipy import linalg
+
+    from posebench.metrics.features import build_extractor
+    from posebench.real_stats import stats_dir
+
+    result = runs["copy"]
+    cache = Path(result["dataset"]["real_sets"]["train"]["cache_file"])
+    assert cache.parent == stats_dir() and cache.is_file()
+    with np.load(cache, allow_pickle=False) as real:
+        n_r, s_r, ss_r = float(real["n"]), real["sum"], real["outer"]
+    mu_r = s_r / n_r
+    cov_r = (ss_r - n_r * np.outer(mu_r, mu_r)) / (n_r - 1)
+    ext = build_extractor("clean", weights=world["base"] / "fid.pth")
+    imgs = [np.asarray(Image.open(p)) for p in sorted((world["base"] / "copy-source").iterdir())]
+    with torch.inference_mode():
+        f = ext(torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()).double().numpy()
+    mu_g, cov_g = f.mean(0), np.cov(f, rowvar=False)
+    covmean = linalg.sqrtm(cov_g @ cov_r).real
+    ref = float(((mu_g - mu_r) ** 2).sum() + np.trace(cov_g) + np.trace(cov_r) - 2 * np.trace(covmean))
+    assert result["metrics"]["fid"]["value"] == pytest.approx(ref, rel=1e-4)
+
+
+def test_real_stats_cache_is_reused(world, runs):
+    assert _eval(world, "oracle", out="c2.json").exit_code == 0
+    a, b = runs["oracle"], read_results(world["base"] / "c2.json")
+    assert a["dataset"]["real_sets"]["train"]["from_cache"] is False
+    assert b["dataset"]["real_sets"]["train"]["from_cache"] is True
+    assert a["metrics"]["fid"]["value"] == b["metrics"]["fid"]["value"]
+
+
+def test_missing_extra_duplicate_and_lossy_inputs(world, tmp_path):
+    pred = tmp_path / "pred"
+    shutil.copytree(world["base"] / "oracle", pred)
+    victim = sorted(pred.iterdir())[0]
+    victim.unlink()
+    res = _eval(world, pred, out="m.json")
+    assert res.exit_code == 2 and "have no generated image" in res.output
+    assert not (world["base"] / "m.json").exists()  # nothing half-written
+    res = _eval(world, pred, "--allow-missing", "--metrics", "ssim,psnr", out="m.json")
+    assert res.exit_code == 0, res.output
+    got = read_results(world["base"] / "m.json")
+    assert got["metrics"]["ssim"]["n"] == len(world["pairs"]) - 1 and got["canonical"] is False
+
+    (pred / "fashionMENDenimid9999999901_1front__fashionMENDenimid9999999901_2side.png").write_bytes(
+        victim.with_name("x").name.encode())  # an extra pair that is not in the split
+    res = _eval(world, pred, "--allow-missing", out="e.json")
+    assert res.exit_code == 2 and "no known naming scheme" in res.output
+
+    jpg = tmp_path / "jpg"
+    jpg.mkdir()
+    for f in sorted((world["base"] / "oracle").iterdir()):
+        Image.open(f).save(jpg / f.with_suffix(".jpg").name, quality=95)
+    res = _eval(world, jpg, "--metrics", "ssim", out="j.json")
+    assert res.exit_code == 2 and "--allow-lossy" in res.output
+    res = _eval(world, jpg, "--metrics", "ssim", "--allow-lossy", out="j.json")
+    assert res.exit_code == 0 and "lossy_inputs" in read_results(world["base"] / "j.json")["flags"]
+
+
+@pytest.mark.parametrize("mode, message", [("RGBA", "got mode RGBA"), ("L", "grayscale"), ("I;16", "16-bit")])
+def test_bad_image_modes_name_the_file(world, tmp_path, mode, message):
+    pred = tmp_path / "pred"
+    shutil.copytree(world["base"] / "oracle", pred)
+    victim = sorted(pred.iterdir())[1]
+    Image.open(victim).convert(mode if mode != "I;16" else "I").save(victim) if mode != "I;16" else \
+        Image.fromarray(np.zeros((256, 176), dtype=np.uint16)).save(victim)
+    res = _eval(world, pred, "--metrics", "ssim", out="bad.json")
+    assert res.exit_code == 2 and victim.name in res.output and message in res.output
+
+
+def test_truncated_image_and_wrong_size(world, tmp_path):
+    pred = tmp_path / "pred"
+    shutil.copytree(world["base"] / "oracle", pred)
+    victim = sorted(pred.iterdir())[2]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    res = _eval(world, pred, "--metrics", "ssim", out="t.json")
+    assert res.exit_code == 2 and victim.name in res.output and "cannot decode" in res.output
+    Image.open(world["base"] / "oracle" / victim.name).resize((128, 88)).save(victim)
+    res = _eval(world, pred, "--metrics", "ssim", out="t.json")
+    assert res.exit_code == 2 and "does not resize predictions" in res.output
+
+
+def test_legacy_profile_resizes_and_records(world):
+    res = _eval(world, "copy-source", "--metrics", "ssim,psnr,lpips", out="pidm.json", profile="pidm")
+    assert res.exit_code == 0, res.output
+    r = read_results(world["base"] / "pidm.json")
+    assert r["profile"]["name"] == "pidm" and "ssim_256" not in r["metrics"]  # reported variant is named ssim
+    assert set(r["metrics"]) == {"ssim", "psnr", "lpips"} | {"ssim"}
+    # PIDM: drop-last batches of 64 for LPIPS: fewer than 64 pairs leaves none, which the result says
+    assert r["metrics"]["lpips"]["details"]["dropped"] == len(world["pairs"])
+
+
+def test_profile_and_protocol_errors(world):
+    res = _eval(world, "oracle", profile="pidmm")
+    assert res.exit_code == 2 and "Did you mean: pidm" in res.output
+    res = runner.invoke(app, ["eval", "--protocol", "market-128x64", "--root", str(world["root"]),
+                              "--pred", str(world["base"] / "oracle"), "--profile", "pidm"])
+    assert res.exit_code == 2 and "does not apply to market-128x64" in res.output
+
+
+def test_results_reader_rejects_unknown_schema(tmp_path):
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps({"schema_version": 99}))
+    with pytest.raises(ResultsError, match="schema 99 is not supported"):
+        read_results(f)
+
+
+def test_identity_parsing_of_synthetic_names(world):
+    a, b = world["pairs"][0]
+    assert parse_deepfashion(a).identity == parse_deepfashion(b).identity
