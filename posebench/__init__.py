@@ -4,7 +4,41 @@ The CLI (`posebench ...`) is a thin layer over this package. Submodules are impo
 `import posebench` stays cheap and works with the base install alone.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from posebench._version import __version__
 from posebench.errors import PosebenchError
 
-__all__ = ["PosebenchError", "__version__"]
+if TYPE_CHECKING:
+    from posebench.evaluation import EvalConfig
+
+__all__ = ["PosebenchError", "__version__", "evaluate", "load_results"]
+
+
+def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, Any]:
+    """Score generated images; the Python API behind `posebench eval`.
+
+    Pass an `EvalConfig`, or its fields as keywords, e.g.
+    `posebench.evaluate(protocol="deepfashion-256x176", root=..., pred=..., out="results.json")`.
+    Returns the results dict that was written to `out`.
+    """
+    from pathlib import Path
+
+    from posebench.evaluation import EvalConfig
+    from posebench.evaluation import evaluate as _evaluate
+
+    if config is None:
+        for key in ("root", "pred", "out", "fid_weights", "lpips_weights"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = Path(kwargs[key])
+        config = EvalConfig(**kwargs)
+    return _evaluate(config)
+
+
+def load_results(path: str) -> dict[str, Any]:
+    """Read a results JSON (refuses unknown schema versions)."""
+    from posebench.results.schema import read_results
+
+    return read_results(path)

@@ -32,7 +32,7 @@ def eval_(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
 ) -> None:
     """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile."""
-    from posebench.evaluate import EvalConfig, evaluate
+    from posebench.evaluation import EvalConfig, evaluate
 
     cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile,
                      metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,

@@ -1,4 +1,5 @@
-"""`posebench eval`: score a folder of generated images against a protocol with a metric profile.
+"""Evaluation (`posebench eval`, `posebench.evaluate`): score a folder of generated images against a
+protocol with a metric profile.
 
 One streaming pass: each generated and ground-truth image is decoded once, brought to each metric's size
 by the profile's resize chain (cached per chain within a batch), and every metric is computed from those

@@ -1,0 +1,72 @@
+"""Protocols and profiles: the built-ins load, carry versions and hashes, and bad files are refused."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from posebench.cli import app
+from posebench.protocols import PROFILES, PROTOCOLS, ProfileError, get_profile, parse_profile
+
+runner = CliRunner()
+
+
+def test_builtins():
+    assert PROFILES.names() == ["cfld", "clean", "legacy-gfla", "pcdms", "pidm"]
+    assert PROTOCOLS.names() == ["deepfashion-256x176", "deepfashion-512x352", "market-128x64"]
+    for name in PROFILES.names():
+        prof = PROFILES.get(name)
+        assert prof.version >= 1 and len(prof.sha256) == 64 and prof.changelog
+    pidm = get_profile("pidm")
+    assert pidm.metrics["ssim"]["variants"]["ssim_256"]["sigma"] == 1.2  # PIDM/PCDMs use 1.2, not 1.5
+    assert get_profile("pcdms").metrics["lpips"]["input_range"] == "zero_1_raw"
+    assert get_profile("clean").metrics["fid"]["drop_last"] is False
+    assert [s.method for s in pidm.chain("fid")] == ["pil-bicubic", "cv2-linear"]
+    for proto in PROTOCOLS.names():
+        p = PROTOCOLS.get(proto)
+        assert p.default_profile in p.profiles and all(x in PROFILES for x in p.profiles)
+
+
+def _clean_dict():
+    import importlib.resources
+
+    text = importlib.resources.files("posebench.protocols").joinpath("profiles/clean.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["metrics"].update(fidd={}), "unknown metrics"),
+    (lambda d: d["metrics"]["ssim"].update(reported="nope"), "reported variant"),
+    (lambda d: d["metrics"]["ssim"]["variants"]["ssim"].update(window="box"), "window must be"),
+    (lambda d: d["metrics"]["lpips"].update(input_range="0_255"), "input_range"),
+    (lambda d: d.update(ground_truth_chain=[{"resize": "nearest"}]), "unknown resize"),
+    (lambda d: d.update(ground_truth_chain=[{"resize": "cv2-cubic", "size": [256]}]), "size must be"),
+    (lambda d: d.pop("version"), "missing key 'version'"),
+])
+def test_bad_profiles_are_refused(mutate, message):
+    data = _clean_dict()
+    mutate(data)
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(data, "test.yaml")
+
+
+def test_any_change_changes_the_hash():
+    a = parse_profile(_clean_dict(), "a")
+    data = _clean_dict()
+    data["metrics"]["ssim"]["variants"]["ssim"]["sigma"] = 1.2
+    assert parse_profile(data, "b").sha256 != a.sha256
+
+
+def test_custom_profile_file_and_cli(tmp_path):
+    data = _clean_dict()
+    data["name"] = "mine"
+    f = tmp_path / "mine.yaml"
+    f.write_text(yaml.safe_dump(data))
+    assert get_profile(str(f)).name == "mine"
+    res = runner.invoke(app, ["profiles", "show", "pcdms"])
+    assert res.exit_code == 0 and '"input_range": "zero_1_raw"' in res.stdout
+    res = runner.invoke(app, ["protocols", "ls"])
+    assert res.exit_code == 0 and "deepfashion" in res.stdout and "market" in res.stdout
+    res = runner.invoke(app, ["profiles", "show", "clen"])
+    assert res.exit_code == 2 and "Did you mean: clean" in res.output
