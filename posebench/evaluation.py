@@ -317,15 +317,21 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     split = prep.index.splits[prep.protocol.split]
     keys = [p for p in prep.pairs if p in prep.files]
     prof = prep.profile.metrics
+    shard = _Shard.current(cfg.device)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not cfg.progress) as bar:
-        task = bar.add_task("scoring pairs", total=len(keys))
-        for lo in range(0, len(keys), cfg.batch_size):
-            batch = keys[lo:lo + cfg.batch_size]
+    with Progress(*columns, disable=not (cfg.progress and shard.is_main)) as bar:
+        mine = keys[shard.rank::shard.world]  # under accelerate/torchrun each process scores a strided shard
+        task = bar.add_task("scoring pairs", total=len(mine))
+        for lo in range(0, len(mine), cfg.batch_size):
+            batch = mine[lo:lo + cfg.batch_size]
             preds = [read_rgb(prep.files[k]) for k in batch]
             gts = [read_rgb(split.images[k.target]) for k in batch]
             scorer.score_batch(preds, gts, batch)
             bar.advance(task, len(batch))
+        if shard.world > 1:
+            shard.gather_into(scorer, mine, keys)
+            if not shard.is_main:
+                return {}  # the main process scores the gathered values and writes the results
 
         metrics_out: dict[str, Any] = {}
         for name, values in scorer.per_image.items():
@@ -423,7 +429,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "per_image_file": per_image_file.name,
         "warnings": prep.warnings,
         "env": {**versions(), "extractor": _extractor_env(scorer), "lpips": _lpips_env(scorer),
-                "device": cfg.device},
+                "device": cfg.device, "processes": shard.world},
         "timing": {"seconds": round(elapsed, 3),
                    "images_per_second": round(len(keys) / elapsed, 3) if elapsed else None},
         "config": cfg.to_json(),
@@ -431,6 +437,49 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     _write_per_image(per_image_file, keys, scorer.per_image)
     write_results(cfg.out, result)
     return result
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """This process's place in a multi-process run (accelerate launch / torchrun); world 1 otherwise."""
+
+    rank: int
+    world: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def current(cls, device: str = "cpu") -> _Shard:
+        """Rank and world size from the launcher's environment (accelerate launch and torchrun both set
+        WORLD_SIZE/RANK/MASTER_ADDR); the process group is created here if the launcher did not."""
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls(0, 1)  # no launcher: never touch torch.distributed
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def gather_into(self, scorer: _Scorer, mine: list[PairKey], keys: list[PairKey]) -> None:
+        """Collect every shard's per-image values and features on all processes, in the global pair order,
+        so the main process computes exactly what a single process would."""
+        import torch.distributed as dist
+
+        feats = np.concatenate(scorer.gen_features) if scorer.gen_features else None
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, (mine, scorer.per_image, feats))
+        where: dict[PairKey, tuple[int, int]] = {}
+        for p, (part_keys, _, _) in enumerate(parts):
+            for i, k in enumerate(part_keys):
+                where[k] = (p, i)
+        order = [where[k] for k in keys]
+        scorer.per_image = {name: [parts[p][1][name][i] for p, i in order] for name in parts[0][1]}
+        if feats is not None:
+            scorer.gen_features = [np.stack([parts[p][2][i] for p, i in order])]
 
 
 def _pairs_sha(pairs: list[PairKey]) -> str:

@@ -44,7 +44,8 @@ def eval_(
         typer.echo(json.dumps(cfg.to_json(), indent=1))
         raise typer.Exit()
     result = evaluate(cfg)
-    _print(result, out)
+    if result:  # in a multi-process run only the main process writes and reports
+        _print(result, out)
 
 
 def _print(result: dict, out: Path) -> None:

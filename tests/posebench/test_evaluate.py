@@ -240,3 +240,32 @@ def test_results_reader_rejects_unknown_schema(tmp_path):
 def test_identity_parsing_of_synthetic_names(world):
     a, b = world["pairs"][0]
     assert parse_deepfashion(a).identity == parse_deepfashion(b).identity
+
+
+def test_two_processes_match_one(world, runs, module_home):
+    """torchrun with 2 CPU processes (gloo) reproduces one process: float64 SSIM/PSNR exactly; the float32
+    networks (LPIPS, Inception) to 1e-6, because a shard batches other images together and float32
+    convolutions depend on the batch in the last bits."""
+    import os
+    import subprocess
+    import sys
+
+    base = world["base"]
+    out = base / "two.json"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "posebench", "eval", "--protocol", "deepfashion-256x176",
+           "--root", str(world["root"]), "--pred", str(base / "copy-source"), "--out", str(out),
+           "--fid-weights", str(base / "fid.pth"), "--lpips-weights", str(base / "alex.pth"), "--batch-size", "4"]
+    env = {**os.environ, "POSEBENCH_HOME": str(module_home), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    two = read_results(out)
+    one = runs["copy"]
+    assert two["env"]["processes"] == 2
+    for name in ("ssim", "psnr"):
+        assert two["metrics"][name]["value"] == one["metrics"][name]["value"]
+    assert two["metrics"]["lpips"]["value"] == pytest.approx(one["metrics"]["lpips"]["value"], abs=1e-6)
+    rows = [(ln.split(",")[:2], ln.split(",")[3:]) for ln in (base / "two.per_image.csv").read_text().split()]
+    ref = [(ln.split(",")[:2], ln.split(",")[3:]) for ln in (base / "copy.per_image.csv").read_text().split()]
+    assert rows == ref  # same pairs in the same order, identical psnr and ssim columns
+    assert two["metrics"]["fid"]["value"] == pytest.approx(one["metrics"]["fid"]["value"], rel=1e-6, abs=1e-9)
