@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from posebench.images import LOSSY_SUFFIXES, apply_chain, read_rgb
 from posebench.protocols import Profile, Protocol, get_profile, get_protocol
 from posebench.results.schema import HIGHER_IS_BETTER, write_results
 from posebench.utils.io import atomic_write_text, sha256_file
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -265,10 +268,45 @@ class _Scorer:
                 vals = self.lpips((p255 / 255.0).float().to(dev), (g255 / 255.0).float().to(dev),
                                   input_range=prof["lpips"]["input_range"])
             self.per_image.setdefault("lpips", []).extend(vals.double().cpu().tolist())
+        for metric in self.prep.protocol.masked_metrics:
+            if metric in self.prep.metrics:
+                self._score_masked(metric, *at(metric), names)
         if self.extractor is not None:
             chain = self.fid_chain()
             imgs = [self._pred_at(p, chain, n) for p, n in zip(preds, names, strict=True)]
             self.gen_features.append(self.features(imgs))
+
+    def _score_masked(self, metric: str, p255: torch.Tensor, g255: torch.Tensor, names: list[PairKey]) -> None:
+        """mask-SSIM (PATN) / mask-LPIPS (GFLA): both images multiplied by the target's pose mask."""
+        from posebench.datasets.render import pose_mask
+        from posebench.metrics.functional.ssim import legacy_data_range, ssim_gaussian, ssim_uniform
+
+        torch = self.torch
+        keypoints = self.prep.index.splits[self.prep.protocol.split].keypoints
+        size = tuple(p255.shape[-2:])
+        masks = []
+        for key in names:
+            people = keypoints.get(key.target)
+            if not people:
+                raise PosebenchError(f"masked {metric} needs keypoints of target {key.target}; the root has none")
+            masks.append(pose_mask(people[0].rescale(size)))
+        m = torch.from_numpy(np.stack(masks))[:, None].double()
+        pm, gm = p255 * m, g255 * m
+        prof = self.prep.profile.metrics
+        if metric == "ssim":
+            v = prof["ssim"]["variants"][prof["ssim"]["reported"]]
+            if v["window"] == "gaussian":
+                dr = legacy_data_range(pm) if v["data_range"] == "prediction" else float(v["data_range"])
+                vals = ssim_gaussian(pm, gm, sigma=float(v.get("sigma", 1.5)), data_range=dr)
+            else:
+                dr = legacy_data_range(pm / 255) if v["data_range"] == "prediction" else float(v["data_range"])
+                vals = ssim_uniform(pm / 255, gm / 255, win_size=int(v.get("win_size", 51)), data_range=dr)
+        else:
+            dev = self.cfg.device
+            with torch.inference_mode():
+                vals = self.lpips((pm / 255).float().to(dev), (gm / 255).float().to(dev),
+                                  input_range=prof["lpips"]["input_range"]).double().cpu()
+        self.per_image.setdefault(f"{metric}_masked", []).extend(vals.tolist())
 
     def _pred_at(self, img: np.ndarray, chain: list[tuple[str, tuple[int, int]]], name: PairKey) -> np.ndarray:
         target = chain[-1][1]
@@ -335,7 +373,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
         metrics_out: dict[str, Any] = {}
         for name, values in scorer.per_image.items():
-            spec_name = "ssim" if name.startswith("ssim") else name
+            spec_name = name.removesuffix("_masked")
+            spec_name = "ssim" if spec_name.startswith("ssim") else spec_name
             drop = prof.get(spec_name, {}).get("drop_last", False)
             bs = prof.get(spec_name, {}).get("batch_size", len(values))
             used = values[: (len(values) // bs) * bs] if drop else values

@@ -73,6 +73,7 @@ class Protocol:
     profiles: tuple[str, ...]
     metrics: tuple[str, ...]
     pinned: dict[str, Any]
+    masked_metrics: tuple[str, ...] = ()  # metrics also reported inside the target-pose mask (Market)
     sha256: str = ""
 
     @property
@@ -155,8 +156,15 @@ def parse_protocol(data: dict[str, Any], where: str) -> Protocol:
         dataset=_need(data, "dataset", where), split=_need(data, "split", where),
         resolution=(res[0], res[1]), real_sets=tuple(_need(data, "real_sets", where)),
         default_profile=_need(data, "default_profile", where), profiles=tuple(_need(data, "profiles", where)),
-        metrics=tuple(_need(data, "metrics", where)), pinned=dict(data.get("pinned", {})), sha256=_hash(data),
+        metrics=tuple(_need(data, "metrics", where)), pinned=dict(data.get("pinned", {})),
+        masked_metrics=_masked(data.get("masked_metrics", []), where), sha256=_hash(data),
     )
+
+
+def _masked(raw: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or any(m not in ("ssim", "lpips") for m in raw):
+        raise ProfileError(f"{where}: masked_metrics must be a list of ssim and/or lpips")
+    return tuple(raw)
 
 
 def _load_yaml(path: Path | Any) -> dict[str, Any]:

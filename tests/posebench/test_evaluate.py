@@ -269,3 +269,45 @@ def test_two_processes_match_one(world, runs, module_home):
     ref = [(ln.split(",")[:2], ln.split(",")[3:]) for ln in (base / "copy.per_image.csv").read_text().split()]
     assert rows == ref  # same pairs in the same order, identical psnr and ssim columns
     assert two["metrics"]["fid"]["value"] == pytest.approx(one["metrics"]["fid"]["value"], rel=1e-6, abs=1e-9)
+
+
+def test_market_masked_metrics(tmp_path, world):
+    """mask-SSIM / mask-LPIPS on Market: both images multiplied by the target's pose mask (PATN/GFLA)."""
+    from skimage.metrics import structural_similarity
+
+    from posebench.datasets.keypoints import Keypoints
+    from posebench.datasets.render import pose_mask
+    from posebench.datasets.synth import synthesize
+
+    root = tmp_path / "market"
+    synthesize("market", root, identities=4, poses=3, seed=2, progress=False)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    pairs = [ln.split(",") for ln in (root / "market-pairs-test.csv").read_text().split()[1:]]
+    for src, tgt in pairs:
+        Image.open(root / "bounding_box_test" / src).save(pred / f"{Path(src).stem}__{Path(tgt).stem}.png")
+    out = tmp_path / "m.json"
+    res = runner.invoke(app, ["eval", "--protocol", "market-128x64", "--root", str(root), "--pred", str(pred),
+                              "--out", str(out), "--metrics", "ssim,lpips", "--lpips-weights",
+                              str(world["base"] / "alex.pth")])
+    assert res.exit_code == 0, res.output
+    r = read_results(out)
+    assert {"ssim", "ssim_masked", "lpips", "lpips_masked"} <= set(r["metrics"])
+    assert r["metrics"]["ssim_masked"]["higher_is_better"] is True
+    assert r["metrics"]["lpips_masked"]["higher_is_better"] is False
+    # one pair by hand: mask from the target's annotation row, skimage SSIM of the masked images
+    src, tgt = pairs[0]
+    ann = (root / "market-annotation-test.csv").read_text().splitlines()[1:]
+    rows = {ln.split(":")[0]: ln.split(":")[1:] for ln in ann}
+    ys, xs = (json.loads(c) for c in rows[tgt])
+    kp = Keypoints.from_xy(np.array([xs, ys], dtype=np.float32).T, (128, 64), "openpose18")
+    m = pose_mask(kp)[..., None]
+    a = np.asarray(Image.open(pred / f"{Path(src).stem}__{Path(tgt).stem}.png"), dtype=np.float64) * m
+    b = np.asarray(Image.open(root / "bounding_box_test" / tgt), dtype=np.float64) * m
+    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                data_range=255, channel_axis=2)
+    per = (tmp_path / "m.per_image.csv").read_text().splitlines()
+    header = per[0].split(",")
+    row = next(dict(zip(header, ln.split(","), strict=True)) for ln in per[1:]
+               if ln.startswith(f"{Path(src).stem},{Path(tgt).stem},"))
+    assert float(row["ssim_masked"]) == pytest.approx(ref, abs=1e-6)
