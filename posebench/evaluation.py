@@ -230,7 +230,7 @@ class _Scorer:
 
     def score_batch(self, preds: list[np.ndarray], gts: list[np.ndarray], names: list[PairKey]) -> None:
         from posebench.metrics.functional.psnr import psnr
-        from posebench.metrics.functional.ssim import legacy_data_range, ssim_gaussian, ssim_uniform
+        from posebench.metrics.functional.ssim import ssim_variant
 
         torch = self.torch
         prof = self.prep.profile.metrics
@@ -248,13 +248,7 @@ class _Scorer:
         if "ssim" in self.prep.metrics:
             p255, g255 = at("ssim")
             for vname, v in prof["ssim"]["variants"].items():
-                if v["window"] == "gaussian":
-                    dr = legacy_data_range(p255) if v["data_range"] == "prediction" else float(v["data_range"])
-                    vals = ssim_gaussian(p255, g255, sigma=float(v.get("sigma", 1.5)), data_range=dr)
-                else:
-                    p1, g1 = p255 / 255.0, g255 / 255.0
-                    dr = legacy_data_range(p1) if v["data_range"] == "prediction" else float(v["data_range"])
-                    vals = ssim_uniform(p1, g1, win_size=int(v.get("win_size", 51)), data_range=dr)
+                vals = ssim_variant(p255, g255, v)
                 key = "ssim" if vname == prof["ssim"]["reported"] else vname
                 self.per_image.setdefault(key, []).extend(vals.tolist())
         if "psnr" in self.prep.metrics:
@@ -279,7 +273,7 @@ class _Scorer:
     def _score_masked(self, metric: str, p255: torch.Tensor, g255: torch.Tensor, names: list[PairKey]) -> None:
         """mask-SSIM (PATN) / mask-LPIPS (GFLA): both images multiplied by the target's pose mask."""
         from posebench.datasets.render import pose_mask
-        from posebench.metrics.functional.ssim import legacy_data_range, ssim_gaussian, ssim_uniform
+        from posebench.metrics.functional.ssim import ssim_variant
 
         torch = self.torch
         keypoints = self.prep.index.splits[self.prep.protocol.split].keypoints
@@ -294,13 +288,7 @@ class _Scorer:
         pm, gm = p255 * m, g255 * m
         prof = self.prep.profile.metrics
         if metric == "ssim":
-            v = prof["ssim"]["variants"][prof["ssim"]["reported"]]
-            if v["window"] == "gaussian":
-                dr = legacy_data_range(pm) if v["data_range"] == "prediction" else float(v["data_range"])
-                vals = ssim_gaussian(pm, gm, sigma=float(v.get("sigma", 1.5)), data_range=dr)
-            else:
-                dr = legacy_data_range(pm / 255) if v["data_range"] == "prediction" else float(v["data_range"])
-                vals = ssim_uniform(pm / 255, gm / 255, win_size=int(v.get("win_size", 51)), data_range=dr)
+            vals = ssim_variant(pm, gm, prof["ssim"]["variants"][prof["ssim"]["reported"]])
         else:
             dev = self.cfg.device
             with torch.inference_mode():

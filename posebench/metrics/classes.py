@@ -59,20 +59,12 @@ class SSIM(_PerImage):
         self.variant: dict[str, Any] = spec["variants"][spec["reported"]]
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        from posebench.metrics.functional.ssim import legacy_data_range, ssim_gaussian, ssim_uniform
+        from posebench.metrics.functional.ssim import ssim_variant
 
         _check(preds, target)
         p = (preds.detach().double().clamp(0, 1) * 255).round()
         t = (target.detach().double().clamp(0, 1) * 255).round()
-        v = self.variant
-        if v["window"] == "gaussian":
-            dr = legacy_data_range(p) if v["data_range"] == "prediction" else float(v["data_range"])
-            vals = ssim_gaussian(p, t, sigma=float(v.get("sigma", 1.5)), data_range=dr)
-        else:
-            p, t = p / 255, t / 255
-            dr = legacy_data_range(p) if v["data_range"] == "prediction" else float(v["data_range"])
-            vals = ssim_uniform(p, t, win_size=int(v.get("win_size", 51)), data_range=dr)
-        self.values.extend(vals.tolist())
+        self.values.extend(ssim_variant(p, t, self.variant).tolist())
 
 
 class PSNR(_PerImage):
