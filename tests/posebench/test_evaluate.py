@@ -23,6 +23,23 @@ from posebench.results.schema import ResultsError, read_results
 runner = CliRunner()
 
 
+def _calibrated(model: torch.nn.Module, images: list[Path]) -> torch.nn.Module:
+    """BatchNorm statistics from a few real images, so a randomly initialised Inception gives features that
+    differ between images (with default statistics they are nearly constant and FID is ~0 for anything)."""
+    import torch.nn.functional as F
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    x = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in images])
+    x = F.interpolate(x.float(), size=(299, 299), mode="bilinear") / 127.5 - 1
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
 @pytest.fixture(scope="module")
 def module_home(tmp_path_factory):
     """One POSEBENCH_HOME for the whole module, so module-scoped runs and later tests share the stats cache."""
@@ -51,8 +68,9 @@ def world(tmp_path_factory, module_home):
     synthesize("deepfashion", root, identities=5, poses=3, size=(256, 176), seed=3, test_fraction=0.4,
                progress=False)
     torch.manual_seed(0)
-    torch.save(fid_inception_skeleton().state_dict(), base / "fid.pth")
-    torch.save(tv_inception_v3_skeleton().state_dict(), base / "tv.pth")
+    sample = sorted((root / "train").iterdir())[:6]
+    torch.save(_calibrated(fid_inception_skeleton(), sample).state_dict(), base / "fid.pth")
+    torch.save(_calibrated(tv_inception_v3_skeleton(), sample).state_dict(), base / "tv.pth")
     import torchvision
 
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), base / "alex.pth")
@@ -99,6 +117,7 @@ def test_oracle_and_copy_source(world, runs):
     assert oracle["env"]["extractor"]["name"] == "clean"
 
     copy = runs["copy"]["metrics"]
+    assert copy["fid"]["value"] > 1e-3 and m["fid"]["value"] > 1e-3  # informative features, not a constant
     assert copy["ssim"]["value"] < 0.95 and copy["lpips"]["value"] > 0.01 and np.isfinite(copy["psnr"]["value"])
     assert copy["kid"]["value"] == pytest.approx(copy["kid"]["value"])  # present and a number
 
