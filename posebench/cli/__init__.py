@@ -68,7 +68,7 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import data, doctor, evaluate, protocols, weights
+    from posebench.cli import data, doctor, evaluate, leaderboard, protocols, weights
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
@@ -76,6 +76,8 @@ def _register() -> None:
     app.add_typer(protocols.protocols_app, name="protocols")
     app.add_typer(protocols.profiles_app, name="profiles")
     app.command("eval")(evaluate.eval_)
+    app.add_typer(leaderboard.app, name="leaderboard")
+    app.command("regress")(leaderboard.regress)
 
 
 _register()

@@ -1,0 +1,196 @@
+"""`posebench leaderboard ...` (boards with provenance) and `posebench regress` (the CI regression gate).
+
+Thin layer over `posebench.results.leaderboard` and `posebench.results.regress`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from posebench.results.regress import RegressionReport
+
+app = typer.Typer(help="Leaderboards with provenance: list | show | validate | render | add.", no_args_is_help=True)
+
+_DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Folder of board YAML files (default: the repository's leaderboards/, or "
+                 "$POSEBENCH_LEADERBOARDS).", file_okay=False),
+]
+
+
+@app.command("list")
+def list_(board_dir: _DirOption = None) -> None:
+    """Every board with its protocol, metrics and entry counts (titles: `posebench leaderboard show`)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from posebench.results.leaderboard import load_boards
+
+    table = Table(title="leaderboards")
+    for col in ("board", "protocol", "metrics", "reported", "measured"):
+        table.add_column(col, justify="right" if col in ("reported", "measured") else "left",
+                         no_wrap=col in ("board", "protocol"))
+    for b in load_boards(board_dir):
+        kinds = [e.kind for e in b.entries]
+        table.add_row(b.name, b.protocol or "–", ", ".join(f"{m} {b.arrow(m)}" for m in b.metrics),
+                      str(kinds.count("reported")), str(kinds.count("measured")))
+    Console().print(table)
+
+
+@app.command("show")
+def show(
+    board: Annotated[str, typer.Argument(help="Board name (see `posebench leaderboard list`) or YAML path.")],
+    sort: Annotated[str | None, typer.Option(help="Rank by this metric, best first (default: the first).")] = None,
+    board_dir: _DirOption = None,
+) -> None:
+    """One board as a table: direction arrows in the headers, and per row how it was measured."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from posebench.results.leaderboard import load_board, resolve_board
+
+    b = load_board(resolve_board(board, board_dir))
+    rows = b.ranked(sort)
+    table = Table(title=f"{b.title}  [dim]({b.name})[/]")
+    table.add_column("#", justify="right")
+    table.add_column("method")
+    for m in b.metrics:
+        table.add_column(f"{m} {b.arrow(m)}", justify="right")
+    table.add_column("how")
+    table.add_column("source")
+    for rank, e in enumerate(rows, 1):
+        style = "green" if e.kind == "measured" else None
+        table.add_row(str(rank), escape(e.method), *[e.display(m) for m in b.metrics], escape(e.how),
+                      escape(e.where), style=style)
+    console = Console()
+    console.print(table)
+    if any(not e.canonical for e in rows):
+        console.print("† non-canonical measurement (see the entry's results.non_canonical_reasons)")
+    console.print("[dim]reported = read from a paper (confidence: see docs/leaderboards.md); "
+                  "measured = posebench results file, profile@version[/]")
+
+
+@app.command("validate")
+def validate(
+    boards: Annotated[list[str] | None, typer.Argument(help="Board names or paths (default: every board).")] = None,
+    board_dir: _DirOption = None,
+) -> None:
+    """Check board files against the schema; exit 2 listing every problem."""
+    from posebench.results.leaderboard import BoardError, board_paths, resolve_board, validate_boards
+
+    paths = [resolve_board(b, board_dir) for b in boards] if boards else board_paths(board_dir)
+    problems = validate_boards(paths)
+    if problems:
+        raise BoardError(f"{len(problems)} problem(s) in {len(paths)} board(s):\n"
+                         + "\n".join(f"  - {p}" for p in problems))
+    typer.echo(f"{len(paths)} board(s) valid: {', '.join(p.stem for p in paths)}")
+
+
+@app.command("render")
+def render(
+    out: Annotated[Path | None, typer.Option(help="Markdown file (default: <boards folder>/README.md).")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write one self-contained HTML page here.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 when the Markdown is stale.")] = False,
+    board_dir: _DirOption = None,
+) -> None:
+    """Render every board into one Markdown page (and optionally one HTML page); both say they are generated."""
+    from posebench.results.leaderboard import default_board_dir, load_boards, render_html, render_markdown
+    from posebench.utils.io import atomic_write_text
+
+    boards = load_boards(board_dir)
+    out = out or Path(board_dir or default_board_dir()) / "README.md"
+    text = render_markdown(boards)
+    if check:
+        current = out.read_text(encoding="utf-8") if out.is_file() else ""
+        if current != text:
+            typer.echo(f"{out} is stale; run `posebench leaderboard render`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{out} is up to date")
+        return
+    atomic_write_text(out, text)
+    typer.echo(f"wrote {out} ({len(boards)} boards)")
+    if html is not None:
+        atomic_write_text(html, render_html(boards))
+        typer.echo(f"wrote {html}")
+
+
+@app.command("add")
+def add(
+    board: Annotated[str, typer.Argument(help="Board name or YAML path.")],
+    results: Annotated[Path, typer.Argument(help="posebench results JSON (from `posebench eval`).")],
+    method: Annotated[str, typer.Option(help="Row label, e.g. 'RePoseDM (ours, ckpt 400k)'.")],
+    board_dir: _DirOption = None,
+) -> None:
+    """Append a measured entry with the results' provenance (protocol, profile, hashes); the file is written
+    atomically and keeps its comments. Refuses results of another protocol."""
+    from posebench.results.leaderboard import add_measured, resolve_board
+
+    path = resolve_board(board, board_dir)
+    entry = add_measured(path, results, method)
+    values = ", ".join(f"{m}={entry.display(m)}" for m in entry.values)
+    typer.echo(f"added entries[{entry.index}] to {path}: {entry.method} ({entry.how}) {values}")
+
+
+def regress(
+    results: Annotated[Path, typer.Option(help="New results JSON (the checkpoint under test).")],
+    baseline: Annotated[Path, typer.Option(help="Baseline results JSON.")],
+    tolerance: Annotated[str | None, typer.Option(help="Absolute tolerances, e.g. fid=0.5,ssim=0.005 "
+                                                       "(metrics not named: 0).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON ('-': stdout, "
+                                                                 "instead of the table).")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML (one testcase per metric).")] = None,
+) -> None:
+    """Gate a checkpoint: exit 1 when a metric is worse than the baseline beyond its tolerance, 0 otherwise.
+
+    Refuses (exit 2) results of a different protocol, profile (name, version, hash) or pair list.
+    Example: posebench regress --results new.json --baseline main.json --tolerance fid=0.5 --junit regress.xml
+    """
+    from posebench.results.regress import compare, parse_tolerances, write_junit, write_report_json
+    from posebench.results.schema import read_results
+
+    tols = parse_tolerances(tolerance)
+    report = compare(read_results(results), read_results(baseline), tols, new_file=str(results),
+                     baseline_file=str(baseline))
+    if json_out is not None and str(json_out) == "-":
+        typer.echo(report.to_json(), nl=False)
+    else:
+        _print_report(report)
+        if json_out is not None:
+            write_report_json(report, json_out)
+    if junit is not None:
+        write_junit(report, junit)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(report: RegressionReport) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from posebench.results.regress import fmt_value
+
+    colours = {"regressed": "bold red", "missing": "bold red", "improved": "green", "within": "yellow",
+               "unchanged": "", "added": "cyan"}
+    table = Table(title=f"{report.protocol} · {report.profile}")
+    table.add_column("metric")
+    for col in ("baseline", "new", "delta", "tolerance"):
+        table.add_column(col, justify="right")
+    table.add_column("status")
+    for m in report.metrics:
+        colour = colours[m.status]
+        status = f"[{colour}]{m.status}[/]" if colour else m.status
+        table.add_row(f"{escape(m.name)} {'↑' if m.higher_is_better else '↓'}", fmt_value(m.baseline), fmt_value(m.new),
+                      fmt_value(m.delta, signed=True), fmt_value(m.tolerance), status)
+    console = Console()
+    console.print(table)
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    n = len(report.regressions)
+    console.print("[green]no regression[/]" if report.ok else f"[bold red]{n} metric(s) regressed[/]: "
+                  + ", ".join(m.name for m in report.regressions))
