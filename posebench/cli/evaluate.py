@@ -29,6 +29,7 @@ def eval_(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute real-set statistics.")] = False,
     real_limit: Annotated[int | None, typer.Option(help="Cap the real set (development; non-canonical).")] = None,
+    compare: Annotated[str | None, typer.Option(help="Board name or YAML: show the nearest rows.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
 ) -> None:
     """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile."""
@@ -43,9 +44,16 @@ def eval_(
     if dry_run:
         typer.echo(json.dumps(cfg.to_json(), indent=1))
         raise typer.Exit()
+    board = None
+    if compare is not None:  # load before the (long) evaluation so a wrong name fails at once
+        from posebench.results.leaderboard import load_board, resolve_board
+
+        board = load_board(resolve_board(compare))
     result = evaluate(cfg)
     if result:  # in a multi-process run only the main process writes and reports
         _print(result, out)
+        if board is not None:
+            _compare(result, board)
 
 
 def _print(result: dict, out: Path) -> None:
@@ -65,3 +73,34 @@ def _print(result: dict, out: Path) -> None:
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"results: {out}")
+
+
+def _compare(result: dict, board, k: int = 3) -> None:
+    """The `k` board rows nearest to this result in the board's first metric, with this result among them."""
+    from rich.console import Console
+    from rich.table import Table
+
+    metric = next((m for m in board.metrics if m in result["metrics"]), None)
+    console = Console()
+    if metric is None:
+        console.print(f"[yellow]board {board.name} shares no metric with these results[/]")
+        return
+    ours = float(result["metrics"][metric]["value"])
+    rows = [e for e in board.entries if metric in e.values]
+    nearest = sorted(rows, key=lambda e: abs(float(e.values[metric]) - ours))[:k]
+    table = Table(title=f"nearest rows of {board.name} by {metric}")
+    for col in ("method", *(f"{m} {board.arrow(m)}" for m in board.metrics), "how"):
+        table.add_column(col)
+    mine = f"{result['profile']['name']}@{result['profile']['version']}" + ("" if result["canonical"] else "†")
+    merged = [(float(e.values[metric]), e.method, [e.display(m) for m in board.metrics], e.how) for e in nearest]
+    merged.append((ours, "[bold]this run[/]", [_fmt_metric(result, m) for m in board.metrics], f"measured: {mine}"))
+    for _, method, values, how in sorted(merged, key=lambda r: r[0], reverse=board.higher_is_better(metric)):
+        table.add_row(method, *values, how)
+    console.print(table)
+    console.print("Reported rows were computed with each paper's own code: compare only rows measured with the "
+                  "same profile (see docs/metrics.md). † non-canonical split.")
+
+
+def _fmt_metric(result: dict, metric: str) -> str:
+    m = result["metrics"].get(metric)
+    return "–" if m is None else f"{float(m['value']):.4f}"

@@ -330,3 +330,11 @@ def test_market_masked_metrics(tmp_path, world):
     row = next(dict(zip(header, ln.split(","), strict=True)) for ln in per[1:]
                if ln.startswith(f"{Path(src).stem},{Path(tgt).stem},"))
     assert float(row["ssim_masked"]) == pytest.approx(ref, abs=1e-6)
+
+
+def test_compare_with_a_board(world, runs):
+    res = _eval(world, "oracle", "--metrics", "ssim,psnr", "--compare", "deepfashion-256x176", out="cmp.json")
+    assert res.exit_code == 0, res.output
+    assert "nearest rows of deepfashion-256x176" in res.output and "this run" in res.output
+    res = _eval(world, "oracle", "--compare", "no-such-board", out="cmp2.json")
+    assert res.exit_code == 2 and not (world["base"] / "cmp2.json").exists()
