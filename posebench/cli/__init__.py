@@ -68,7 +68,7 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import data, doctor, evaluate, leaderboard, protocols, weights
+    from posebench.cli import data, doctor, evaluate, leaderboard, protocols, report, weights
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
@@ -78,6 +78,7 @@ def _register() -> None:
     app.command("eval")(evaluate.eval_)
     app.add_typer(leaderboard.app, name="leaderboard")
     app.command("regress")(leaderboard.regress)
+    app.command("report")(report.report)
 
 
 _register()

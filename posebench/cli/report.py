@@ -1,0 +1,30 @@
+"""`posebench report`: one self-contained HTML page from results files (thin layer over
+posebench.results.report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report(
+    results: Annotated[list[Path], typer.Argument(help="Results JSON files of one protocol (posebench eval --out); "
+                                                  "each needs its per-image CSV, dataset root and predictions.",
+                                                  metavar="RESULTS")],
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", help="Column label, once per results file in the same order (default: prediction folder name).",
+    )] = None,
+    samples: Annotated[int, typer.Option(help="Worst and best pairs shown per results file (0: none).",
+                                         min=0)] = 6,
+) -> None:
+    """Compare results files in one HTML page: tables, per-image histograms, worst/best sample grids.
+
+    Example: posebench report runs/oracle.json runs/ours.json --label oracle --label ours --out report.html
+    """
+    from posebench.results.report import write_report
+
+    path = write_report(results, out, labels=label, samples=samples)
+    typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")
