@@ -200,6 +200,7 @@ class _Scorer:
         res = prep.protocol.resolution
         self.chains = {m: [s.resolve(res) for s in prep.profile.chain(m)] for m in prep.metrics}
         self.per_image: dict[str, list[float]] = {}
+        self.prep_resized = False  # set when a prediction had to be resized by the profile's chain
         self.extractor = None
         self.lpips = None
         self.gen_stats = None
@@ -339,7 +340,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     prep = prepare(cfg)
     scorer = _Scorer(prep, cfg)
-    scorer.prep_resized = False
     split = prep.index.splits[prep.protocol.split]
     keys = [p for p in prep.pairs if p in prep.files]
     prof = prep.profile.metrics
