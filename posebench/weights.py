@@ -227,8 +227,11 @@ def download(
     spec = get(spec)
     dest = cache_path(spec)
     if dest.is_file() and not force:
-        verify(spec)
-        return dest
+        try:
+            verify(spec)
+            return dest
+        except ChecksumError as exc:  # the bad copy is gone now: fetch a good one
+            log.warning("%s; downloading it again", str(exc).split(". ")[0])
     if is_offline():
         raise OfflineError(_missing_message(spec, f"{ENV_OFFLINE}=1 forbids downloading"))
 
@@ -340,7 +343,12 @@ def ensure(spec: WeightFile | str, *, allow_download: bool = True) -> Path:
         if not allow_download:
             raise OfflineError(_missing_message(spec, "downloading was not allowed here"))
         return download(spec)
-    verify(spec)  # unchecked or corrupt: hash now, delete on mismatch
+    try:
+        verify(spec)  # unchecked or corrupt: hash now, delete on mismatch
+    except ChecksumError:
+        if not allow_download:
+            raise
+        return download(spec)
     return path
 
 

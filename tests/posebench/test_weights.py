@@ -115,6 +115,11 @@ def test_corrupted_cache_file_is_found_and_removed(file_server):
     with pytest.raises(ChecksumError, match="deleted"):
         weights.ensure(spec, allow_download=False)
     assert not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"tampered again")
+    assert weights.ensure(spec).read_bytes() == PAYLOAD  # allowed to download: replaced by a good copy
+    path.write_bytes(b"and again")
+    assert weights.download(spec, progress=False).read_bytes() == PAYLOAD
 
 
 def test_add_local_file(tmp_path, file_server):
