@@ -68,7 +68,7 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import data, doctor, evaluate, leaderboard, protocols, report, weights
+    from posebench.cli import data, doctor, evaluate, leaderboard, pose, protocols, report, weights
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
@@ -79,6 +79,7 @@ def _register() -> None:
     app.add_typer(leaderboard.app, name="leaderboard")
     app.command("regress")(leaderboard.regress)
     app.command("report")(report.report)
+    app.command("eval-pose")(pose.eval_pose)
 
 
 _register()
