@@ -68,7 +68,7 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import data, doctor, evaluate, leaderboard, pose, protocols, report, weights
+    from posebench.cli import data, doctor, evaluate, leaderboard, pose, protocols, reid, report, weights
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
@@ -80,6 +80,7 @@ def _register() -> None:
     app.command("regress")(leaderboard.regress)
     app.command("report")(report.report)
     app.command("eval-pose")(pose.eval_pose)
+    app.command("reid-augment")(reid.reid_augment)
 
 
 _register()
