@@ -45,8 +45,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def reid_augment(
-    market_root: Annotated[Path, typer.Argument(help="Market-1501 root (bounding_box_train/, query/, "
-                                                "bounding_box_test/).", metavar="MARKET_ROOT")],
+    market_root: Annotated[Path, typer.Option("--market-root", help="Market-1501 root (bounding_box_train/, "
+                                              "query/, bounding_box_test/).", metavar="DIR")],
     generator: Annotated[str, typer.Option(help="none (Standard only), copy-source (duplicates the source image) "
                                            "or folder:DIR (images named by the plan).")] = "copy-source",
     fractions: Annotated[str, typer.Option(help="Comma-separated real-data fractions.")] = "0.2,0.4,0.6,0.8",

@@ -30,7 +30,7 @@ def _invoke(*args: str):
 
 def test_copy_source_end_to_end_and_resume(market: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = _invoke(str(market), "--generator", "copy-source", "--out", str(out), *TINY)
+    res = _invoke("--market-root", str(market), "--generator", "copy-source", "--out", str(out), *TINY)
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "results.json").read_text())
     methods = {r["method"] for r in doc["rows"]}
@@ -46,7 +46,7 @@ def test_copy_source_end_to_end_and_resume(market: Path, tmp_path: Path) -> None
     assert (out / "plans" / "f0.5_s0_plan.csv").is_file()
     mtimes = {p: p.stat().st_mtime_ns for p in run_files}
 
-    again = _invoke(str(market), "--generator", "copy-source", "--out", str(out), *TINY)
+    again = _invoke("--market-root", str(market), "--generator", "copy-source", "--out", str(out), *TINY)
     assert again.exit_code == 0, again.output
     assert again.output.count("skip f0.5_s0") == 2
     assert {p: p.stat().st_mtime_ns for p in run_files} == mtimes
@@ -64,7 +64,7 @@ def test_folder_generator_missing_image(market: Path, tmp_path: Path) -> None:
     rows = make_plan(make_subset(train, 0.5, 0), k=1, seed=0)
     for r in rows[1:]:
         Image.new("RGB", (64, 128)).save(gen / r.filename)
-    res = _invoke(str(market), "--generator", f"folder:{gen}", "--out", str(tmp_path / "out"), *TINY)
+    res = _invoke("--market-root", str(market), "--generator", f"folder:{gen}", "--out", str(tmp_path / "out"), *TINY)
     assert res.exit_code == 2, res.output
     assert "missing (1)" in res.output and rows[0].filename in res.output
     assert not (tmp_path / "out" / "runs").exists()
@@ -78,25 +78,26 @@ def test_folder_generator_missing_image(market: Path, tmp_path: Path) -> None:
     (["--mode", "both"], "mode must be one of"),
 ])
 def test_bad_input_exits_2(market: Path, tmp_path: Path, args: list[str], needle: str) -> None:
-    res = _invoke(str(market), "--out", str(tmp_path / "out"), *TINY, *args)
+    res = _invoke("--market-root", str(market), "--out", str(tmp_path / "out"), *TINY, *args)
     assert res.exit_code == 2, res.output
     assert needle in res.output
     assert not (tmp_path / "out" / "runs").exists()
 
 
 def test_missing_market_folder(tmp_path: Path) -> None:
-    res = _invoke(str(tmp_path / "nope"), "--out", str(tmp_path / "out"), *TINY)
+    res = _invoke("--market-root", str(tmp_path / "nope"), "--out", str(tmp_path / "out"), *TINY)
     assert res.exit_code == 2
     assert "does not exist" in res.output
 
 
 def test_finetune_mode_and_resume_from_checkpoint(market: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = _invoke(str(market), "--generator", "copy-source", "--mode", "finetune", "--out", str(out), *TINY)
+    args = ("--market-root", str(market), "--generator", "copy-source", "--mode", "finetune", "--out", str(out))
+    res = _invoke(*args, *TINY)
     assert res.exit_code == 0, res.output
     assert (out / "runs" / "f0.5_s0_standard.pt").is_file()
     (out / "runs" / "f0.5_s0_copy-source_finetune.json").unlink()
-    again = _invoke(str(market), "--generator", "copy-source", "--mode", "finetune", "--out", str(out), *TINY)
+    again = _invoke(*args, *TINY)
     assert again.exit_code == 0, again.output
     assert "skip f0.5_s0 Standard" in again.output and "run f0.5_s0 copy-source" in again.output
     doc = json.loads((out / "results.json").read_text())
