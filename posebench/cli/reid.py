@@ -9,28 +9,26 @@ from typing import Annotated
 import typer
 
 
-def _floats(text: str, what: str) -> list[float]:
+def _numbers(text: str, what: str, cast: type, example: str) -> list:
+    """A comma-separated option (`--fractions 0.2,0.4`, `--seeds 0,1`) as a list, or a clear exit-2 error."""
     from posebench.errors import PosebenchError
 
+    kind = "numbers" if cast is float else "integers"
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        values = [cast(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
-        raise PosebenchError(f"{what} must be comma-separated numbers (e.g. 0.2,0.4), got {text!r}") from exc
+        raise PosebenchError(f"{what} must be comma-separated {kind} (e.g. {example}), got {text!r}") from exc
     if not values:
         raise PosebenchError(f"{what} is empty, got {text!r}")
     return values
+
+
+def _floats(text: str, what: str) -> list[float]:
+    return _numbers(text, what, float, "0.2,0.4")
 
 
 def _ints(text: str, what: str) -> list[int]:
-    from posebench.errors import PosebenchError
-
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise PosebenchError(f"{what} must be comma-separated integers (e.g. 0,1,2), got {text!r}") from exc
-    if not values:
-        raise PosebenchError(f"{what} is empty, got {text!r}")
-    return values
+    return _numbers(text, what, int, "0,1,2")
 
 
 def _size(text: str) -> tuple[int, int]:
