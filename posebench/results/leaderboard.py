@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 
 from posebench.errors import PosebenchError
+from posebench.results.schema import dig
 from posebench.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -247,14 +248,6 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _dig(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return _UNSET
-        data = data[part]
-    return data
-
-
 def _entry_problems(raw: Any, i: int, metrics: dict[str, Any], where: str) -> list[str]:
     """Problems of one entry; each names the file and `entries[i]`."""
     if not isinstance(raw, dict):
@@ -302,7 +295,7 @@ def _entry_problems(raw: Any, i: int, metrics: dict[str, Any], where: str) -> li
                        "`posebench leaderboard add`)")
         else:
             out += [f"{at}: missing provenance field 'results.{k}'" for k in _RESULTS_REQUIRED
-                    if _dig(res, k) is _UNSET]
+                    if dig(res, k, _UNSET) is _UNSET]
     paper = raw.get("paper")
     if paper is not None:
         if not isinstance(paper, dict):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posebench.errors import PosebenchError
-from posebench.results.schema import HIGHER_IS_BETTER, _clean
+from posebench.results.schema import HIGHER_IS_BETTER, _clean, dig
 from posebench.utils.io import atomic_write_text
 
 REPORT_SCHEMA_VERSION = 1
@@ -140,14 +140,6 @@ def fmt_value(v: float | None, signed: bool = False) -> str:
     return f"{v:+.6g}" if signed else f"{v:.6g}"
 
 
-def _dig(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return None
-        data = data[part]
-    return data
-
-
 def _value(v: Any, where: str) -> float:
     """A metric value as a float: numbers, the strings "inf"/"-inf"/"nan", and null (read as NaN)."""
     if v is None:
@@ -189,7 +181,7 @@ def comparability_problems(new: dict[str, Any], base: dict[str, Any]) -> list[st
     """Why `new` and `base` cannot be compared (empty when they can)."""
     out = []
     for label, key in _IDENTITY:
-        a, b = _dig(new, key), _dig(base, key)
+        a, b = dig(new, key), dig(base, key)
         if a is None or b is None:
             side = "new results" if a is None else "baseline"
             out.append(f"{label}: missing from the {side} ({key}); cannot check that both measure the same thing")

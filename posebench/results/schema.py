@@ -50,6 +50,15 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def dig(data: Any, dotted: str, default: Any = None) -> Any:
+    """`data["a"]["b"]` for `dotted="a.b"`, or `default` where any level is missing or not a mapping."""
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return default
+        data = data[part]
+    return data
+
+
 def write_results(path: str | Path, result: dict[str, Any]) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
