@@ -68,7 +68,7 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import data, doctor, evaluate, leaderboard, pose, protocols, reid, report, weights
+    from posebench.cli import data, doctor, evaluate, leaderboard, pose, protocols, reference, reid, report, weights
 
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
@@ -81,6 +81,8 @@ def _register() -> None:
     app.command("report")(report.report)
     app.command("eval-pose")(pose.eval_pose)
     app.command("reid-augment")(reid.reid_augment)
+    app.command("train-reference")(reference.train_reference)
+    app.command("sample")(reference.sample)
 
 
 _register()

@@ -1,0 +1,88 @@
+"""`posebench train-reference` and `posebench sample`: the bundled reference model (reposedm).
+
+Thin layer: reposedm is imported inside the commands (posebench itself never depends on it). Several
+processes or nodes: `accelerate launch -m posebench train-reference ...` (or torchrun).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train_reference(
+    protocol: Annotated[str, typer.Option(help="Protocol whose dataset is trained on (its train split).")],
+    root: Annotated[Path, typer.Option(help="Dataset root (your copy).", file_okay=False)],
+    out: Annotated[Path, typer.Option(help="Run folder (config.json, metrics.jsonl, checkpoints/, samples/).")],
+    config: Annotated[str | None, typer.Option(
+        help="Named config ({tiny,deepfashion-256,deepfashion-512,market-128}-{b1,b2,full}) or a YAML file; "
+             "default on --resume: the run's own.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps in total.")] = None,
+    split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
+    val_split: Annotated[str | None, typer.Option(help="Split for the validation grids (default: the "
+                                                  "protocol's test split).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
+) -> None:
+    """Train RePoseDM (full) or its ablations B1 / B2 with HF accelerate.
+
+    Example: posebench train-reference --config tiny-full --protocol deepfashion-256x176 --root data/df --out runs/t
+    """
+    from posebench.errors import PosebenchError
+    from posebench.protocols import get_protocol
+    from reposedm.config import load_config
+    from reposedm.data import PairSource
+
+    spec = get_protocol(protocol)
+    if config is None:
+        if not (resume and (out / "config.json").is_file()):
+            raise PosebenchError("pass --config NAME|FILE (or --resume an existing run folder)")
+        config = str(out / "config.json")
+    cfg = load_config(config)
+    if dry_run:
+        typer.echo(cfg.to_json())
+        return
+    if tuple(cfg.model.resolution) != tuple(spec.resolution):
+        typer.echo(f"note: config {cfg.name} trains at {cfg.model.resolution[0]}x{cfg.model.resolution[1]}, "
+                   f"protocol {spec.name} evaluates at {spec.resolution[0]}x{spec.resolution[1]}; images are "
+                   "resized for training and sampling", err=True)
+    from reposedm.train import train
+
+    result = train(cfg, source=PairSource(spec.dataset, root, split), out=out, resume=resume, max_steps=max_steps,
+                   val_source=PairSource(spec.dataset, root, val_split or spec.split), progress=progress)
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    typer.echo(f"{out}: step {result.step}, last loss {last}, checkpoint {result.last_checkpoint}")
+
+
+def sample(
+    run: Annotated[Path, typer.Option(help="Run folder (newest checkpoint) or a checkpoint folder.")],
+    protocol: Annotated[str, typer.Option(help="Protocol (dataset, split, output resolution).")],
+    root: Annotated[Path, typer.Option(help="Dataset root.", file_okay=False)],
+    out: Annotated[Path, typer.Option(help="Folder for {source}__{target}.png images.")],
+    split: Annotated[str | None, typer.Option(help="Split (default: the protocol's).")] = None,
+    scheduler: Annotated[str, typer.Option(help="ddim, ddpm or dpm-solver.")] = "ddim",
+    steps: Annotated[int, typer.Option(help="Sampling steps.")] = 50,
+    guidance_scale: Annotated[float | None, typer.Option(help="w_c, classifier-free guidance (default 2).")] = None,
+    pose_guidance_scale: Annotated[float | None, typer.Option(help="eta, pose-field gradient guidance "
+                                                              "(default: the run's for full, else 0).")] = None,
+    seed: Annotated[int, typer.Option(help="Image k uses a generator seeded by (seed, k).")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N pairs.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 8,
+    device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    ema: Annotated[bool, typer.Option("--ema/--raw", help="EMA weights (default) or the raw ones.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
+) -> None:
+    """Generate a protocol split with a trained run; `posebench eval --pred OUT` scores the folder directly.
+
+    Resumable: finished images are skipped. Example: posebench sample --run runs/t --protocol
+    deepfashion-256x176 --root data/df --out gen/ --steps 50
+    """
+    from reposedm.generate import generate
+
+    result = generate(run, protocol=protocol, root=root, out=out, split=split, scheduler=scheduler, steps=steps,
+                      guidance_scale=guidance_scale, pose_guidance_scale=pose_guidance_scale, seed=seed,
+                      limit=limit, batch_size=batch_size, device=device, ema=ema, progress=progress)
+    typer.echo(f"{out}: {result.written} written, {result.skipped} already there, {result.total} pairs")

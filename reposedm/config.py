@@ -1,0 +1,350 @@
+"""Typed configs of the reference model: variants (b1, b2, full) x sizes (tiny, paper resolutions).
+
+A config has two parts, `model` (what the network is and how it samples) and `train` (how it learns).
+Named configs are `{size}-{variant}`, e.g. `tiny-b1`, `deepfashion-256-full`; a YAML file may start from
+one with `base: NAME` and override any key. Unknown keys and impossible sizes are refused with the key
+and the file named, before anything is built. The resolved config is written as JSON into every run
+folder and checkpoint, so a checkpoint always says what it is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from posebench.errors import PosebenchError
+
+Variant = Literal["b1", "b2", "full"]
+VARIANTS: tuple[str, ...] = ("b1", "b2", "full")
+
+
+class ConfigError(PosebenchError):
+    """A config the model cannot be built from."""
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Pose Interaction Field gradient guidance (paper sec. 3.3, eq. 10-12, 15-16, 19); docs/model.md."""
+
+    enabled: bool = False
+    estimator: str = "tiny-random"  # posebench pose-estimator registry name (differentiable)
+    field: Literal["heatmaps", "features"] = "heatmaps"  # phi: the estimator output compared in eq. 11
+    reference: Literal["keypoints", "target-image"] = "keypoints"  # phi(reference) in eq. 11
+    mask_threshold: float = 0.1  # M = 1[sum_j H_j > 0.1] (eq. 11)
+    # Training (eq. 15): "second-order" puts sqrt(1 - abar_t) * grad G into eps~ (double backward);
+    # "first-order" adds lambda * G to the loss; "off" trains without the field.
+    train_mode: Literal["second-order", "first-order", "off"] = "second-order"
+    train_weight: float = 1.0  # lambda of the first-order option
+    # Sampling (eq. 12/19): y'_{t-1} = y_{t-1} - eta * grad_{y_t} G. "unet" differentiates through the
+    # denoiser; "tweedie" holds eps_theta fixed and differentiates only the x0 estimate (cheaper).
+    sample_grad: Literal["unet", "tweedie"] = "unet"
+    pose_guidance_scale: float = 1.0  # eta
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    variant: Variant = "full"
+    resolution: tuple[int, int] = (256, 176)  # (H, W) of images
+    latent: Literal["pixel", "vae"] = "vae"  # vae: pretrained AutoencoderKL (paper); pixel: no autoencoder
+    vae_weights: str = "sd-vae-ft-mse"  # posebench weights-registry name
+    vae_scaling_factor: float = 0.18215
+    pose_renderer: str = "pidm20"  # posebench pose renderer for the target pose map
+    pose_embed_channels: int = 8  # encoded target pose, concatenated with the noisy latent
+    # Denoiser (diffusers UNet2DConditionModel); "cross" marks the levels with cross-attention.
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    cross_attention_levels: tuple[bool, ...] = (False, True, True, True)
+    layers_per_block: int = 2
+    attention_head_dim: int = 64
+    norm_num_groups: int = 32
+    # Texture tokens: B1 CNN encoder or RPA features (dim = cross-attention dim).
+    cond_dim: int = 256
+    cond_downsample: int = 1  # texture/RPA feature resolution = model-space resolution / this
+    rpa_iterations: int = 5  # N
+    rpa_radius: int = 3  # R
+    rpa_kernel_sizes: tuple[int, ...] = (4, 2)
+    rpa_depth: int = 1  # D
+    rpa_heads: int = 4
+    # Diffusion (improved DDPM): T, linear betas, learned variance, L = L_mse + vlb_weight * L_vlb.
+    num_train_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    learned_variance: bool = True
+    vlb_weight: float = 1.0
+    # Classifier-free guidance: condition dropout in training, w_c at sampling (eq. 16).
+    cond_dropout: float = 0.1
+    cfg_drop: Literal["source", "both"] = "source"  # what the unconditional branch drops
+    guidance_scale: float = 2.0  # w_c
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+    @property
+    def uses_rpa(self) -> bool:
+        return self.variant in ("b2", "full")
+
+    @property
+    def latent_factor(self) -> int:
+        return 8 if self.latent == "vae" else 1
+
+    @property
+    def latent_channels(self) -> int:
+        return 4 if self.latent == "vae" else 3
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        h, w = self.resolution
+        return h // self.latent_factor, w // self.latent_factor
+
+    @property
+    def pose_channels(self) -> int:
+        return {"heatmap18": 18, "pidm20": 20, "cfld21": 21, "skeleton-rgb": 3}[self.pose_renderer]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = 8  # global batch (all processes, after accumulation)
+    grad_accum: int = 1
+    max_steps: int = 300_000  # optimizer steps
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    ema_start: int = 0  # step after which the EMA starts tracking
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    checkpoint_every: int = 5_000
+    keep_checkpoints: int = 3  # the newest N are kept, plus every `keep_every`
+    keep_every: int = 50_000  # 0: none kept permanently
+    log_every: int = 50
+    sample_every: int = 10_000  # validation grids; 0 turns them off
+    sample_steps: int = 50
+    num_samples: int = 8
+    num_workers: int = 2
+    seed: int = 0
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "model": asdict(self.model), "train": asdict(self.train)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
+        _unknown(data, {"name", "model", "train", "base"}, where)
+        model = _build(ModelConfig, data.get("model", {}), f"{where}: model")
+        train = _build(TrainConfig, data.get("train", {}), f"{where}: train")
+        cfg = cls(str(data.get("name", "custom")), model, train)
+        validate(cfg, where)
+        return cfg
+
+
+# ------------------------------------------------------------------------------------------ named configs
+
+_TINY_MODEL: dict[str, Any] = {
+    "resolution": (32, 22), "latent": "pixel", "pose_embed_channels": 4,
+    "block_out_channels": (32, 64), "cross_attention_levels": (False, True), "layers_per_block": 1,
+    "attention_head_dim": 8, "norm_num_groups": 8, "cond_dim": 32, "cond_downsample": 2,
+    "rpa_iterations": 2, "rpa_radius": 2, "rpa_kernel_sizes": (4, 2), "rpa_heads": 2,
+}
+_TINY_TRAIN: dict[str, Any] = {
+    "batch_size": 4, "max_steps": 200, "ema_decay": 0.99, "checkpoint_every": 50, "keep_checkpoints": 2,
+    "keep_every": 0, "log_every": 10, "sample_every": 100, "sample_steps": 10, "num_samples": 4,
+    "num_workers": 0, "lr": 2e-4, "warmup_steps": 10,
+}
+SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "tiny": (_TINY_MODEL, _TINY_TRAIN),
+    "deepfashion-256": ({"resolution": (256, 176)}, {}),
+    "deepfashion-512": ({"resolution": (512, 352)}, {}),
+    "market-128": ({"resolution": (128, 64), "block_out_channels": (128, 256, 512),
+                    "cross_attention_levels": (False, True, True)}, {}),
+}
+_VARIANT_MODEL: dict[str, dict[str, Any]] = {
+    "b1": {"variant": "b1"},
+    "b2": {"variant": "b2"},
+    "full": {"variant": "full", "guidance": {"enabled": True}},
+}
+
+
+def config_names() -> list[str]:
+    return [f"{size}-{variant}" for size in SIZES for variant in VARIANTS]
+
+
+def named_config(name: str) -> RunConfig:
+    size, _, variant = name.rpartition("-")
+    if size not in SIZES or variant not in VARIANTS:
+        near = difflib.get_close_matches(name, config_names(), n=3)
+        hint = f" Did you mean: {', '.join(near)}?" if near else ""
+        raise ConfigError(f"unknown config {name!r}.{hint} Named configs: {', '.join(config_names())}; "
+                          "or pass a YAML file")
+    model_over, train_over = SIZES[size]
+    model = {**model_over, **_VARIANT_MODEL[variant]}
+    return RunConfig.from_dict({"name": name, "model": model, "train": dict(train_over)}, f"config {name}")
+
+
+def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
+    """A named config (`tiny-b1`) or a YAML file (`base: NAME` plus overrides), checked.
+
+    Raises:
+        ConfigError: unknown name or keys, unreadable YAML, impossible sizes (the key is named).
+    """
+    import yaml
+
+    text = str(name_or_path)
+    path = Path(text)
+    if text.endswith((".yaml", ".yml", ".json")) or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping with model: and train: sections")
+        if "base" in data:
+            base = named_config(str(data["base"])).to_dict()
+            data = _merge(base, data)
+        cfg = RunConfig.from_dict(data, str(path))
+        if "name" not in data:
+            cfg = replace(cfg, name=path.stem)
+    else:
+        cfg = named_config(text)
+    if train_overrides:
+        cfg = RunConfig.from_dict(_merge(cfg.to_dict(), {"train": train_overrides}), "command-line overrides")
+    return cfg
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if key == "base":
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _unknown(data: dict[str, Any], known: set[str], where: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in known:
+            near = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint} Known keys: {', '.join(sorted(known))}")
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    _unknown(data, {f.name for f in fields(cls)}, where)
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value, default = data[f.name], getattr(defaults, f.name)
+        if f.name == "guidance":
+            value = _build(GuidanceConfig, value or {}, f"{where}.guidance")
+        elif isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{where}.{f.name}: expected a list, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{f.name}: expected true/false, got {value!r}")
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}.{f.name}: expected a number, got {value!r}")
+            if isinstance(default, int) and not isinstance(default, bool) and value != int(value):
+                raise ConfigError(f"{where}.{f.name}: expected an integer, got {value!r}")
+            value = type(default)(value)
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{where}.{f.name}: expected a string, got {value!r}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def _choice(where: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: RunConfig, where: str = "config") -> None:
+    """Refuse configs the model cannot be built from, naming the key and the numbers."""
+    m, t, g = cfg.model, cfg.train, cfg.model.guidance
+    _choice(f"{where}: model.variant", m.variant, VARIANTS)
+    _choice(f"{where}: model.latent", m.latent, ("pixel", "vae"))
+    _choice(f"{where}: model.pose_renderer", m.pose_renderer, ("heatmap18", "pidm20", "cfld21", "skeleton-rgb"))
+    _choice(f"{where}: model.cfg_drop", m.cfg_drop, ("source", "both"))
+    _choice(f"{where}: model.guidance.field", g.field, ("heatmaps", "features"))
+    _choice(f"{where}: model.guidance.reference", g.reference, ("keypoints", "target-image"))
+    _choice(f"{where}: model.guidance.train_mode", g.train_mode, ("second-order", "first-order", "off"))
+    _choice(f"{where}: model.guidance.sample_grad", g.sample_grad, ("unet", "tweedie"))
+    _choice(f"{where}: train.mixed_precision", t.mixed_precision, ("auto", "no", "bf16", "fp16"))
+    if g.enabled and m.variant != "full":
+        raise ConfigError(f"{where}: model.guidance.enabled is only for variant 'full' (b1/b2 are the "
+                          f"ablations without it), got variant {m.variant!r}")
+    if g.field == "features" and g.reference == "keypoints":
+        raise ConfigError(f"{where}: guidance.field 'features' needs reference 'target-image' (keypoints "
+                          "give heatmaps, not backbone features)")
+    if len(m.resolution) != 2 or min(m.resolution) < 8:
+        raise ConfigError(f"{where}: model.resolution must be [H, W] with both >= 8, got {list(m.resolution)}")
+    levels = len(m.block_out_channels)
+    if levels < 1:
+        raise ConfigError(f"{where}: model.block_out_channels is empty")
+    if len(m.cross_attention_levels) != levels:
+        raise ConfigError(f"{where}: model.cross_attention_levels has {len(m.cross_attention_levels)} entries "
+                          f"for {levels} block_out_channels")
+    h, w = m.resolution
+    if h % m.latent_factor or w % m.latent_factor:
+        raise ConfigError(f"{where}: model.resolution {h}x{w} is not divisible by the autoencoder's factor "
+                          f"{m.latent_factor}")
+    lh, lw = m.latent_size
+    down = 2 ** (levels - 1)
+    if lh < down or lw < down:
+        raise ConfigError(f"{where}: latent size {lh}x{lw} is smaller than the U-Net's total downsampling "
+                          f"{down} ({levels} levels); use fewer levels or a larger resolution")
+    if m.cond_downsample not in (1, 2, 4, 8) or lh % m.cond_downsample or lw % m.cond_downsample:
+        raise ConfigError(f"{where}: model.cond_downsample must be 1, 2, 4 or 8 and divide the latent size "
+                          f"{lh}x{lw}, got {m.cond_downsample}")
+    for c in m.block_out_channels:
+        if c <= 0 or c % m.norm_num_groups:
+            raise ConfigError(f"{where}: block_out_channels {list(m.block_out_channels)} must be positive "
+                              f"multiples of norm_num_groups {m.norm_num_groups}")
+        if any(m.cross_attention_levels) and c % m.attention_head_dim:
+            raise ConfigError(f"{where}: block_out_channels {c} is not a multiple of attention_head_dim "
+                              f"{m.attention_head_dim}")
+    if m.cond_dim % m.rpa_heads or m.cond_dim % 8:
+        raise ConfigError(f"{where}: model.cond_dim {m.cond_dim} must be a multiple of 8 and of rpa_heads "
+                          f"{m.rpa_heads}")
+    positive = {"model.rpa_iterations": m.rpa_iterations, "model.rpa_depth": m.rpa_depth,
+                "model.num_train_timesteps": m.num_train_timesteps, "model.pose_embed_channels":
+                m.pose_embed_channels, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum,
+                "train.max_steps": t.max_steps, "train.checkpoint_every": t.checkpoint_every,
+                "train.keep_checkpoints": t.keep_checkpoints, "train.log_every": t.log_every,
+                "train.sample_steps": t.sample_steps, "train.num_samples": t.num_samples, "train.lr": t.lr}
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}: {key} must be positive, got {value}")
+    if m.rpa_radius < 0 or any(k < 1 for k in m.rpa_kernel_sizes):
+        raise ConfigError(f"{where}: model.rpa_radius must be >= 0 and rpa_kernel_sizes >= 1")
+    if not 0 < m.beta_start < m.beta_end < 1:
+        raise ConfigError(f"{where}: need 0 < beta_start < beta_end < 1, got {m.beta_start}, {m.beta_end}")
+    for key, value in {"model.cond_dropout": m.cond_dropout, "train.ema_decay": t.ema_decay}.items():
+        if not 0 <= value < 1:
+            raise ConfigError(f"{where}: {key} must be in [0, 1), got {value}")
+    if t.batch_size % t.grad_accum:
+        raise ConfigError(f"{where}: train.batch_size {t.batch_size} is not divisible by grad_accum {t.grad_accum}")
+    if min(t.warmup_steps, t.keep_every, t.sample_every, t.num_workers, t.seed, t.ema_start) < 0:
+        raise ConfigError(f"{where}: warmup_steps, keep_every, sample_every, num_workers, seed, ema_start "
+                          "must be >= 0")

@@ -1,0 +1,163 @@
+"""RePoseDMModel: condition encoders + the diffusers U-Net, as one saveable diffusers model.
+
+Notation (paper sec. 3): y_t -> `latents`, eps_theta -> `noise_pred`, I_S -> `source` (in model space:
+VAE latent or pixels in [-1, 1]), P -> `pose_map` (rendered target pose at image resolution), F_S^N ->
+`Condition.tokens` (cross-attention), encoded P -> `Condition.pose_embed` (concatenated with y_t).
+
+The condition depends on the source and the target pose only, never on t, so samplers compute it once
+per image (`encode_condition`) and call `denoise` at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+
+from reposedm.config import ModelConfig
+from reposedm.models.texture import PoseEncoder, TextureEncoder
+
+
+@dataclass
+class Condition:
+    """Everything the denoiser needs besides y_t and t, computed once per sample."""
+
+    tokens: torch.Tensor  # (B, L, D) texture tokens (B1 encoder or F_S^N of the RPA)
+    pose_embed: torch.Tensor  # (B, P, h, w) encoded target pose on the latent grid
+    flow: torch.Tensor | None = None  # (B, 2, h, w) accumulated RPA flow F^N (b2/full)
+    warped: list[torch.Tensor] = field(default_factory=list)  # W(I_S; F^n), n = 1..N (paper fig. 9)
+
+    def cat(self, other: Condition) -> Condition:
+        """Batch-concatenate (the conditional and unconditional halves of CFG)."""
+        return Condition(torch.cat([self.tokens, other.tokens]), torch.cat([self.pose_embed, other.pose_embed]))
+
+
+class RePoseDMModel(ModelMixin, ConfigMixin):
+    """B1 / B2 / full RePoseDM denoiser with its condition encoders (`save_pretrained` as safetensors)."""
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        variant: str = "full",
+        latent_channels: int = 3,
+        latent_size: tuple[int, int] = (32, 22),
+        latent_factor: int = 1,
+        pose_channels: int = 20,
+        pose_embed_channels: int = 4,
+        block_out_channels: tuple[int, ...] = (32, 64),
+        cross_attention_levels: tuple[bool, ...] = (False, True),
+        layers_per_block: int = 1,
+        attention_head_dim: int = 8,
+        norm_num_groups: int = 8,
+        cond_dim: int = 32,
+        cond_downsample: int = 1,
+        cfg_drop: str = "source",
+        rpa_iterations: int = 5,
+        rpa_radius: int = 3,
+        rpa_kernel_sizes: tuple[int, ...] = (4, 2),
+        rpa_depth: int = 1,
+        rpa_heads: int = 4,
+        learned_variance: bool = True,
+    ) -> None:
+        super().__init__()
+        self.pose_encoder = PoseEncoder(pose_channels, pose_embed_channels, latent_factor)
+        if variant == "b1":
+            self.texture = TextureEncoder(latent_channels, cond_dim, cond_downsample)
+        else:
+            from reposedm.models.alignment import RecurrentPoseAlignment
+
+            self.alignment = RecurrentPoseAlignment(
+                latent_channels, pose_channels, cond_dim, num_iterations=rpa_iterations, radius=rpa_radius,
+                kernel_sizes=tuple(rpa_kernel_sizes), depth=rpa_depth, heads=rpa_heads, downsample=cond_downsample)
+        h, w = latent_size
+        num_tokens = (h // cond_downsample) * (w // cond_downsample)
+        # Learned positions: cross-attention is otherwise blind to where a texture token came from.
+        self.token_pos = nn.Parameter(torch.zeros(1, num_tokens, cond_dim))
+        # The unconditional branch of classifier-free guidance attends to these instead (eq. 16).
+        self.null_tokens = nn.Parameter(torch.zeros(1, 1, cond_dim))
+        down = tuple("CrossAttnDownBlock2D" if c else "DownBlock2D" for c in cross_attention_levels)
+        up = tuple("CrossAttnUpBlock2D" if c else "UpBlock2D" for c in reversed(cross_attention_levels))
+        self.unet = UNet2DConditionModel(
+            sample_size=tuple(latent_size), in_channels=latent_channels + pose_embed_channels,
+            out_channels=latent_channels * (2 if learned_variance else 1), block_out_channels=tuple(block_out_channels),
+            down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn",
+            layers_per_block=layers_per_block, cross_attention_dim=cond_dim, attention_head_dim=attention_head_dim,
+            norm_num_groups=norm_num_groups)
+
+    @classmethod
+    def from_model_config(cls, cfg: ModelConfig) -> RePoseDMModel:
+        return cls(
+            variant=cfg.variant, latent_channels=cfg.latent_channels, latent_size=cfg.latent_size,
+            latent_factor=cfg.latent_factor, pose_channels=cfg.pose_channels,
+            pose_embed_channels=cfg.pose_embed_channels, block_out_channels=cfg.block_out_channels,
+            cross_attention_levels=cfg.cross_attention_levels, layers_per_block=cfg.layers_per_block,
+            attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups, cond_dim=cfg.cond_dim,
+            cond_downsample=cfg.cond_downsample, cfg_drop=cfg.cfg_drop, rpa_iterations=cfg.rpa_iterations,
+            rpa_radius=cfg.rpa_radius, rpa_kernel_sizes=cfg.rpa_kernel_sizes, rpa_depth=cfg.rpa_depth,
+            rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.config.latent_channels)
+
+    def _check(self, source: torch.Tensor, pose_map: torch.Tensor) -> None:
+        cfg = self.config
+        h, w = cfg.latent_size
+        if source.ndim != 4 or tuple(source.shape[1:]) != (cfg.latent_channels, h, w):
+            raise ValueError(f"source must be (B, {cfg.latent_channels}, {h}, {w}) in model space, "
+                             f"got {tuple(source.shape)}")
+        ph, pw = h * cfg.latent_factor, w * cfg.latent_factor
+        if pose_map.ndim != 4 or tuple(pose_map.shape[1:]) != (cfg.pose_channels, ph, pw):
+            raise ValueError(f"pose_map must be (B, {cfg.pose_channels}, {ph}, {pw}), got {tuple(pose_map.shape)}")
+        if pose_map.shape[0] != source.shape[0]:
+            raise ValueError(f"source and pose_map batch sizes differ: {source.shape[0]} vs {pose_map.shape[0]}")
+
+    def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
+                         return_intermediates: bool = False) -> Condition:
+        """Texture tokens (B1 encoder or RPA F_S^N) and the encoded target pose.
+
+        Args:
+            source: (B, C, h, w) source image in model space.
+            pose_map: (B, P, H, W) target pose map at image resolution.
+            drop: (B,) bool; True replaces that item's condition by the unconditional one (CFG dropout).
+            return_intermediates: keep W(I_S; F^n) for every RPA iteration.
+        """
+        self._check(source, pose_map)
+        pose_embed = self.pose_encoder(pose_map)
+        flow, warped = None, []
+        if self.config.variant == "b1":
+            feats = self.texture(source)
+        else:
+            pose_small = pose_map
+            if self.config.latent_factor > 1:  # RPA works on the latent grid
+                pose_small = F.interpolate(pose_map, size=tuple(source.shape[-2:]), mode="area")
+            out = self.alignment(source, pose_small, return_intermediates=return_intermediates)
+            feats, flow, warped = out.source_feats, out.flow, out.warped
+        tokens = feats.flatten(2).transpose(1, 2) + self.token_pos
+        if drop is not None:
+            keep = (~drop).to(tokens.dtype)
+            tokens = tokens * keep[:, None, None] + self.null_tokens * (1 - keep)[:, None, None]
+            if self.config.cfg_drop == "both":
+                pose_embed = pose_embed * keep[:, None, None, None]
+        return Condition(tokens, pose_embed, flow, warped)
+
+    def unconditional(self, cond: Condition) -> Condition:
+        """The CFG unconditional branch for a computed condition (no second RPA pass)."""
+        tokens = self.null_tokens.expand_as(cond.tokens)
+        pose_embed = cond.pose_embed if self.config.cfg_drop == "source" else torch.zeros_like(cond.pose_embed)
+        return Condition(tokens, pose_embed)
+
+    def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """eps_theta (and the variance interpolation v when learned): (B, C or 2C, h, w)."""
+        x = torch.cat([latents, cond.pose_embed.to(latents.dtype)], dim=1)
+        return self.unet(x, timesteps, encoder_hidden_states=cond.tokens.to(latents.dtype)).sample
+
+    def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor, pose_map: torch.Tensor,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+        return self.denoise(latents, timesteps, self.encode_condition(source, pose_map, drop=drop))

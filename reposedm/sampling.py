@@ -1,0 +1,116 @@
+"""The sampler: one plain function, per-image generators, CFG (eq. 16) + pose gradient guidance (eq. 19).
+
+Notation: y_t -> `latents`, eps_theta -> `noise_pred`, w_c -> `guidance_scale`, eta ->
+`pose_guidance_scale`. For each timestep t of the scheduler:
+  1. eps_c, eps_u = eps_theta(y_t | I_S, P), eps_theta(y_t | null, P)   (one batched U-Net call)
+  2. eps^ = eps_u + w_c (eps_c - eps_u)                                   (eq. 16, CFG)
+  3. y_{t-1} = scheduler.step(eps^, t, y_t)                               (DDPM with learned variance / DDIM / ...)
+  4. y'_{t-1} = y_{t-1} - eta grad_{y_t} G(decode(y~_0(y_t, eps^)))      (eq. 12/19)
+The RPA condition depends on I_S and P only, so it is computed once before the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from diffusers import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from reposedm.diffusion import Schedule
+from reposedm.guidance import FieldReference, PoseField, guidance_gradient
+from reposedm.models.network import RePoseDMModel
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The seed of image `index` in a run with `seed`: independent of batch size, order and device count."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def generators_for(seed: int, indices: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
+    return [torch.Generator(device).manual_seed(image_seed(seed, k)) for k in indices]
+
+
+@dataclass
+class SampleOutput:
+    latents: torch.Tensor  # y_0 in model space
+    flow: torch.Tensor | None = None
+    warped: list[torch.Tensor] = field(default_factory=list)  # W(I_S; F^n) in model space
+    pose_field: list[float] = field(default_factory=list)  # mean G per step (guided runs)
+
+
+def _learned_variance_scheduler(scheduler: SchedulerMixin) -> bool:
+    return getattr(scheduler.config, "variance_type", None) in ("learned", "learned_range")
+
+
+def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor, pose_map: torch.Tensor, *,
+           generators: Sequence[torch.Generator], num_inference_steps: int = 50, guidance_scale: float = 2.0,
+           schedule: Schedule | None = None, pose_field: PoseField | None = None,
+           field_reference: FieldReference | None = None, pose_guidance_scale: float = 0.0,
+           sample_grad: str = "unet", decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           return_intermediates: bool = False,
+           callback: Callable[[int, int, torch.Tensor], None] | None = None) -> SampleOutput:
+    """Generate y_0 for a batch of (source, target pose) conditions.
+
+    Args:
+        source: (B, C, h, w) source in model space.
+        pose_map: (B, P, H, W) target pose map.
+        generators: one per image (`generators_for`); image k depends only on its generator.
+        guidance_scale: w_c; 1 turns CFG off (no unconditional pass).
+        pose_field, field_reference, decode, schedule: needed when `pose_guidance_scale` > 0.
+        sample_grad: "unet" (differentiate through the denoiser) or "tweedie".
+        callback: called as callback(step_index, num_steps, latents) after every step.
+    """
+    if len(generators) != source.shape[0]:
+        raise ValueError(f"need one generator per image: {len(generators)} for a batch of {source.shape[0]}")
+    guided = pose_guidance_scale != 0.0
+    if guided and (pose_field is None or field_reference is None or decode is None or schedule is None):
+        raise ValueError("pose guidance needs pose_field, field_reference, decode and schedule")
+    c = model.latent_channels
+    with torch.no_grad():
+        cond = model.encode_condition(source, pose_map, return_intermediates=return_intermediates)
+    use_cfg = guidance_scale != 1.0
+    both = cond.cat(model.unconditional(cond)) if use_cfg else cond
+    b = source.shape[0]
+    shape = (b, c, *source.shape[-2:])
+    latents = randn_tensor(shape, generator=list(generators), device=source.device, dtype=source.dtype)
+    latents = latents * scheduler.init_noise_sigma
+    scheduler.set_timesteps(num_inference_steps, device=source.device)
+    pass_variance = _learned_variance_scheduler(scheduler)
+
+    def model_output(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Steps 1-2: the CFG-combined output (eps^, and the conditional branch's variance)."""
+        y_in = scheduler.scale_model_input(y, t)
+        ts = t.expand(both.tokens.shape[0]) if t.ndim == 0 else t
+        out = model.denoise(torch.cat([y_in, y_in]) if use_cfg else y_in, ts, both)
+        if not use_cfg:
+            return out
+        out_c, out_u = out.chunk(2)
+        eps = out_u[:, :c] + guidance_scale * (out_c[:, :c] - out_u[:, :c])
+        return torch.cat([eps, out_c[:, c:]], dim=1)
+
+    fields: list[float] = []
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(timesteps):
+        grad = None
+        if guided and sample_grad == "unet":
+            t_batch = t.expand(b)
+            grad, g = guidance_gradient(pose_field, field_reference, schedule, latents, t_batch, decode,
+                                        eps_fn=lambda y, t=t: model_output(y, t)[:, :c])
+        with torch.no_grad():
+            out = model_output(latents, t)
+        if guided and sample_grad == "tweedie":
+            grad, g = guidance_gradient(pose_field, field_reference, schedule, latents, t.expand(b), decode,
+                                        eps_pred=out[:, :c])
+        step_in = out if pass_variance else out[:, :c]
+        with torch.no_grad():
+            latents_next = scheduler.step(step_in, t, latents, generator=list(generators)).prev_sample
+        if grad is not None:  # step 4
+            latents_next = latents_next - pose_guidance_scale * grad
+            fields.append(float(g.mean()))
+        latents = latents_next
+        if callback is not None:
+            callback(i, len(timesteps), latents)
+    return SampleOutput(latents.detach(), cond.flow, cond.warped, fields)

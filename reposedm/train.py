@@ -1,0 +1,423 @@
+"""The trainer: HF accelerate (CPU, one or several GPUs, several nodes via `accelerate launch`), EMA,
+atomic safetensors checkpoints, exact resume.
+
+Determinism by construction: the items of optimizer step s are drawn from a generator seeded by
+(seed, s), and the timestep, noise and CFG dropout of item j of step s from one seeded by (seed, s, j).
+Nothing depends on the global RNG, on the number of processes or on where a run was interrupted, so
+N steps = N/2 steps + resume + N/2 steps bit for bit (same device), and P processes see the same global
+batch as one (each takes its slice; DDP averages the gradients).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from posebench.errors import PosebenchError
+from posebench.utils.io import atomic_open
+from reposedm.checkpoints import (
+    CheckpointError,
+    apply_retention,
+    list_checkpoints,
+    load_training_state,
+    read_run_config,
+    save_checkpoint,
+    verify_checkpoint,
+    write_run_config,
+)
+from reposedm.config import ConfigError, RunConfig
+from reposedm.data import PairDataset, PairSource, collate
+from reposedm.diffusion import Schedule, hybrid_loss, predict_x0, q_sample
+from reposedm.guidance import PoseField
+from reposedm.models.network import RePoseDMModel
+from reposedm.sampling import image_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    step: int  # optimizer steps done
+    last_checkpoint: Path | None
+    losses: list[float]  # loss of every optimizer step of this invocation
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+
+def step_items(seed: int, step: int, num_items: int, batch_size: int) -> np.ndarray:
+    """Dataset indices of the global batch of optimizer step `step` (without replacement when possible)."""
+    rng = np.random.default_rng([seed, step, 0xDA7A])
+    return rng.choice(num_items, size=batch_size, replace=num_items < batch_size)
+
+
+def item_randomness(seed: int, step: int, slots: list[int], shape: tuple[int, ...], num_timesteps: int,
+                    cond_dropout: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(t, noise, drop) for the given global batch slots of a step, each from its own generator."""
+    ts, noises, drops = [], [], []
+    for j in slots:
+        g = torch.Generator().manual_seed(image_seed(seed, step * 1_000_003 + j))
+        ts.append(int(torch.randint(0, num_timesteps, (1,), generator=g)))
+        drops.append(bool(torch.rand(1, generator=g) < cond_dropout))
+        noises.append(torch.randn(shape, generator=g))
+    return torch.tensor(ts), torch.stack(noises), torch.tensor(drops)
+
+
+# ---------------------------------------------------------------------------------------- the objective
+
+
+class Objective:
+    """One micro-batch's loss: L_mse + L_vlb (diffusion.py), plus the pose field (eq. 15) for `full`."""
+
+    def __init__(self, cfg: RunConfig, vae: Any, pose_field: PoseField | None) -> None:
+        self.cfg = cfg
+        self.schedule = Schedule.from_config(cfg.model)
+        self.vae = vae
+        self.pose_field = pose_field
+        g = cfg.model.guidance
+        self.guidance_mode = g.train_mode if (g.enabled and pose_field is not None) else "off"
+
+    def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
+        x = images * 2 - 1
+        if self.vae is None:
+            return x
+        with torch.no_grad():
+            return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean.float() * self.cfg.model.vae_scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return (latents + 1) / 2
+        return (self.vae.decode(latents.to(self.vae.dtype) / self.cfg.model.vae_scaling_factor).sample.float() + 1) / 2
+
+    def __call__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], t: torch.Tensor, noise: torch.Tensor,
+                 drop: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        m = self.cfg.model
+        x0 = self.to_model_space(batch["target"])
+        source = self.to_model_space(batch["source"])
+        x_t = q_sample(self.schedule, x0, t, noise)
+        second_order = self.guidance_mode == "second-order"
+        if second_order:
+            x_t = x_t.detach().requires_grad_(True)
+        out = model(x_t, t, source, batch["pose_map"], drop)
+        eps_pred = out[:, : x0.shape[1]]
+        offset, extra, field_value = None, None, None
+        if self.guidance_mode != "off":
+            ref = self.pose_field.reference(
+                target_xy=batch.get("target_xy"), target_visible=batch.get("target_visible"),
+                target_images=batch.get("target"), image_size=m.resolution)
+            x0_pred = predict_x0(self.schedule, x_t, t, eps_pred)
+            g = self.pose_field(self.decode(x0_pred), ref)
+            field_value = float(g.detach().mean())
+            if second_order:
+                # eq. 15: eps~ = eps_theta + sqrt(1 - abar_t) grad_{y_t} G, kept in the graph (double backward).
+                (grad,) = torch.autograd.grad(g.sum(), x_t, create_graph=True)
+                offset = self.schedule.at(self.schedule.alphas_cumprod, t, x_t).mul(-1).add(1).sqrt() * grad
+            else:
+                extra = m.guidance.train_weight * g.mean()
+        terms = hybrid_loss(self.schedule, out, x0, x_t.detach() if second_order else x_t, t, noise,
+                            learned_variance=m.learned_variance, vlb_weight=m.vlb_weight, eps_offset=offset)
+        loss = terms.loss if extra is None else terms.loss + extra
+        logs = {"loss": float(loss.detach()), "mse": float(terms.mse), "vlb": float(terms.vlb)}
+        if field_value is not None:
+            logs["pose_field"] = field_value
+        return loss, logs
+
+
+# --------------------------------------------------------------------------------------------- trainer
+
+
+def _mixed_precision(cfg: RunConfig, cpu: bool) -> str:
+    mp = cfg.train.mixed_precision
+    if mp == "auto":
+        return "no" if cpu else "bf16"
+    return "no" if cpu else mp
+
+
+def _check_run_folder(out: Path, cfg: RunConfig, resume: bool) -> Path | None:
+    """The checkpoint to resume from (verified), or None for a fresh run; refuses to clobber a run."""
+    ckpts = list_checkpoints(out)
+    if not resume:
+        if ckpts or (out / "config.json").exists():
+            raise PosebenchError(f"{out} already holds a run; pass --resume to continue it, or choose a new --out")
+        return None
+    if not ckpts:
+        if (out / "config.json").exists():
+            _same_model(out / "config.json", cfg)
+        return None
+    last = ckpts[-1]
+    verify_checkpoint(last)
+    _same_model(last / "run_config.json", cfg)
+    return last
+
+
+def _same_model(path: Path, cfg: RunConfig) -> None:
+    saved = read_run_config(path)
+    if saved.model != cfg.model:
+        raise ConfigError(f"--resume with a different model config than {path}; resume with the run's own config "
+                          "(the default when --config is omitted) or start a new --out")
+    keep = ("max_steps", "checkpoint_every", "keep_checkpoints", "keep_every", "log_every", "sample_every",
+            "num_workers", "sample_steps", "num_samples")
+    a = {k: v for k, v in vars(saved.train).items() if k not in keep}
+    b = {k: v for k, v in vars(cfg.train).items() if k not in keep}
+    if a != b:
+        diff = sorted(k for k in a if a[k] != b[k])
+        raise ConfigError(f"--resume changes training settings {diff} of {path}: an exact resume needs them equal")
+
+
+def build_pose_field(cfg: RunConfig, device: torch.device) -> PoseField | None:
+    g = cfg.model.guidance
+    if not g.enabled:
+        return None
+    from posebench.pose import build_estimator
+
+    return PoseField(build_estimator(g.estimator).to(device), g)
+
+
+def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False, max_steps: int | None = None,
+          val_source: PairSource | None = None, progress: bool = True,
+          on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """Train (or continue) a run; see the module docstring for the guarantees.
+
+    Args:
+        source: pairs to learn from (the protocol dataset's train split).
+        out: run folder.
+        resume: continue from the newest checkpoint in `out` (verified first).
+        max_steps: stop after this many optimizer steps in total (default: the config's).
+        val_source: pairs for the periodic validation grids (default: `source`).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from reposedm.vae import load_vae
+
+    out = Path(out)
+    tc = cfg.train
+    total_steps = int(max_steps if max_steps is not None else tc.max_steps)
+    cpu = not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg, cpu), cpu=cpu)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_micro = tc.batch_size // tc.grad_accum
+    if per_micro % world:
+        raise ConfigError(f"train.batch_size {tc.batch_size} / grad_accum {tc.grad_accum} = {per_micro} items per "
+                          f"micro-batch do not split over {world} processes")
+    if world > 1 and cfg.model.guidance.enabled and cfg.model.guidance.train_mode == "second-order":
+        raise ConfigError("second-order pose guidance (eq. 15) needs double backward, which DDP does not support; "
+                          "train on one process or set model.guidance.train_mode: first-order")
+    resume_from = _check_run_folder(out, cfg, resume)
+    dataset = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_config(out, cfg)  # before step 1, so a crashed run still says what it was
+    accelerator.wait_for_everyone()
+
+    set_seed(tc.seed)  # model init only; training randomness comes from step-seeded generators
+    model = RePoseDMModel.from_model_config(cfg.model)
+    if tc.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    if cfg.model.guidance.enabled and cfg.model.guidance.train_mode == "second-order":
+        from diffusers.models.attention_processor import AttnProcessor
+
+        model.unet.set_attn_processor(AttnProcessor())  # SDPA kernels have no double backward
+    ema = EMAModel(model.parameters(), decay=tc.ema_decay, update_after_step=tc.ema_start,
+                   model_cls=RePoseDMModel, model_config=model.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.adam_betas, weight_decay=tc.weight_decay)
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=tc.warmup_steps)
+    step = 0
+    if resume_from is not None:
+        loaded = RePoseDMModel.from_pretrained(resume_from / "model")
+        model.load_state_dict(loaded.state_dict())
+        state = load_training_state(resume_from)
+        optimizer.load_state_dict(state["optimizer"])
+        lr_schedule.load_state_dict(state["lr_scheduler"])
+        ema.load_state_dict(state["ema"])
+        step = int(state["step"])
+        log.info("resumed %s at step %d", resume_from, step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ema.to(accelerator.device)
+    vae = load_vae(cfg.model)
+    if vae is not None:
+        vae.to(accelerator.device)
+    objective = Objective(cfg, vae, build_pose_field(cfg, accelerator.device))
+    latent_shape = (cfg.model.latent_channels, *cfg.model.latent_size)
+    metrics_path = out / "metrics.jsonl"
+    if accelerator.is_main_process:
+        _truncate_log(metrics_path, step)
+    val = _ValidationGrid(cfg, val_source or source) if tc.sample_every and accelerator.is_main_process else None
+
+    losses: list[float] = []
+    last_ckpt = list_checkpoints(out)[-1] if list_checkpoints(out) else None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("train {task.fields[name]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[status]}")]
+    started, seen_at_start = time.perf_counter(), step
+    with Progress(*columns, disable=not (progress and accelerator.is_main_process)) as bar:
+        task = bar.add_task("train", total=total_steps, completed=step, name=cfg.name, status="")
+        while step < total_steps:
+            model.train()
+            indices = step_items(tc.seed, step, len(dataset), tc.batch_size)
+            sums: dict[str, float] = {}
+            for micro in range(tc.grad_accum):
+                lo = micro * per_micro + rank * (per_micro // world)
+                slots = list(range(lo, lo + per_micro // world))
+                batch = collate([dataset[int(indices[j])] for j in slots])
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                t, noise, drop = item_randomness(tc.seed, step, slots, latent_shape,
+                                                 cfg.model.num_train_timesteps, cfg.model.cond_dropout)
+                t, noise, drop = t.to(accelerator.device), noise.to(accelerator.device), drop.to(accelerator.device)
+                sync = micro == tc.grad_accum - 1
+                ctx = accelerator.no_sync(model) if not sync else _nullcontext()
+                with ctx, accelerator.autocast():
+                    loss, logs = objective(model, batch, t, noise, drop)
+                    accelerator.backward(loss / tc.grad_accum)
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v / tc.grad_accum
+            if tc.grad_clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            lr_schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.step(accelerator.unwrap_model(model).parameters())
+            step += 1
+            sums = {k: _mean_over_processes(accelerator, v) for k, v in sums.items()}
+            losses.append(sums["loss"])
+            if not all(math.isfinite(v) for v in sums.values()):
+                raise PosebenchError(f"training diverged at step {step}: {sums}; lower train.lr or check the data")
+            rate = (step - seen_at_start) / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=step, status=" ".join(f"{k} {v:.4f}" for k, v in sums.items())
+                       + f" {rate:.2f} it/s")
+            if on_step is not None:
+                on_step(step, sums)
+            if accelerator.is_main_process and (step % tc.log_every == 0 or step == total_steps):
+                record = {"step": step, **sums, "lr": lr_schedule.get_last_lr()[0], "it_per_s": rate,
+                          "elapsed_s": time.perf_counter() - started, "items_seen": step * tc.batch_size}
+                with open(metrics_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            if val is not None and step % tc.sample_every == 0:
+                val.save(accelerator.unwrap_model(model), ema, vae, out / "samples" / f"step-{step:06d}.png")
+            if step % tc.checkpoint_every == 0 or step == total_steps:
+                last_ckpt = _checkpoint(accelerator, out, step, cfg, model, optimizer, lr_schedule, ema) or last_ckpt
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(out, step, last_ckpt, losses)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _mean_over_processes(accelerator: Any, value: float) -> float:
+    if accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.gather(t).mean())
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log lines from steps after the checkpoint (they will be logged again)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    with atomic_open(path, "w") as fh:
+        fh.write("".join(line + "\n" for line in kept))
+
+
+def _checkpoint(accelerator: Any, out: Path, step: int, cfg: RunConfig, model: Any, optimizer: Any,
+                lr_schedule: Any, ema: Any) -> Path | None:
+    accelerator.wait_for_everyone()
+    path = None
+    if accelerator.is_main_process:
+        raw = accelerator.unwrap_model(model)
+
+        def write(folder: Path) -> None:
+            raw.save_pretrained(folder / "model", safe_serialization=True)
+            ema.store(raw.parameters())
+            ema.copy_to(raw.parameters())
+            try:
+                raw.save_pretrained(folder / "ema", safe_serialization=True)
+            finally:
+                ema.restore(raw.parameters())
+            state = {"step": step, "optimizer": optimizer.state_dict(), "lr_scheduler": lr_schedule.state_dict(),
+                     "ema": ema.state_dict()}
+            torch.save(state, folder / "training_state.pt")
+            (folder / "run_config.json").write_text(cfg.to_json() + "\n")
+
+        path = save_checkpoint(out, step, write)
+        apply_retention(out, cfg.train.keep_checkpoints, cfg.train.keep_every)
+    accelerator.wait_for_everyone()
+    return path
+
+
+class _ValidationGrid:
+    """Every `sample_every` steps: a grid of (source | target pose | EMA sample | target) rows."""
+
+    def __init__(self, cfg: RunConfig, source: PairSource) -> None:
+        self.cfg = cfg
+        try:
+            ds = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
+        except PosebenchError as exc:
+            log.warning("no validation grids: %s", exc)
+            self.batch = None
+            return
+        n = min(cfg.train.num_samples, len(ds))
+        self.batch = collate([ds[i] for i in range(n)])
+
+    def save(self, model: RePoseDMModel, ema: Any, vae: Any, path: Path) -> None:
+        if self.batch is None:
+            return
+        from torchvision.utils import make_grid
+
+        from reposedm.diffusion import make_scheduler
+        from reposedm.pipeline import RePoseDMPipeline
+
+        was_training = model.training
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+        try:
+            pipe = RePoseDMPipeline(model.eval(), make_scheduler(self.cfg.model, "ddim"), vae)
+            pipe.set_progress_bar_config(disable=True)
+            device = next(model.parameters()).device
+            images = pipe(self.batch["source"].to(device), self.batch["pose_map"].to(device),
+                          num_inference_steps=self.cfg.train.sample_steps,
+                          guidance_scale=self.cfg.model.guidance_scale, seed=0,
+                          indices=self.batch["index"].tolist()).images.cpu()
+        finally:
+            ema.restore(model.parameters())
+            model.train(was_training)
+        pose = self.batch["pose_map"].amax(1, keepdim=True).clamp(0, 1).expand(-1, 3, -1, -1)
+        rows = torch.stack([self.batch["source"], pose, images, self.batch["target"]], dim=1).flatten(0, 1)
+        grid = make_grid(rows, nrow=4, padding=2, pad_value=1.0)
+        from PIL import Image
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        array = (grid.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+        with atomic_open(path, "wb") as fh:
+            Image.fromarray(array).save(fh, format="PNG")
+
+
+def verify_resumable(out: Path) -> int:
+    """The step a `--resume` would continue from (0 if none); raises CheckpointError for a damaged one."""
+    ckpts = list_checkpoints(out)
+    if not ckpts:
+        return 0
+    verify_checkpoint(ckpts[-1])
+    state = load_training_state(ckpts[-1])
+    if "step" not in state:
+        raise CheckpointError(f"checkpoint {ckpts[-1]}: training_state.pt has no step")
+    return int(state["step"])
