@@ -210,11 +210,12 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping with model: and train: sections")
+        named = "name" in data
         if "base" in data:
             base = named_config(str(data["base"])).to_dict()
             data = _merge(base, data)
         cfg = RunConfig.from_dict(data, str(path))
-        if "name" not in data:
+        if not named:  # a file's run is named after the file, not after its base
             cfg = replace(cfg, name=path.stem)
     else:
         cfg = named_config(text)
@@ -256,13 +257,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         if f.name == "guidance":
             value = _build(GuidanceConfig, value or {}, f"{where}.guidance")
         elif isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{where}.{f.name}: expected a list, got {value!r}")
-            value = tuple(value)
+            value = _tuple(value, default, f"{where}.{f.name}")
         elif isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{where}.{f.name}: expected true/false, got {value!r}")
         elif isinstance(default, (int, float)):
+            if isinstance(default, float) and isinstance(value, str):
+                value = _float_text(value, f"{where}.{f.name}")  # YAML 1.1 reads `1e-4` as a string
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{where}.{f.name}: expected a number, got {value!r}")
             if isinstance(default, int) and not isinstance(default, bool) and value != int(value):
@@ -272,6 +273,36 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
             raise ConfigError(f"{where}.{f.name}: expected a string, got {value!r}")
         values[f.name] = value
     return cls(**values)
+
+
+def _float_text(value: str, where: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value  # refused below with the key named
+
+
+def _tuple(value: Any, default: tuple, where: str) -> tuple:
+    """A list field: its items must have the default's item type (ints stay ints), and fixed-length pairs
+    keep their length."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    kind = type(default[0]) if default else int
+    out = []
+    for item in value:
+        if kind is bool:
+            ok = isinstance(item, bool)
+        elif kind is int:
+            ok = isinstance(item, int) and not isinstance(item, bool)
+        else:
+            item = _float_text(item, where) if isinstance(item, str) else item
+            ok = isinstance(item, (int, float)) and not isinstance(item, bool)
+        if not ok:
+            raise ConfigError(f"{where}: expected a list of {kind.__name__} values, got {list(value)!r}")
+        out.append(kind(item))
+    if where.endswith((".resolution", ".adam_betas")) and len(out) != 2:
+        raise ConfigError(f"{where}: expected 2 values, got {list(value)!r}")
+    return tuple(out)
 
 
 def _choice(where: str, value: Any, allowed: tuple[Any, ...]) -> None:

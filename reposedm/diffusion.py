@@ -139,6 +139,11 @@ def vlb_terms(schedule: Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.
     return torch.where(t == 0, nll, kl)
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """Losses in at least float32 (bf16/fp16 activations are upcast; float64 stays float64 for checks)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 @dataclass
 class LossTerms:
     loss: torch.Tensor  # scalar, what is optimized
@@ -164,10 +169,10 @@ def hybrid_loss(schedule: Schedule, model_output: torch.Tensor, x0: torch.Tensor
     else:
         eps_pred, var_interp = model_output, None
     eps_tilde = eps_pred if eps_offset is None else eps_pred + eps_offset
-    mse = (noise.float() - eps_tilde.float()).square().mean()
+    mse = (_wide(noise) - _wide(eps_tilde)).square().mean()
     if var_interp is None:
         return LossTerms(mse, mse.detach(), torch.zeros((), device=mse.device))
     # Stop-gradient on the mean: L_vlb trains only the variance.
-    vlb = vlb_terms(schedule, x0.float(), x_t.float(), t, eps_pred.detach().float(), var_interp.float())
+    vlb = vlb_terms(schedule, _wide(x0), _wide(x_t), t, _wide(eps_pred.detach()), _wide(var_interp))
     vlb = vlb.mean() * (schedule.num_timesteps / 1000.0)
     return LossTerms(mse + vlb_weight * vlb, mse.detach(), vlb.detach())

@@ -216,6 +216,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
         raise ConfigError("second-order pose guidance (eq. 15) needs double backward, which DDP does not support; "
                           "train on one process or set model.guidance.train_mode: first-order")
     resume_from = _check_run_folder(out, cfg, resume)
+    vae = load_vae(cfg.model)  # early: a missing file offline fails before anything is written
     dataset = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -246,7 +247,6 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
         log.info("resumed %s at step %d", resume_from, step)
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(accelerator.device)
-    vae = load_vae(cfg.model)
     if vae is not None:
         vae.to(accelerator.device)
     objective = Objective(cfg, vae, build_pose_field(cfg, accelerator.device))

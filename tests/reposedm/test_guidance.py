@@ -1,0 +1,198 @@
+"""Pose interaction field G (eq. 11) and its gradients (eq. 12/15/19) against finite differences in float64."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from posebench.pose import build_estimator, keypoint_heatmaps
+from reposedm.config import GuidanceConfig, load_config
+from reposedm.diffusion import Schedule, make_scheduler
+from reposedm.guidance import PoseField, field_of_latents, guidance_gradient
+from reposedm.models.network import RePoseDMModel
+from reposedm.sampling import generators_for, sample
+from reposedm.train import Objective
+
+RTOL = 1e-6  # central differences with h = 1e-5 in float64: truncation O(h^2) ~1e-10, rounding ~1e-11 / h
+
+
+def _tiny_full(dtype=torch.float64):
+    cfg = load_config("tiny-full")
+    torch.manual_seed(0)
+    model = RePoseDMModel.from_model_config(cfg.model).eval()
+    model = model.to(dtype)
+    with torch.no_grad():  # a fresh RPA predicts zero flow; give it a non-trivial one
+        head = model.alignment.aggregator.conv_out
+        head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(2)) * 0.01)
+        head.bias.fill_(0.3)
+    return cfg, model
+
+
+def _keypoints(b: int, h: int, w: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(b, 17, 2, generator=g, dtype=torch.float64) * torch.tensor([w - 1, h - 1], dtype=torch.float64)
+    visible = torch.rand(b, 17, generator=g) > 0.2
+    return xy, visible
+
+
+def _field(cfg, dtype=torch.float64, **over) -> PoseField:
+    est = build_estimator("tiny-random", seed=1).to(dtype)
+    return PoseField(est, replace(cfg.model.guidance, **over))
+
+
+def _central_difference(fn, y: torch.Tensor, v: torch.Tensor, h: float = 1e-5) -> float:
+    return float((fn(y + h * v) - fn(y - h * v)) / (2 * h))
+
+
+def test_field_is_zero_at_the_reference_and_positive_elsewhere():
+    cfg, _ = _tiny_full()
+    field = _field(cfg, reference="target-image")
+    images = torch.rand(2, 3, 32, 22, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ref = field.reference(target_images=images)
+    assert torch.equal(field(images, ref), torch.zeros(2, dtype=torch.float64))
+    assert (field(images.flip(-1), ref) > 0).all()
+    assert set(ref.mask.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_keypoint_reference_mask_follows_eq11_threshold():
+    cfg, _ = _tiny_full()
+    field = _field(cfg)
+    xy, visible = _keypoints(1, 32, 22)
+    ref = field.reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
+    maps = keypoint_heatmaps(xy, visible, (16, 11), stride=2)
+    assert torch.equal(ref.target, maps)
+    assert torch.equal(ref.mask, (maps.sum(1, keepdim=True) > 0.1).to(maps.dtype))
+    with pytest.raises(ValueError, match="target_xy"):
+        field.reference(image_size=(32, 22))
+    with pytest.raises(ValueError, match="training only"):
+        _field(cfg, reference="target-image").reference()
+
+
+@pytest.mark.parametrize("mode", ["unet", "tweedie"])
+def test_sampling_gradient_matches_finite_differences(mode):
+    """grad_{y_t} G (eq. 12/19) through the denoiser (unet) or through Tweedie's map only (tweedie)."""
+    cfg, model = _tiny_full()
+    field = _field(cfg)
+    schedule = Schedule.from_config(cfg.model)
+    g = torch.Generator().manual_seed(0)
+    source = torch.rand(1, 3, 32, 22, generator=g, dtype=torch.float64) * 2 - 1
+    pose = torch.rand(1, 20, 32, 22, generator=g, dtype=torch.float64)
+    y = torch.randn(1, 3, 32, 22, generator=g, dtype=torch.float64)
+    t = torch.tensor([400])
+    xy, visible = _keypoints(1, 32, 22)
+    ref = field.reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
+    cond = model.encode_condition(source, pose)
+
+    def decode(x):
+        return (x + 1) / 2
+
+    def eps_fn(latents):
+        return model.denoise(latents, t, cond)[:, :3]
+
+    with torch.no_grad():
+        eps_fixed = eps_fn(y)
+    if mode == "unet":
+        grad, _ = guidance_gradient(field, ref, schedule, y, t, decode, eps_fn=eps_fn)
+
+        def G(latents):
+            with torch.no_grad():
+                return field_of_latents(field, ref, schedule, latents, t, eps_fn(latents), decode).sum()
+    else:
+        grad, _ = guidance_gradient(field, ref, schedule, y, t, decode, eps_pred=eps_fixed)
+
+        def G(latents):
+            with torch.no_grad():
+                return field_of_latents(field, ref, schedule, latents, t, eps_fixed, decode).sum()
+
+    assert grad.abs().sum() > 0
+    for k in range(3):
+        v = torch.randn(y.shape, generator=torch.Generator().manual_seed(10 + k), dtype=torch.float64)
+        assert float((grad * v).sum()) == pytest.approx(_central_difference(G, y, v), rel=RTOL, abs=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["second-order", "first-order"])
+def test_training_gradient_matches_finite_differences(mode, synth_root):
+    """d loss / d theta with the field in the loss (eq. 15 second-order through autograd, or lambda * G).
+
+    L_vlb is switched off here: its stop-gradient on the mean (by design) makes autograd differ from the true
+    derivative, which finite differences would see.
+    """
+    from reposedm.data import PairDataset, PairSource, collate
+
+    cfg, model = _tiny_full()
+    cfg = replace(cfg, model=replace(cfg.model, vlb_weight=0.0,
+                                     guidance=replace(cfg.model.guidance, train_mode=mode)))
+    if mode == "second-order":
+        from diffusers.models.attention_processor import AttnProcessor
+
+        model.unet.set_attn_processor(AttnProcessor())
+    objective = Objective(cfg, None, _field(cfg))
+    ds = PairDataset(PairSource("deepfashion", synth_root, "train"), cfg.model.resolution, cfg.model.pose_renderer)
+    batch = {k: (v.double() if v.is_floating_point() else v) for k, v in collate([ds[0], ds[1]]).items()}
+    g = torch.Generator().manual_seed(5)
+    t = torch.tensor([300, 700])
+    noise = torch.randn(2, 3, 32, 22, generator=g, dtype=torch.float64)
+    drop = torch.tensor([False, False])
+    param = model.unet.conv_out.bias  # on every path: eps, the x0 estimate, the field and its gradient
+
+    def loss_at(value: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            param.copy_(value)
+        return objective(model, batch, t, noise, drop)[0]
+
+    base = param.detach().clone()
+    model.zero_grad()
+    loss_at(base).backward()
+    analytic = param.grad.clone()
+    for k in range(param.numel()):
+        e = torch.zeros_like(base)
+        e[k] = 1e-5
+        with torch.enable_grad():
+            numeric = (float(loss_at(base + e).detach()) - float(loss_at(base - e).detach())) / 2e-5
+        assert float(analytic[k]) == pytest.approx(numeric, rel=1e-5, abs=1e-9), k
+    loss_at(base)
+
+
+def test_guided_sampling_step_is_the_unguided_step_minus_eta_grad():
+    """One DDIM step: y'_{t-1} = y_{t-1} - eta * grad_{y_t} G (eq. 19), with CFG combined as in eq. 16."""
+    cfg, model = _tiny_full()
+    field = _field(cfg)
+    schedule = Schedule.from_config(cfg.model)
+    g = torch.Generator().manual_seed(1)
+    source = torch.rand(2, 3, 32, 22, generator=g, dtype=torch.float64) * 2 - 1
+    pose = torch.rand(2, 20, 32, 22, generator=g, dtype=torch.float64)
+    xy, visible = _keypoints(2, 32, 22)
+    ref = field.reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
+
+    def decode(x):
+        return (x + 1) / 2
+
+    def run(eta: float, mode: str = "tweedie"):
+        scheduler = make_scheduler(cfg.model, "ddim")
+        return sample(model, scheduler, source, pose, generators=generators_for(0, [0, 1]), num_inference_steps=1,
+                      guidance_scale=2.0, schedule=schedule, pose_field=field, field_reference=ref,
+                      pose_guidance_scale=eta, sample_grad=mode, decode=decode)
+
+    plain, guided = run(0.0), run(0.5)
+    # the initial noise and its timestep, recomputed
+    from diffusers.utils.torch_utils import randn_tensor
+
+    y = randn_tensor((2, 3, 32, 22), generator=generators_for(0, [0, 1]), dtype=torch.float64)
+    scheduler = make_scheduler(cfg.model, "ddim")
+    scheduler.set_timesteps(1)
+    t = scheduler.timesteps[0]
+    cond = model.encode_condition(source, pose)
+    with torch.no_grad():
+        out = model.denoise(torch.cat([y, y]), t.expand(4), cond.cat(model.unconditional(cond)))
+    eps = out[2:, :3] + 2.0 * (out[:2, :3] - out[2:, :3])
+    grad, _ = guidance_gradient(field, ref, schedule, y, t.expand(2), decode, eps_pred=eps)
+    torch.testing.assert_close(guided.latents, plain.latents - 0.5 * grad, rtol=0, atol=1e-12)
+    assert len(guided.pose_field) == 1 and not plain.pose_field
+
+
+def test_guidance_config_defaults_are_the_documented_ones():
+    g = GuidanceConfig()
+    assert (g.mask_threshold, g.field, g.reference, g.train_mode, g.sample_grad) == (
+        0.1, "heatmaps", "keypoints", "second-order", "unet")
