@@ -1,0 +1,60 @@
+"""`posebench train-reference` -> `posebench sample` -> `posebench eval`, end to end on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from posebench.cli import app
+
+runner = CliRunner()
+
+
+def test_train_sample_eval_chain(synth_root, tmp_path):
+    run, gen = tmp_path / "run", tmp_path / "gen"
+    common = ["--protocol", "deepfashion-256x176", "--root", str(synth_root)]
+    res = runner.invoke(app, ["train-reference", "--config", "tiny-b2", *common, "--out", str(run), "--max-steps",
+                              "2", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "step 2" in res.output and (run / "checkpoints" / "checkpoint-000002").is_dir()
+
+    # --resume without --config continues with the run's own config
+    res = runner.invoke(app, ["train-reference", *common, "--out", str(run), "--resume", "--max-steps", "3",
+                              "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "step 3" in res.output
+
+    sample = ["sample", "--run", str(run), *common, "--out", str(gen), "--steps", "2", "--quiet"]
+    res = runner.invoke(app, [*sample, "--limit", "2"])
+    assert res.exit_code == 0, res.output
+    assert "2 written, 0 already there" in res.output
+    first = {p.name: p.read_bytes() for p in gen.glob("*.png")}
+    assert len(first) == 2 and all("__" in name for name in first)
+    record = json.loads((gen / "sampling.json").read_text())
+    assert record["variant"] == "b2" and record["resized"] and record["output_resolution"] == [256, 176]
+
+    res = runner.invoke(app, sample)  # resumable: the two finished images are kept, the rest are added
+    assert res.exit_code == 0, res.output
+    assert "already there" in res.output
+    assert all((gen / name).read_bytes() == data for name, data in first.items())
+
+    res = runner.invoke(app, ["eval", *common, "--pred", str(gen), "--metrics", "ssim,psnr", "--out",
+                              str(tmp_path / "results.json")])
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["metrics"]["ssim"]["n"] == len(list(gen.glob("*.png")))
+
+
+def test_bad_reference_commands_exit_2(synth_root, tmp_path):
+    common = ["--protocol", "deepfashion-256x176", "--root", str(synth_root)]
+    res = runner.invoke(app, ["train-reference", *common, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--config" in res.output
+    res = runner.invoke(app, ["train-reference", "--config", "tiny-b9", *common, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "tiny-b1" in res.output  # did-you-mean
+    res = runner.invoke(app, ["train-reference", "--config", "tiny-b1", "--protocol", "deepfashion-256x176",
+                              "--root", str(tmp_path), "--out", str(tmp_path / "r2"), "--quiet"])
+    assert res.exit_code == 2, res.output  # not a DeepFashion root
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(app, ["sample", "--run", str(tmp_path / "empty"), *common, "--out", str(tmp_path / "g")])
+    assert res.exit_code == 2 and "has no checkpoints" in res.output
