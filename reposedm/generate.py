@@ -35,7 +35,7 @@ class GenerateResult:
 def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | None = None, scheduler: str = "ddim",
              steps: int = 50, guidance_scale: float | None = None, pose_guidance_scale: float | None = None,
              seed: int = 0, limit: int | None = None, batch_size: int = 8, device: str = "cpu", ema: bool = True,
-             progress: bool = True) -> GenerateResult:
+             save_warped: bool = False, progress: bool = True) -> GenerateResult:
     """Generate every pair of a protocol's split with a trained run (see module docstring).
 
     Args:
@@ -44,6 +44,8 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         guidance_scale: w_c (default: the run's config, 2).
         pose_guidance_scale: eta (default: the run's config for `full`, 0 otherwise).
         limit: only the first N pairs (sorted), e.g. for smoke tests.
+        save_warped: also write `warped/{name}.png`: source | W(I_S; F^n) for n = 1..N | generated | target
+            (paper fig. 9; b2 and full only).
     """
     from PIL import Image
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -88,7 +90,10 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
             batch = collate([ds[k] for k in ks])
             result = pipe(batch["source"], batch["pose_map"], num_inference_steps=steps, guidance_scale=w_c,
                           pose_guidance_scale=eta, pose_field=pose_field, target_xy=batch["target_xy"],
-                          target_visible=batch["target_visible"], sample_grad=g.sample_grad, seed=seed, indices=ks)
+                          target_visible=batch["target_visible"], sample_grad=g.sample_grad, seed=seed, indices=ks,
+                          return_intermediates=save_warped)
+            if save_warped and result.warped:
+                _save_warped_strips(out / "warped", [pairs[k].filename for k in ks], batch, result)
             for k, img in zip(ks, result.images, strict=True):
                 array = (img.permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
                 if resized:
@@ -105,3 +110,16 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     }
     atomic_write_text(out / "sampling.json", json.dumps(record, indent=2) + "\n")
     return GenerateResult(out, len(todo), n - len(todo), n, record)
+
+
+def _save_warped_strips(folder: Path, names: list[str], batch: dict[str, Any], result: Any) -> None:
+    """One PNG per pair: source | warped source after each RPA iteration | generated | target (model size)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        tiles = [batch["source"][i], *(w[i].cpu() for w in result.warped), result.images[i].cpu(), batch["target"][i]]
+        strip = torch.cat([t.float().clamp(0, 1) for t in tiles], dim=2)
+        array = (strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        with atomic_open(folder / name, "wb") as fh:
+            Image.fromarray(array).save(fh, format="PNG")

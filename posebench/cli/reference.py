@@ -73,6 +73,8 @@ def sample(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 8,
     device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
     ema: Annotated[bool, typer.Option("--ema/--raw", help="EMA weights (default) or the raw ones.")] = True,
+    save_warped: Annotated[bool, typer.Option("--save-warped", help="Also write OUT/warped/: the source warped "
+                                              "by each RPA iteration (paper fig. 9).")] = False,
     progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:
     """Generate a protocol split with a trained run; `posebench eval --pred OUT` scores the folder directly.
@@ -84,5 +86,6 @@ def sample(
 
     result = generate(run, protocol=protocol, root=root, out=out, split=split, scheduler=scheduler, steps=steps,
                       guidance_scale=guidance_scale, pose_guidance_scale=pose_guidance_scale, seed=seed,
-                      limit=limit, batch_size=batch_size, device=device, ema=ema, progress=progress)
+                      limit=limit, batch_size=batch_size, device=device, ema=ema, save_warped=save_warped,
+                      progress=progress)
     typer.echo(f"{out}: {result.written} written, {result.skipped} already there, {result.total} pairs")

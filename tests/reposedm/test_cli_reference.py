@@ -26,9 +26,14 @@ def test_train_sample_eval_chain(synth_root, tmp_path):
     assert "step 3" in res.output
 
     sample = ["sample", "--run", str(run), *common, "--out", str(gen), "--steps", "2", "--quiet"]
-    res = runner.invoke(app, [*sample, "--limit", "2"])
+    res = runner.invoke(app, [*sample, "--limit", "2", "--save-warped"])
     assert res.exit_code == 0, res.output
     assert "2 written, 0 already there" in res.output
+    from PIL import Image
+
+    strips = sorted((gen / "warped").glob("*.png"))
+    # source | N = 2 warps | generated | target
+    assert len(strips) == 2 and Image.open(strips[0]).size == (22 * (1 + 2 + 2), 32)
     first = {p.name: p.read_bytes() for p in gen.glob("*.png")}
     assert len(first) == 2 and all("__" in name for name in first)
     record = json.loads((gen / "sampling.json").read_text())

@@ -59,6 +59,18 @@ def test_resume_is_bit_exact(variant, train_source, tmp_path):
     assert steps == sorted(set(steps))  # a resumed log has no duplicated steps
 
 
+def test_gradient_accumulation_matches_the_full_batch(train_source, tmp_path):
+    """batch 4 in 2 micro-batches of 2 == batch 4 at once (the same items, noise and t; float32 sums in another
+    order: measured max difference ~1e-7 after 2 AdamW steps)."""
+    one = train(load_config("tiny-b1", batch_size=4, sample_every=0, checkpoint_every=100), source=train_source,
+                out=tmp_path / "a", max_steps=2, progress=False)
+    two = train(load_config("tiny-b1", batch_size=4, grad_accum=2, sample_every=0, checkpoint_every=100),
+                source=train_source, out=tmp_path / "b", max_steps=2, progress=False)
+    a, b = _weights(one.last_checkpoint), _weights(two.last_checkpoint)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    assert one.losses == pytest.approx(two.losses, rel=1e-5)
+
+
 def test_step_randomness_depends_only_on_seed_step_and_slot():
     a = item_randomness(0, 5, [0, 1, 2, 3], (3, 4, 4), 1000, 0.1)
     b = item_randomness(0, 5, [2, 3], (3, 4, 4), 1000, 0.1)
