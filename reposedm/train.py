@@ -174,6 +174,21 @@ def _same_model(path: Path, cfg: RunConfig) -> None:
         raise ConfigError(f"--resume changes training settings {diff} of {path}: an exact resume needs them equal")
 
 
+def needs_double_backward(cfg: RunConfig) -> bool:
+    g = cfg.model.guidance
+    return g.enabled and g.train_mode == "second-order"
+
+
+def enable_double_backward(model: RePoseDMModel, vae: Any) -> None:
+    """Eq. 15 differentiates grad G again, through the U-Net and the VAE decoder; SDPA kernels have no double
+    backward, so both switch to diffusers' classic attention processor (same math, materialized weights)."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    model.unet.set_attn_processor(AttnProcessor())
+    if vae is not None:
+        vae.set_attn_processor(AttnProcessor())
+
+
 def build_pose_field(cfg: RunConfig, device: torch.device) -> PoseField | None:
     g = cfg.model.guidance
     if not g.enabled:
@@ -227,10 +242,8 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     model = RePoseDMModel.from_model_config(cfg.model)
     if tc.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
-    if cfg.model.guidance.enabled and cfg.model.guidance.train_mode == "second-order":
-        from diffusers.models.attention_processor import AttnProcessor
-
-        model.unet.set_attn_processor(AttnProcessor())  # SDPA kernels have no double backward
+    if needs_double_backward(cfg):
+        enable_double_backward(model, vae)
     ema = EMAModel(model.parameters(), decay=tc.ema_decay, update_after_step=tc.ema_start,
                    model_cls=RePoseDMModel, model_config=model.config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.adam_betas, weight_decay=tc.weight_decay)
