@@ -196,3 +196,32 @@ def test_guidance_config_defaults_are_the_documented_ones():
     g = GuidanceConfig()
     assert (g.mask_threshold, g.field, g.reference, g.train_mode, g.sample_grad) == (
         0.1, "heatmaps", "keypoints", "second-order", "unet")
+
+
+def test_second_order_training_through_a_vae_decoder():
+    """Eq. 15 in latent space differentiates twice through the VAE decoder's attention: the trainer's
+    `enable_double_backward` must cover it (SDPA kernels have no double backward)."""
+    from diffusers import AutoencoderKL
+
+    from reposedm.train import enable_double_backward, needs_double_backward
+
+    cfg = load_config("tiny-full")
+    mc = replace(cfg.model, latent="vae", resolution=(64, 48), cond_downsample=1, rpa_kernel_sizes=(2,))
+    cfg = replace(cfg, model=mc)
+    torch.manual_seed(0)
+    model = RePoseDMModel.from_model_config(mc)
+    vae = AutoencoderKL(latent_channels=4, block_out_channels=(8, 8, 8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=4).eval()
+    vae.requires_grad_(False)
+    assert needs_double_backward(cfg)
+    enable_double_backward(model, vae)  # without it: "derivative ... not implemented"
+    objective = Objective(cfg, vae, _field(cfg, dtype=torch.float32))
+    g = torch.Generator().manual_seed(0)
+    xy, visible = _keypoints(2, 64, 48)
+    batch = {"source": torch.rand(2, 3, 64, 48, generator=g), "target": torch.rand(2, 3, 64, 48, generator=g),
+             "pose_map": torch.rand(2, 20, 64, 48, generator=g), "target_xy": xy.float(), "target_visible": visible}
+    loss, logs = objective(model, batch, torch.tensor([100, 900]), torch.randn(2, 4, 8, 6, generator=g),
+                           torch.tensor([False, True]))
+    loss.backward()
+    assert "pose_field" in logs and model.unet.conv_out.bias.grad is not None
