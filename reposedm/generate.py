@@ -35,7 +35,7 @@ class GenerateResult:
 def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | None = None, scheduler: str = "ddim",
              steps: int = 50, guidance_scale: float | None = None, pose_guidance_scale: float | None = None,
              seed: int = 0, limit: int | None = None, batch_size: int = 8, device: str = "cpu", ema: bool = True,
-             save_warped: bool = False, progress: bool = True) -> GenerateResult:
+             save_warped: bool = False, indices: list[int] | None = None, progress: bool = True) -> GenerateResult:
     """Generate every pair of a protocol's split with a trained run (see module docstring).
 
     Args:
@@ -44,6 +44,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         guidance_scale: w_c (default: the run's config, 2).
         pose_guidance_scale: eta (default: the run's config for `full`, 0 otherwise).
         limit: only the first N pairs (sorted), e.g. for smoke tests.
+        indices: only these pairs (positions k in the sorted split; their seeds are those of a full run).
         save_warped: also write `warped/{name}.png`: source | W(I_S; F^n) for n = 1..N | generated | target
             (paper fig. 9; b2 and full only).
     """
@@ -71,12 +72,19 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         pose_field = build_pose_field(replace(cfg, model=replace(cfg.model, guidance=replace(g, enabled=True))),
                                       torch.device(device))
     index, pairs = load_pairs(PairSource(spec.dataset, Path(root), split))
-    n = len(pairs) if limit is None else min(limit, len(pairs))
+    if indices is not None:
+        bad = [k for k in indices if not 0 <= k < len(pairs)]
+        if bad:
+            raise PosebenchError(f"pair indices {bad[:3]} are outside the split's {len(pairs)} pairs")
+        chosen = sorted(set(indices))
+    else:
+        chosen = list(range(len(pairs) if limit is None else min(limit, len(pairs))))
+    n = len(chosen)
     ds = PairDataset(PairSource(spec.dataset, Path(root), split), cfg.model.resolution, cfg.model.pose_renderer,
                      pairs=pairs, index=index)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [k for k in range(n) if not (out / pairs[k].filename).exists()]
+    todo = [k for k in chosen if not (out / pairs[k].filename).exists()]
     target_size = tuple(spec.resolution)
     resized = tuple(cfg.model.resolution) != target_size
     if resized:

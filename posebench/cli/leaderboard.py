@@ -5,6 +5,7 @@ Thin layer over `posebench.results.leaderboard` and `posebench.results.regress`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -137,25 +138,57 @@ def add(
 
 
 def regress(
-    results: Annotated[Path, typer.Option(help="New results JSON (the checkpoint under test).")],
-    baseline: Annotated[Path, typer.Option(help="Baseline results JSON.")],
+    results: Annotated[Path | None, typer.Option(help="New results JSON (the checkpoint under test).")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="Baseline results JSON.")] = None,
     tolerance: Annotated[str | None, typer.Option(help="Absolute tolerances, e.g. fid=0.5,ssim=0.005 "
-                                                       "(metrics not named: 0).")] = None,
+                                                       "(metrics not named: 0; with --suite: the suite's).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Reference-model run or checkpoint folder to gate "
+                                                    "(with --suite and --root).")] = None,
+    suite: Annotated[str | None, typer.Option(help="Suite NAME (suites/NAME.yaml) or YAML file: subset, "
+                                              "sampling, metrics, tolerances, baseline.")] = None,
+    root: Annotated[Path | None, typer.Option(help="Dataset root for --suite.", file_okay=False)] = None,
+    work: Annotated[Path | None, typer.Option(help="Folder for the suite's images and results (default "
+                                              ".posebench-gate/SUITE/CHECKPOINT).")] = None,
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Store this checkpoint's suite "
+                                                  "results as the baseline instead of comparing.")] = False,
+    device: Annotated[str, typer.Option(help="torch device for --suite.")] = "cpu",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON ('-': stdout, "
                                                                  "instead of the table).")] = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML (one testcase per metric).")] = None,
 ) -> None:
     """Gate a checkpoint: exit 1 when a metric is worse than the baseline beyond its tolerance, 0 otherwise.
 
-    Refuses (exit 2) results of a different protocol, profile (name, version, hash) or pair list.
+    Two forms: --results NEW --baseline BASE compares two results files; --checkpoint RUN --suite NAME --root
+    DATA samples the suite's fixed, seeded subset with the checkpoint, evaluates it and compares with the
+    suite's stored baseline (what a CI job runs on every new checkpoint). Refuses (exit 2) results of a
+    different protocol, profile (name, version, hash), pair list or suite definition.
     Example: posebench regress --results new.json --baseline main.json --tolerance fid=0.5 --junit regress.xml
     """
+    from posebench.errors import PosebenchError
     from posebench.results.regress import compare, parse_tolerances, write_junit, write_report_json
     from posebench.results.schema import read_results
 
-    tols = parse_tolerances(tolerance)
-    report = compare(read_results(results), read_results(baseline), tols, new_file=str(results),
-                     baseline_file=str(baseline))
+    if checkpoint is not None or suite is not None:
+        if checkpoint is None or suite is None or root is None:
+            raise PosebenchError("--checkpoint needs --suite and --root (and no --results/--baseline)")
+        if results is not None or baseline is not None:
+            raise PosebenchError("pass either --results/--baseline or --checkpoint/--suite, not both")
+        from posebench.gate import load_suite, run_checkpoint_suite
+
+        spec = load_suite(suite)
+        if tolerance is not None:
+            spec = replace(spec, tolerance={**spec.tolerance, **parse_tolerances(tolerance)})
+        outcome = run_checkpoint_suite(checkpoint, spec, root=root, work=work, update_baseline=update_baseline,
+                                       device=device)
+        if outcome.baseline_written:
+            typer.echo(f"baseline written: {spec.baseline} (from {outcome.results})")
+            return
+        report = outcome.report
+    else:
+        if results is None or baseline is None:
+            raise PosebenchError("pass --results NEW --baseline BASE, or --checkpoint RUN --suite NAME --root DATA")
+        report = compare(read_results(results), read_results(baseline), parse_tolerances(tolerance),
+                         new_file=str(results), baseline_file=str(baseline))
     if json_out is not None and str(json_out) == "-":
         typer.echo(report.to_json(), nl=False)
     else:
