@@ -32,8 +32,8 @@ class PairSource:
     split: str
 
 
-def load_pairs(source: PairSource) -> tuple[Any, list[PairKey]]:
-    """The split's index and its sorted pairs; refuses a root without the split or without pairs."""
+def load_split(source: PairSource) -> Any:
+    """The dataset index, after checking that it has the split."""
     from posebench.datasets import manifest
 
     log = ProblemLog()
@@ -43,6 +43,12 @@ def load_pairs(source: PairSource) -> tuple[Any, list[PairKey]]:
         have = ", ".join(sorted(index.splits)) or "none"
         raise PosebenchError(f"{source.root} has no {source.split!r} split ({source.dataset}; splits found: {have}). "
                              "Point --root at a prepared dataset root (posebench data verify)")
+    return index
+
+
+def load_pairs(source: PairSource) -> tuple[Any, list[PairKey]]:
+    """The split's index and its sorted pairs; refuses a root without the split or without pairs."""
+    index = load_split(source)
     pairs = sorted(index.splits[source.split].pairs)
     if not pairs:
         raise PosebenchError(f"split {source.split!r} of {source.root} has no pairs to train or sample on")

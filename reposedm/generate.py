@@ -18,7 +18,7 @@ import torch
 
 from posebench.errors import PosebenchError
 from posebench.utils.io import atomic_open, atomic_write_text
-from reposedm.data import PairDataset, PairSource, collate, load_pairs
+from reposedm.data import PairDataset, PairSource, collate, load_pairs, load_split
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ class GenerateResult:
 def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | None = None, scheduler: str = "ddim",
              steps: int = 50, guidance_scale: float | None = None, pose_guidance_scale: float | None = None,
              seed: int = 0, limit: int | None = None, batch_size: int = 8, device: str = "cpu", ema: bool = True,
-             save_warped: bool = False, indices: list[int] | None = None, progress: bool = True) -> GenerateResult:
+             save_warped: bool = False, indices: list[int] | None = None, pairs: list[Any] | None = None,
+             output_size: tuple[int, int] | None = None, record_path: Path | None = None,
+             progress: bool = True) -> GenerateResult:
     """Generate every pair of a protocol's split with a trained run (see module docstring).
 
     Args:
@@ -45,6 +47,10 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         pose_guidance_scale: eta (default: the run's config for `full`, 0 otherwise).
         limit: only the first N pairs (sorted), e.g. for smoke tests.
         indices: only these pairs (positions k in the sorted split; their seeds are those of a full run).
+        pairs: generate these (source, target) `PairKey`s of `split` instead of the split's own pairs (e.g. a
+            re-ID augmentation plan); image k of the list uses seed (seed, k).
+        output_size: (H, W) of the written images (default: the protocol's resolution).
+        record_path: where the settings record goes (default OUT/sampling.json).
         save_warped: also write `warped/{name}.png`: source | W(I_S; F^n) for n = 1..N | generated | target
             (paper fig. 9; b2 and full only).
     """
@@ -71,7 +77,11 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
 
         pose_field = build_pose_field(replace(cfg, model=replace(cfg.model, guidance=replace(g, enabled=True))),
                                       torch.device(device))
-    index, pairs = load_pairs(PairSource(spec.dataset, Path(root), split))
+    if pairs is None:
+        index, pairs = load_pairs(PairSource(spec.dataset, Path(root), split))
+    else:
+        index = load_split(PairSource(spec.dataset, Path(root), split))
+        _check_custom_pairs(index.splits[split], pairs, split, Path(root))
     if indices is not None:
         bad = [k for k in indices if not 0 <= k < len(pairs)]
         if bad:
@@ -85,7 +95,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo = [k for k in chosen if not (out / pairs[k].filename).exists()]
-    target_size = tuple(spec.resolution)
+    target_size = tuple(output_size or spec.resolution)
     resized = tuple(cfg.model.resolution) != target_size
     if resized:
         log.warning("the model generates %s images; they are resized to the protocol's %s (pil-bicubic)",
@@ -116,7 +126,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size),
         "resized": resized, "seeding": "image k uses image_seed(seed, k), k = index in the sorted pair list",
     }
-    atomic_write_text(out / "sampling.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_text(record_path or out / "sampling.json", json.dumps(record, indent=2) + "\n")
     return GenerateResult(out, len(todo), n - len(todo), n, record)
 
 
@@ -131,3 +141,15 @@ def _save_warped_strips(folder: Path, names: list[str], batch: dict[str, Any], r
         array = (strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         with atomic_open(folder / name, "wb") as fh:
             Image.fromarray(array).save(fh, format="PNG")
+
+
+def _check_custom_pairs(split_index: Any, pairs: list[Any], split: str, root: Path) -> None:
+    """Every image of an explicit pair list must be in the split, and every target must have keypoints."""
+    missing = [p for p in pairs if p.source not in split_index.images or p.target not in split_index.images]
+    no_pose = [p for p in pairs if p.target in split_index.images and not split_index.keypoints.get(p.target)]
+    if missing:
+        raise PosebenchError(f"{len(missing)} pairs name images that are not in split {split!r} of {root}, e.g. "
+                             f"{missing[0]}")
+    if no_pose:
+        raise PosebenchError(f"{len(no_pose)} target images have no keypoints in {root}, e.g. {no_pose[0].target}; "
+                             "their poses cannot be rendered (add them to the annotation file)")

@@ -45,8 +45,10 @@ def _size(text: str) -> tuple[int, int]:
 def reid_augment(
     market_root: Annotated[Path, typer.Option("--market-root", help="Market-1501 root (bounding_box_train/, "
                                               "query/, bounding_box_test/).", metavar="DIR")],
-    generator: Annotated[str, typer.Option(help="none (Standard only), copy-source (duplicates the source image) "
-                                           "or folder:DIR (images named by the plan).")] = "copy-source",
+    generator: Annotated[str, typer.Option(help="none (Standard only), copy-source (duplicates the source image), "
+                                           "folder:DIR (images named by the plan), reposedm:RUN (the reference "
+                                           "model samples the plan) or shell:'CMD {plan} {out} {seed}'.")
+                         ] = "copy-source",
     fractions: Annotated[str, typer.Option(help="Comma-separated real-data fractions.")] = "0.2,0.4,0.6,0.8",
     k: Annotated[int, typer.Option("--k", "-k", help="Generated images per real image.")] = 1,
     mode: Annotated[str, typer.Option(help="joint (train on real + generated) or finetune (fine-tune "
@@ -61,6 +63,7 @@ def reid_augment(
     pretrained: Annotated[bool, typer.Option("--pretrained/--no-pretrained",
                                              help="ImageNet init (resnet50-torchreid-imagenet) or random.")] = True,
     device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
+    sample_steps: Annotated[int, typer.Option(help="reposedm:RUN sampling steps (DDIM).")] = 50,
     progress: Annotated[bool, typer.Option("--progress/--quiet", help="Print progress lines.")] = True,
 ) -> None:
     """Train ResNet-50 re-ID on Market-1501 subsets with and without generated images; report mAP / Rank-k.
@@ -69,6 +72,26 @@ def reid_augment(
     """
     from posebench.reid.runner import run_reid_augment
 
+    fill = None
+    if generator.strip().startswith("reposedm:"):
+        fill = _reposedm_filler(Path(generator.strip()[len("reposedm:"):]), market_root, device, sample_steps,
+                                progress)
     run_reid_augment(market_root, generator, _floats(fractions, "--fractions"), k, mode, _ints(seeds, "--seeds"),
                      out, epochs=epochs, max_images=max_images, image_size=_size(image_size), pretrained=pretrained,
-                     device=device, progress=progress)
+                     device=device, progress=progress, fill_plan=fill)
+
+
+def _reposedm_filler(run: Path, market_root: Path, device: str, steps: int, progress: bool):
+    """`fill_plan` for reposedm:RUN: sample each plan row (source image, target's pose) at Market size 128x64."""
+    from posebench.reid.runner import GENERATED_SIZE
+
+    def fill(rows, folder: Path, seed: int) -> None:
+        from posebench.datasets.names import PairKey
+        from reposedm.generate import generate
+
+        generate(run, protocol="market-128x64", root=market_root, out=folder, split="train",
+                 pairs=[PairKey.of(r.source, r.target) for r in rows], seed=seed, steps=steps, device=device,
+                 output_size=GENERATED_SIZE, record_path=folder.with_name(f"{folder.name}.sampling.json"),
+                 progress=progress)
+
+    return fill

@@ -9,7 +9,11 @@ For every (fraction, seed):
    - `copy-source`: each planned image is a copy of its source image (shows whether pose transfer beats plain
      duplication);
    - `folder:DIR`: images named by the plan (`{source}__{target}.png`) in `DIR/f{fraction}_s{seed}/` when that
-     folder exists, else in `DIR` itself; every plan is checked with `validate_generated` before any training.
+     folder exists, else in `DIR` itself;
+   - `reposedm:RUN`: the reference model samples the plan (source image, target pose of the plan's target) into
+     `out/generated/f{fraction}_s{seed}/` (resumable; seeds per image);
+   - `shell:COMMAND`: a command template with {plan}, {out} and {seed}, run once per plan;
+   every plan is checked with `validate_generated` before any training.
 3. Training: torchvision ResNet-50 (fc -> classifier over the D_tr pids, 2048-d pooled features for retrieval),
    cross-entropy with label smoothing 0.1, Adam(lr 3e-4, wd 5e-4), StepLR(20, 0.1), batch 32, random horizontal
    flip, resize to `image_size`, ImageNet normalisation; ImageNet weights from the registry file
@@ -32,6 +36,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +62,9 @@ GENERATED_SIZE = (128, 64)  # (H, W) of Market-1501 images and of generated imag
 
 @dataclass(frozen=True)
 class Generator:
-    kind: str  # none | copy-source | folder
-    folder: Path | None = None
+    kind: str  # none | copy-source | folder | reposedm | shell
+    folder: Path | None = None  # folder: the images; reposedm: the run folder
+    command: str | None = None  # shell: the command template
 
     @property
     def method(self) -> str:
@@ -66,7 +72,7 @@ class Generator:
 
 
 def parse_generator(spec: str) -> Generator:
-    """`none`, `copy-source` or `folder:DIR`; `reposedm:RUN` and shell templates are not available yet."""
+    """`none`, `copy-source`, `folder:DIR`, `reposedm:RUN` or `shell:COMMAND` (see `run_reid_augment`)."""
     spec = str(spec).strip()
     if spec in ("none", "copy-source"):
         return Generator(spec)
@@ -78,10 +84,34 @@ def parse_generator(spec: str) -> Generator:
             raise PosebenchError(f"generator folder {folder} does not exist")
         return Generator("folder", folder)
     if spec.startswith("reposedm:"):
-        raise PosebenchError(f"generator {spec!r}: running RePoseDM inside reid-augment is not available yet; "
-                             "generate the plan's images yourself and pass folder:DIR")
-    raise PosebenchError(f"unknown generator {spec!r}: use none, copy-source or folder:DIR (shell templates and "
-                         "reposedm:RUN are not available yet)")
+        run = Path(spec[len("reposedm:"):]).expanduser()
+        if not spec[len("reposedm:"):] or not run.is_dir():
+            raise PosebenchError(f"generator {spec!r}: reposedm:RUN needs a reference-model run or checkpoint folder")
+        return Generator("reposedm", run)
+    if spec.startswith("shell:"):
+        command = spec[len("shell:"):].strip()
+        if "{plan}" not in command or "{out}" not in command:
+            raise PosebenchError(f"generator {spec!r}: a shell template must contain {{plan}} (the plan CSV) and "
+                                 "{out} (the folder to fill), e.g. shell:python gen.py --plan {plan} --out {out}")
+        return Generator("shell", command=command)
+    raise PosebenchError(f"unknown generator {spec!r}: use none, copy-source, folder:DIR, reposedm:RUN or "
+                         "shell:COMMAND")
+
+
+def run_shell_template(command: str, plan: Path, out: Path, seed: int) -> None:
+    """Fill `out` with the plan's images by running the user's command (argv split with shlex, no shell).
+
+    Placeholders: {plan} (the plan CSV), {out} (the folder to fill), {seed}.
+    """
+    import shlex
+    import subprocess
+
+    argv = [part.format(plan=str(plan), out=str(out), seed=seed) for part in shlex.split(command)]
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip()[-800:]
+        raise PosebenchError(f"generator command {' '.join(argv)!r} exited {proc.returncode}: {tail}")
 
 
 def _list_images(folder: Path) -> list[str]:
@@ -283,12 +313,16 @@ def _versions() -> dict[str, str]:
 def run_reid_augment(market_root: str | Path, generator: str, fractions: list[float], k: int, mode: str,
                      seeds: list[int], out: str | Path, epochs: int = 60, max_images: int | None = None,
                      image_size: tuple[int, int] = (256, 128), pretrained: bool = True, device: str = "cpu",
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True,
+                     fill_plan: Callable[[list[PlanRow], Path, int], None] | None = None) -> dict[str, Any]:
     """Run the augmentation experiment (see the module docstring) and return the results document.
 
     Args:
         market_root: Market-1501 root with bounding_box_train/, query/, bounding_box_test/.
-        generator: `none`, `copy-source` or `folder:DIR`.
+        generator: `none`, `copy-source`, `folder:DIR`, `reposedm:RUN` (images sampled by `fill_plan`, which the
+            CLI builds from the reference model: posebench's floors never import reposedm) or `shell:COMMAND`
+            (a template with {plan}, {out}, {seed}, run once per plan). Generated images go to
+            `out/generated/f{fraction}_s{seed}/` for the last two and are resumable.
         fractions: subset fractions in (0, 1].
         k: generated images per real image.
         mode: `joint` or `finetune`.
@@ -300,6 +334,7 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
         pretrained: ImageNet weights (`resnet50-torchreid-imagenet`); False = random init.
         device: torch device.
         progress: print progress lines.
+        fill_plan: `fill_plan(rows, folder, seed)` writes the plan's images (needed for `reposedm:RUN`).
 
     Raises:
         PosebenchError: bad input (missing folders, fractions, seeds, mode, generated images), before training.
@@ -310,6 +345,9 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
     root = Path(market_root)
     out = Path(out)
     gen = parse_generator(generator)
+    if gen.kind == "reposedm" and fill_plan is None:
+        raise PosebenchError("generator reposedm:RUN needs fill_plan (the CLI provides it: posebench reid-augment "
+                             "--generator reposedm:RUN)")
     fractions = _check_fractions(list(fractions))
     if mode not in MODES:
         raise PosebenchError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -352,9 +390,20 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                 assert gen.folder is not None
                 folder = gen.folder / key if (gen.folder / key).is_dir() else gen.folder
                 validate_generated(rows, folder, GENERATED_SIZE)
+            elif gen.kind in ("reposedm", "shell"):
+                folder = out / "generated" / key
+                console.print(f"generate {key}: {len(rows)} images with {generator}")
+                if gen.kind == "shell":
+                    assert gen.command is not None
+                    run_shell_template(gen.command, out / "plans" / f"{key}_plan.csv", folder, s)
+                else:
+                    assert fill_plan is not None
+                    fill_plan(rows, folder, s)
+                validate_generated(rows, folder, GENERATED_SIZE)
             plans[(f, s)] = (subset, rows, folder)
 
-    settings = {"generator": generator if gen.kind != "folder" else f"folder:{gen.folder}", "k": k, "mode": mode,
+    settings = {"generator": generator if gen.kind not in ("folder", "reposedm") else f"{gen.kind}:{gen.folder}",
+                "k": k, "mode": mode,
                 "epochs": epochs, "finetune_epochs": max(1, epochs // 2) if mode == "finetune" else None,
                 "max_images": max_images, "image_size": list(image_size), "pretrained": pretrained,
                 "init": WEIGHTS_NAME if pretrained else "random", "model": "torchvision resnet50, fc -> classifier",
@@ -375,7 +424,7 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
             by_stem = {Path(n).stem: n for n in subset}
             if gen.kind == "copy-source":
                 extra = [(train_dir / by_stem[r.source], label[r.pid]) for r in rows]
-            elif gen.kind == "folder":
+            elif gen.kind in ("folder", "reposedm", "shell"):
                 assert folder is not None
                 extra = [(folder / r.filename, label[r.pid]) for r in rows]
             else:

@@ -85,3 +85,30 @@ def test_bad_suites(tmp_path, synth_root, tiny_run):
     assert res.exit_code == 2 and "--root" in res.output
     res = runner.invoke(app, ["regress"])
     assert res.exit_code == 2 and "--results" in res.output
+
+
+def test_reid_augment_with_the_reference_model(tmp_path):
+    """`posebench reid-augment --generator reposedm:RUN`: the reference model samples every plan row."""
+    from posebench.datasets.synth import synthesize
+    from reposedm.config import load_config
+    from reposedm.data import PairSource
+    from reposedm.train import train
+
+    market = tmp_path / "market"
+    synthesize("market", market, identities=6, poses=3, seed=0, progress=False)
+    run = tmp_path / "run"
+    train(load_config("tiny-b1", sample_every=0, checkpoint_every=1), source=PairSource("market", market, "train"),
+          out=run, max_steps=1, progress=False)
+    out = tmp_path / "reid"
+    res = runner.invoke(app, ["reid-augment", "--market-root", str(market), "--generator", f"reposedm:{run}",
+                              "--out", str(out), "--fractions", "0.5", "--seeds", "0", "--epochs", "1",
+                              "--image-size", "64x32", "--no-pretrained", "--max-images", "12", "--sample-steps", "2"])
+    assert res.exit_code == 0, res.output
+    from PIL import Image
+
+    images = sorted((out / "generated" / "f0.5_s0").glob("*.png"))
+    plan_rows = (out / "plans" / "f0.5_s0_plan.csv").read_text().splitlines()[1:]
+    assert len(images) == len(plan_rows) > 0 and Image.open(images[0]).size == (64, 128)
+    doc = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in doc["rows"]} == {"Standard", "reposedm"}
+    assert doc["settings"]["generator"] == f"reposedm:{run}"

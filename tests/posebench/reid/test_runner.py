@@ -71,8 +71,9 @@ def test_folder_generator_missing_image(market: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["--generator", "reposedm:x"], "not available yet"),
-    (["--generator", "shell:echo"], "unknown generator"),
+    (["--generator", "reposedm:x"], "needs a reference-model run"),
+    (["--generator", "shell:echo"], "must contain {plan}"),
+    (["--generator", "gan:x"], "unknown generator"),
     (["--fractions", "0.5,abc"], "--fractions"),
     (["--fractions", "1.5"], "fraction must be in (0, 1]"),
     (["--mode", "both"], "mode must be one of"),
@@ -103,3 +104,36 @@ def test_finetune_mode_and_resume_from_checkpoint(market: Path, tmp_path: Path) 
     doc = json.loads((out / "results.json").read_text())
     assert doc["settings"]["mode"] == "finetune" and doc["settings"]["finetune_epochs"] == 1
     assert {r["method"] for r in doc["rows"]} == {"Standard", "copy-source"}
+
+
+_COPY_SCRIPT = """
+import csv, shutil, sys
+from pathlib import Path
+plan, out, train = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+for row in csv.DictReader(plan.open()):
+    shutil.copyfile(next(train.glob(row["source"] + ".*")), out / row["filename"])
+"""
+
+
+def test_shell_template_generator(market: Path, tmp_path: Path) -> None:
+    import sys
+
+    script = tmp_path / "gen.py"
+    script.write_text(_COPY_SCRIPT)
+    train = market / "bounding_box_train"
+    # The script copies each source image's bytes under the plan's name: validation decodes by content.
+    spec = f"shell:{sys.executable} {script} {{plan}} {{out}} {train}"
+    out = tmp_path / "out"
+    res = _invoke("--market-root", str(market), "--generator", spec, "--out", str(out), *TINY)
+    assert res.exit_code == 0, res.output
+    generated = sorted((out / "generated" / "f0.5_s0").glob("*.png"))
+    assert generated and len(generated) == len((out / "plans" / "f0.5_s0_plan.csv").read_text().splitlines()) - 1
+    doc = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in doc["rows"]} == {"Standard", "shell"}
+
+    res = _invoke("--market-root", str(market), "--generator", f"shell:{sys.executable} -c 'raise SystemExit(3)' "
+                  "{plan} {out}", "--out", str(tmp_path / "bad"), *TINY)
+    assert res.exit_code == 2 and "exited 3" in res.output
+    res = _invoke("--market-root", str(market), "--generator", "shell:echo {plan}", "--out", str(tmp_path / "b2"),
+                  *TINY)
+    assert res.exit_code == 2 and "{out}" in res.output
