@@ -41,6 +41,9 @@ def test_copy_source_end_to_end_and_resume(market: Path, tmp_path: Path) -> None
     assert doc["settings"]["pretrained"] is False and doc["settings"]["init"] == "random"
     assert "leak identities beyond the subset" in doc["leakage_caveat"]
     assert (out / "map_vs_fraction.png").stat().st_size > 0
+    published = doc["published_for_reference"]["rows"]
+    assert {p["method"] for p in published} >= {"PIDM", "RePoseDM"}  # drawn on the plot for reference
+    assert dict(next(p for p in published if p["method"] == "PIDM")["points"])[0.2] == 61.5
     run_files = sorted((out / "runs").glob("*.json"))
     assert [p.name for p in run_files] == ["f0.5_s0_copy-source_joint.json", "f0.5_s0_standard.json"]
     assert (out / "plans" / "f0.5_s0_plan.csv").is_file()
@@ -137,3 +140,20 @@ def test_shell_template_generator(market: Path, tmp_path: Path) -> None:
     res = _invoke("--market-root", str(market), "--generator", "shell:echo {plan}", "--out", str(tmp_path / "b2"),
                   *TINY)
     assert res.exit_code == 2 and "{out}" in res.output
+
+
+def test_torchreid_imagenet_file_uses_torchvision_key_names() -> None:
+    """torchreid loads its ImageNet ResNet-50 file (the registry's resnet50-torchreid-imagenet, torchvision's
+    resnet50-19c8e357.pth) by torchvision key names; the runner builds torchvision's ResNet-50 and loads the same
+    file: both models must name every backbone tensor alike, with the same shapes."""
+    import torch
+    import torchreid
+    import torchvision
+
+    ours = torchvision.models.resnet50(weights=None).state_dict()
+    theirs = torchreid.models.build_model("resnet50", num_classes=10, pretrained=False).state_dict()
+    backbone = {k: v.shape for k, v in ours.items() if not k.startswith("fc.")}
+    shared = {k: v.shape for k, v in theirs.items() if k in backbone}
+    assert shared == backbone  # all 318 torchvision backbone tensors exist in torchreid's model, same shapes
+    assert not [k for k in theirs if k.startswith(("layer", "conv1", "bn1")) and k not in backbone]
+    assert all(isinstance(v, torch.Size) for v in shared.values())
