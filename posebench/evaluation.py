@@ -33,6 +33,7 @@ from posebench.errors import PosebenchError
 from posebench.images import LOSSY_SUFFIXES, apply_chain, read_rgb
 from posebench.protocols import Profile, Protocol, get_profile, get_protocol
 from posebench.results.schema import HIGHER_IS_BETTER, write_results
+from posebench.utils.distributed import Shard
 from posebench.utils.io import atomic_write_text, sha256_file
 
 if TYPE_CHECKING:
@@ -466,30 +467,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return result
 
 
-@dataclass(frozen=True)
-class _Shard:
-    """This process's place in a multi-process run (accelerate launch / torchrun); world 1 otherwise."""
-
-    rank: int
-    world: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def current(cls, device: str = "cpu") -> _Shard:
-        """Rank and world size from the launcher's environment (accelerate launch and torchrun both set
-        WORLD_SIZE/RANK/MASTER_ADDR); the process group is created here if the launcher did not."""
-        import os
-
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-            return cls(0, 1)  # no launcher: never touch torch.distributed
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-        return cls(dist.get_rank(), dist.get_world_size())
+class _Shard(Shard):
+    """`Shard` plus the gathering of per-image values and features the evaluator needs."""
 
     def gather_into(self, scorer: _Scorer, mine: list[PairKey], keys: list[PairKey]) -> None:
         """Collect every shard's per-image values and features on all processes, in the global pair order,

@@ -47,6 +47,7 @@ from posebench.datasets.names import parse_market
 from posebench.errors import PosebenchError
 from posebench.reid.plan import PlanRow, make_plan, validate_generated, write_plan
 from posebench.reid.subsets import make_subset, names_sha256, write_subset_manifest
+from posebench.utils.distributed import Shard
 from posebench.utils.io import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -226,9 +227,18 @@ class _Images:
 
 
 def _train(model, items: list[tuple[Path, int]], epochs: int, images: _Images, seed: int, device: str,
-           progress_label: str, console=None, batch_size: int = 32) -> float:
+           progress_label: str, console=None, batch_size: int = 32, shard: Shard | None = None) -> float:
+    """Train in place. Under a launcher (shard.world > 1) the model runs in DDP and each process takes its slice
+    of every global batch of `batch_size` (the same seeded order everywhere); BatchNorm statistics are then per
+    process, as in any DDP run."""
     import torch
 
+    shard = shard or Shard(0, 1)
+    net = model
+    if shard.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.1)
@@ -240,13 +250,14 @@ def _train(model, items: list[tuple[Path, int]], epochs: int, images: _Images, s
         order = torch.randperm(n, generator=gen).tolist()
         flips_all = torch.rand(n, generator=gen) < 0.5
         batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches.pop()  # a single-image batch breaks BatchNorm statistics
+        if len(batches) > 1 and len(batches[-1]) < 2 * shard.world:
+            batches.pop()  # a batch of one image per process breaks BatchNorm statistics
         total, count = 0.0, 0
         for b in batches:
+            b = b[shard.rank::shard.world]
             x = images.batch([items[i][0] for i in b], flips_all[b]).to(device)
             y = torch.tensor([items[i][1] for i in b], device=device)
-            loss = crit(model(x), y)
+            loss = crit(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -347,7 +358,9 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
     """
     from rich.console import Console
 
-    console = Console(highlight=False, quiet=not progress)
+    shard = Shard.current(device)  # accelerate launch / torchrun: one process per GPU
+    device = shard.local_device(device)
+    console = Console(highlight=False, quiet=not (progress and shard.is_main))
     root = Path(market_root)
     out = Path(out)
     gen = parse_generator(generator)
@@ -388,9 +401,10 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
             key = _run_key(f, s)
             subset = make_subset(train_names, f, s)
             rows = make_plan(subset, k=k, seed=s) if gen.kind != "none" else []
-            write_subset_manifest(out / "plans" / f"{key}_subset.json", subset, f, s, source_hash)
-            if rows:
-                write_plan(out / "plans" / f"{key}_plan.csv", rows)
+            if shard.is_main:
+                write_subset_manifest(out / "plans" / f"{key}_subset.json", subset, f, s, source_hash)
+                if rows:
+                    write_plan(out / "plans" / f"{key}_plan.csv", rows)
             folder = None
             if gen.kind == "folder":
                 assert gen.folder is not None
@@ -398,13 +412,15 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                 validate_generated(rows, folder, GENERATED_SIZE)
             elif gen.kind in ("reposedm", "shell"):
                 folder = out / "generated" / key
-                console.print(f"generate {key}: {len(rows)} images with {generator}")
-                if gen.kind == "shell":
-                    assert gen.command is not None
-                    run_shell_template(gen.command, out / "plans" / f"{key}_plan.csv", folder, s)
-                else:
-                    assert fill_plan is not None
-                    fill_plan(rows, folder, s)
+                if shard.is_main:  # one process generates; the others wait at the barrier below
+                    console.print(f"generate {key}: {len(rows)} images with {generator}")
+                    if gen.kind == "shell":
+                        assert gen.command is not None
+                        run_shell_template(gen.command, out / "plans" / f"{key}_plan.csv", folder, s)
+                    else:
+                        assert fill_plan is not None
+                        fill_plan(rows, folder, s)
+                shard.barrier()
                 validate_generated(rows, folder, GENERATED_SIZE)
             plans[(f, s)] = (subset, rows, folder)
 
@@ -443,6 +459,7 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                 run_settings = std_settings if is_std else settings
                 digest = _settings_hash({**run_settings, "fraction": f, "seed": s, "method": method})
                 path = runs_dir / (f"{key}_standard.json" if is_std else f"{key}_{method}_{mode}.json")
+                shard.barrier()  # every process sees the same finished runs
                 done = _read_run(path, digest)
                 if done is not None:
                     console.print(f"skip {key} {method}: finished run in {path}")
@@ -456,12 +473,13 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                 if is_std or mode == "joint":
                     model = _build_model(len(pids), pretrained, device)
                     _train(model, real if is_std else real + extra, epochs, images, s, device, f"{key} {method}",
-                           console)
+                           console, shard=shard)
                     if is_std and mode == "finetune" and gen.kind != "none":
                         import torch
 
-                        with atomic_open(ckpt, "wb") as fh:
-                            torch.save(model.state_dict(), fh)
+                        if shard.is_main:
+                            with atomic_open(ckpt, "wb") as fh:
+                                torch.save(model.state_dict(), fh)
                         standard_model = model
                 else:
                     import torch
@@ -474,10 +492,12 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                         else:
                             model = _build_model(len(pids), pretrained, device)
                             _train(model, real, epochs, images, s, device, f"{key} Standard (for finetune)",
-                                   console)
+                                   console, shard=shard)
                     _seed_all(s + 1)
                     _train(model, real + extra, max(1, epochs // 2), images, s + 1, device,
-                           f"{key} {method} finetune", console)
+                           f"{key} {method} finetune", console, shard=shard)
+                if not shard.is_main:  # the main process evaluates and writes; the others go on
+                    continue
                 metrics = _evaluate(model, query, gallery, images, device)
                 doc = {"fraction": f, "seed": s, "method": method, "mode": None if is_std else mode,
                        "settings_hash": digest, "settings": run_settings, "metrics": metrics,
@@ -487,6 +507,9 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                 console.print(f"done {key} {method}: mAP {metrics['mAP']:.4f} rank-1 {metrics['rank1']:.4f}")
                 runs.append(doc)
 
+    shard.barrier()
+    if not shard.is_main:
+        return {"rank": shard.rank, "note": "the main process writes the results"}
     rows_out = []
     for method in methods:
         for f in fractions:

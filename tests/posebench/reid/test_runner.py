@@ -157,3 +157,23 @@ def test_torchreid_imagenet_file_uses_torchvision_key_names() -> None:
     assert shared == backbone  # all 318 torchvision backbone tensors exist in torchreid's model, same shapes
     assert not [k for k in theirs if k.startswith(("layer", "conv1", "bn1")) and k not in backbone]
     assert all(isinstance(v, torch.Size) for v in shared.values())
+
+
+def test_two_processes_under_torchrun(market: Path, tmp_path: Path) -> None:
+    """torchrun, 2 CPU processes (gloo): DDP training with each process on its slice of every batch; one writer."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(31000 + os.getpid() % 1000), "-m", "posebench", "reid-augment", "--market-root", str(market),
+           "--generator", "copy-source", "--out", str(out), *TINY]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in doc["rows"]} == {"Standard", "copy-source"}
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == [
+        "f0.5_s0_copy-source_joint.json", "f0.5_s0_standard.json"]
+    assert proc.stdout.count("done f0.5_s0 Standard") == 1  # only the main process reports and writes
