@@ -61,3 +61,13 @@ def file_server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port nobody listens on now: torchrun tests must not collide with another run on 29500."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

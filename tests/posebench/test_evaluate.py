@@ -261,7 +261,7 @@ def test_identity_parsing_of_synthetic_names(world):
     assert parse_deepfashion(a).identity == parse_deepfashion(b).identity
 
 
-def test_two_processes_match_one(world, runs, module_home):
+def test_two_processes_match_one(world, runs, module_home, free_port):
     """torchrun with 2 CPU processes (gloo) reproduces one process: float64 SSIM/PSNR exactly; the float32
     networks (LPIPS, Inception) to 1e-6, because a shard batches other images together and float32
     convolutions depend on the batch in the last bits."""
@@ -272,7 +272,8 @@ def test_two_processes_match_one(world, runs, module_home):
     base = world["base"]
     out = base / "two.json"
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "posebench", "eval", "--protocol", "deepfashion-256x176",
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(free_port), "-m", "posebench", "eval",
+           "--protocol", "deepfashion-256x176",
            "--root", str(world["root"]), "--pred", str(base / "copy-source"), "--out", str(out),
            "--fid-weights", str(base / "fid.pth"), "--lpips-weights", str(base / "alex.pth"), "--batch-size", "4"]
     env = {**os.environ, "POSEBENCH_HOME": str(module_home), "OMP_NUM_THREADS": "1"}

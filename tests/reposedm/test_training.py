@@ -92,7 +92,7 @@ _DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_two_processes_match_one(synth_root, train_source, tmp_path):
+def test_two_processes_match_one(synth_root, train_source, tmp_path, free_port):
     """torchrun, 2 CPU processes (gloo) x 2 items == 1 process x 4 items after 3 steps.
 
     Tolerance 1e-5: the gradients are averaged in another order (DDP all-reduce of two half-batch means vs
@@ -103,7 +103,7 @@ def test_two_processes_match_one(synth_root, train_source, tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(_DDP_SCRIPT)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(29500 + os.getpid() % 1000)]
+                str(free_port)]
     proc = subprocess.run([*torchrun, str(script), str(synth_root), str(tmp_path / "two")], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -159,7 +159,7 @@ def test_torchreid_imagenet_file_uses_torchvision_key_names() -> None:
     assert all(isinstance(v, torch.Size) for v in shared.values())
 
 
-def test_two_processes_under_torchrun(market: Path, tmp_path: Path) -> None:
+def test_two_processes_under_torchrun(market: Path, tmp_path: Path, free_port: int) -> None:
     """torchrun, 2 CPU processes (gloo): DDP training with each process on its slice of every batch; one writer."""
     import os
     import subprocess
@@ -167,7 +167,7 @@ def test_two_processes_under_torchrun(market: Path, tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(31000 + os.getpid() % 1000), "-m", "posebench", "reid-augment", "--market-root", str(market),
+           str(free_port), "-m", "posebench", "reid-augment", "--market-root", str(market),
            "--generator", "copy-source", "--out", str(out), *TINY]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
