@@ -4,7 +4,11 @@ Two variants (see `metric-profiles.md` §3):
 
 - `ssim_gaussian` reproduces scikit-image's `structural_similarity(gaussian_weights=True, sigma=sigma,
   use_sample_covariance=False, data_range=..., channel_axis=...)`, the `ssim_256` of PATN, GFLA and CFLD
-  (sigma 1.5) and of PIDM and PCDMs (sigma 1.2). It is built on `pytorch_msssim.ssim` with a float64 window.
+  (sigma 1.5) and of PIDM and PCDMs (sigma 1.2). It computes pytorch-msssim's `ssim` (same formula, same
+  order of operations, float64 window) with one change: the separable Gaussian filter runs as two products
+  with banded matrices (BLAS) instead of pytorch-msssim's grouped float64 convolutions, which have no fast
+  CPU kernel: 5x faster filtering at 256x176, equal to `pytorch_msssim.ssim` to ~1e-15 (tested), and to
+  scikit-image as before.
 - `ssim_uniform` reproduces scikit-image's default `structural_similarity(win_size=51, data_range=1,
   channel_axis=...)` (uniform window, sample covariance), the `ssim` of GFLA, PIDM and CFLD.
 
@@ -19,10 +23,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pytorch_msssim import ssim as _msssim_ssim
 from torch import Tensor
 
-__all__ = ["gaussian_window_size", "legacy_data_range", "ssim_gaussian", "ssim_uniform"]
+__all__ = ["gaussian_window", "gaussian_window_size", "legacy_data_range", "ssim_gaussian", "ssim_uniform"]
 
 _K1, _K2 = 0.01, 0.03  # scikit-image and pytorch-msssim defaults
 
@@ -81,16 +84,47 @@ def ssim_gaussian(
             wrong shape.
     """
     win_size = gaussian_window_size(sigma, truncate)
-    x, y, c = _prepare(preds, target, win_size)
+    x, y, _ = _prepare(preds, target, win_size)
     dr = _data_range(data_range, x.shape[0], x.device)
     # 1-D float64 Gaussian, same construction as scipy.ndimage.gaussian_filter (which skimage calls).
     # pytorch-msssim builds its own window in float32; passing ours keeps the whole computation in float64.
-    coords = torch.arange(win_size, dtype=torch.float64, device=x.device) - (win_size // 2)
+    g = gaussian_window(sigma, win_size, x.device)
+    # data_range enters only C1 = (K1 L)^2 and C2 = (K2 L)^2, which broadcast against the (N, C, H', W') SSIM
+    # map, so an (N, 1, 1, 1) tensor gives each image its own constants.
+    dr = dr.reshape(-1, 1, 1, 1)
+    c1, c2 = (_K1 * dr) ** 2, (_K2 * dr) ** 2
+    # pytorch-msssim's _ssim, step for step (compensation = 1):
+    mu1, mu2, xx, yy, xy = _band_filter(torch.cat([x, y, x * x, y * y, x * y]), g).chunk(5)
+    mu1_sq, mu2_sq, mu1_mu2 = mu1.pow(2), mu2.pow(2), mu1 * mu2
+    sigma1_sq, sigma2_sq, sigma12 = xx - mu1_sq, yy - mu2_sq, xy - mu1_mu2
+    cs_map = (2 * sigma12 + c2) / (sigma1_sq + sigma2_sq + c2)
+    ssim_map = ((2 * mu1_mu2 + c1) / (mu1_sq + mu2_sq + c1)) * cs_map
+    return torch.flatten(ssim_map, 2).mean(-1).mean(1)
+
+
+def gaussian_window(sigma: float, win_size: int, device: torch.device | str = "cpu") -> Tensor:
+    """1-D float64 Gaussian of `win_size` taps, built as scipy.ndimage.gaussian_filter builds it (skimage's call)."""
+    coords = torch.arange(win_size, dtype=torch.float64, device=device) - (win_size // 2)
     g = torch.exp(-0.5 * (coords / sigma) ** 2)
-    g = (g / g.sum()).reshape(1, 1, 1, win_size).repeat(c, 1, 1, 1)
-    # pytorch-msssim uses data_range only in C1 = (K1 L)^2 and C2 = (K2 L)^2, which broadcast against the
-    # (N, C, H', W') SSIM map, so an (N, 1, 1, 1) tensor gives each image its own constants.
-    return _msssim_ssim(x, y, data_range=dr.reshape(-1, 1, 1, 1), size_average=False, win=g)
+    return g / g.sum()
+
+
+def _band(n: int, g: Tensor) -> Tensor:
+    """(n, n - K + 1) matrix B with B[i + k, i] = g[k]: `v @ B` is the valid 1-D correlation of v with g."""
+    k = g.shape[0]
+    m = n - k + 1
+    band = torch.zeros(n, m, dtype=g.dtype, device=g.device)
+    cols = torch.arange(m, device=g.device)
+    for j in range(k):
+        band[cols + j, cols] = g[j]
+    return band
+
+
+def _band_filter(z: Tensor, g: Tensor) -> Tensor:
+    """Valid separable filtering of (N, C, H, W) with g along W then H, as two BLAS matrix products."""
+    h, w = z.shape[-2:]
+    z = z @ _band(w, g)
+    return (z.transpose(-1, -2) @ _band(h, g)).transpose(-1, -2)
 
 
 def ssim_uniform(

@@ -71,6 +71,21 @@ def test_ssim_gaussian_matches_skimage(sigma: float, legacy_range: bool, uint8: 
     np.testing.assert_allclose(ours.numpy(), _sk_ssim_gaussian(sk_p, sk_t, sigma, ranges), rtol=0, atol=SSIM_ATOL)
 
 
+@pytest.mark.parametrize("sigma", [1.5, 1.2])
+def test_ssim_gaussian_equals_pytorch_msssim(sigma: float) -> None:
+    """Our banded-matrix filtering computes pytorch-msssim's `ssim` (float64 window): only the summation order of
+    the separable filter differs (products with banded matrices vs grouped convolutions), ~1e-16 relative."""
+    import pytorch_msssim
+
+    from posebench.metrics.functional.ssim import gaussian_window
+
+    preds, target = (torch.from_numpy(a) for a in _pair((2, 3, 256, 176), seed=7))
+    k = gaussian_window_size(sigma)
+    win = gaussian_window(sigma, k).reshape(1, 1, 1, k).repeat(3, 1, 1, 1)
+    ref = pytorch_msssim.ssim(preds, target, data_range=255.0, size_average=False, win=win)
+    torch.testing.assert_close(ssim_gaussian(preds, target, sigma=sigma, data_range=255.0), ref, rtol=0, atol=1e-14)
+
+
 def test_ssim_gaussian_per_image_range_equals_one_image_at_a_time() -> None:
     preds, target = (torch.from_numpy(a) for a in _pair((3, 3, 32, 24), seed=1))
     dr = torch.tensor([100.0, 180.0, 255.0], dtype=torch.float64)
