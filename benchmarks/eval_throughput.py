@@ -3,9 +3,9 @@
 On N synthetic DeepFashion pairs at 256x176 (copy-source predictions, randomly initialised networks of
 the real architectures, so no weights are needed), in one run on one machine:
 
-(a) ours: `posebench.evaluate` (decode once, every metric from the same arrays, float64 SSIM on
-    pytorch-msssim, channels_last Inception) vs the reference way: separate passes per metric that each
-    decode again, scikit-image SSIM per image, the lpips package, no channels_last;
+(a) ours: `posebench.evaluate` (decode once, every metric from the same arrays, float64 SSIM with
+    banded-matrix Gaussian filtering, channels_last Inception) vs the reference way: separate passes per
+    metric that each decode again, scikit-image SSIM per image, the lpips package, no channels_last;
 (b) ours vs the Inception forward alone on the same (pre-decoded) images.
 The FID real-set statistics are computed once beforehand (both sides would reuse a cache).
 
