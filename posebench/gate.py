@@ -23,7 +23,6 @@ are a subset of what the full evaluation would generate.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 
 from posebench.errors import PosebenchError
 from posebench.utils.io import atomic_write_text
+from posebench.utils.keys import check_keys
 
 _KEYS = {"suite", "version", "protocol", "pairs", "subset_seed", "sampling", "profile", "metrics", "tolerance",
          "baseline", "description"}
@@ -110,13 +110,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def _known(data: dict[str, Any], known: set[str], where: str) -> None:
-    if not isinstance(data, dict):
-        raise SuiteError(f"{where}: expected a mapping")
-    for key in data:
-        if key not in known:
-            near = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise SuiteError(f"{where}: unknown key {key!r}{hint}")
+    check_keys(data, known, where, SuiteError)
 
 
 def subset_indices(num_pairs: int, size: int, seed: int) -> list[int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posebench.errors import PosebenchError
+from posebench.utils.keys import check_keys
 
 Variant = Literal["b1", "b2", "full"]
 VARIANTS: tuple[str, ...] = ("b1", "b2", "full")
@@ -237,13 +238,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unknown(data: dict[str, Any], known: set[str], where: str) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in known:
-            near = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint} Known keys: {', '.join(sorted(known))}")
+    check_keys(data, known, where, ConfigError, list_known=True)
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:

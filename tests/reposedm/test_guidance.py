@@ -42,6 +42,18 @@ def _field(cfg, dtype=torch.float64, **over) -> PoseField:
     return PoseField(est, replace(cfg.model.guidance, **over))
 
 
+def _guided_setup(b: int, seed: int):
+    """A tiny float64 full model, its pose field, schedule, a random condition and a keypoint reference."""
+    cfg, model = _tiny_full()
+    field = _field(cfg)
+    g = torch.Generator().manual_seed(seed)
+    source = torch.rand(b, 3, 32, 22, generator=g, dtype=torch.float64) * 2 - 1
+    pose = torch.rand(b, 20, 32, 22, generator=g, dtype=torch.float64)
+    xy, visible = _keypoints(b, 32, 22)
+    ref = field.reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
+    return cfg, model, field, Schedule.from_config(cfg.model), source, pose, ref, g
+
+
 def _central_difference(fn, y: torch.Tensor, v: torch.Tensor, h: float = 1e-5) -> float:
     return float((fn(y + h * v) - fn(y - h * v)) / (2 * h))
 
@@ -73,16 +85,9 @@ def test_keypoint_reference_mask_follows_eq11_threshold():
 @pytest.mark.parametrize("mode", ["unet", "tweedie"])
 def test_sampling_gradient_matches_finite_differences(mode):
     """grad_{y_t} G (eq. 12/19) through the denoiser (unet) or through Tweedie's map only (tweedie)."""
-    cfg, model = _tiny_full()
-    field = _field(cfg)
-    schedule = Schedule.from_config(cfg.model)
-    g = torch.Generator().manual_seed(0)
-    source = torch.rand(1, 3, 32, 22, generator=g, dtype=torch.float64) * 2 - 1
-    pose = torch.rand(1, 20, 32, 22, generator=g, dtype=torch.float64)
+    cfg, model, field, schedule, source, pose, ref, g = _guided_setup(1, seed=0)
     y = torch.randn(1, 3, 32, 22, generator=g, dtype=torch.float64)
     t = torch.tensor([400])
-    xy, visible = _keypoints(1, 32, 22)
-    ref = field.reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
     cond = model.encode_condition(source, pose)
 
     def decode(x):
@@ -157,14 +162,7 @@ def test_training_gradient_matches_finite_differences(mode, synth_root):
 
 def test_guided_sampling_step_is_the_unguided_step_minus_eta_grad():
     """One DDIM step: y'_{t-1} = y_{t-1} - eta * grad_{y_t} G (eq. 19), with CFG combined as in eq. 16."""
-    cfg, model = _tiny_full()
-    field = _field(cfg)
-    schedule = Schedule.from_config(cfg.model)
-    g = torch.Generator().manual_seed(1)
-    source = torch.rand(2, 3, 32, 22, generator=g, dtype=torch.float64) * 2 - 1
-    pose = torch.rand(2, 20, 32, 22, generator=g, dtype=torch.float64)
-    xy, visible = _keypoints(2, 32, 22)
-    ref = field.reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
+    cfg, model, field, schedule, source, pose, ref, _ = _guided_setup(2, seed=1)
 
     def decode(x):
         return (x + 1) / 2
