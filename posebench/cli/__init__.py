@@ -80,6 +80,7 @@ def _register() -> None:
     app.command("regress")(leaderboard.regress)
     app.command("report")(report.report)
     app.command("eval-pose")(pose.eval_pose)
+    app.add_typer(pose.pose_app, name="pose")
     app.command("reid-augment")(reid.reid_augment)
     app.command("train-reference")(reference.train_reference)
     app.command("sample")(reference.sample)

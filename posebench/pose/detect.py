@@ -1,0 +1,320 @@
+"""Run a pose estimator over a folder of images and write COCO keypoint results (`posebench pose detect`).
+
+Every image, whatever its size, is letterboxed to the estimator's square input (HigherHRNet: 512x512), as mmpose's
+bottom-up affine does it at a single scale: the longer side is scaled to the input size, the aspect ratio is kept,
+the resized image is centred and the rest is padded with black (0 before normalisation). Keypoints come back in
+input pixels and are mapped linearly to the original image (`Letterbox.to_original`, what mmpose's
+`transform_preds` does without UDP): ``x = (x_in - offset_x) / scale_x``. Pixel coordinates are continuous with
+pixel ``i`` covering ``[i, i + 1)`` (the resize is half-pixel aligned, so the map is exact in that convention).
+
+Decoding:
+
+- estimators with a `predict(images, flip_test=...)` method (HigherHRNet) return people per image; each person
+  becomes one result row (joint scores as v, the person score as `score`);
+- estimators without one (`tiny-random`) get a simple single-person decode: per joint, the argmax of its heatmap,
+  mapped to input pixels by the estimator's stride with the pixel-centre convention of
+  `posebench.pose.base.keypoint_heatmaps` (``x_in = (x_hm + 0.5) * stride - 0.5``); the joint score is the heatmap
+  value there and the person score the mean joint score. An image whose joint scores are all 0 gives no row.
+
+An image with no person gives no rows (a miss for the metrics, not an error); an unreadable image is an error
+naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from posebench.errors import PosebenchError, WeightsError
+
+DEFAULT_ESTIMATOR = "higherhrnet-w32-coco"
+DEFAULT_INPUT_SIZE = 512  # estimators without an `input_size` attribute (tiny-random)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CATEGORY_ID = 1
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class Letterbox:
+    """The map from an original image to the letterboxed network input.
+
+    Attributes:
+        scale_x: input pixels per original pixel along x (new width / original width).
+        scale_y: the same along y (equal to `scale_x` up to the rounding of the resized size).
+        offset_x: left padding in input pixels.
+        offset_y: top padding in input pixels.
+        size: (H, W) of the network input.
+        content: (H', W') of the resized image inside the input.
+    """
+
+    scale_x: float
+    scale_y: float
+    offset_x: int
+    offset_y: int
+    size: tuple[int, int]
+    content: tuple[int, int]
+
+    def to_input(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) original-image coordinates to input coordinates."""
+        xy = np.asarray(xy, dtype=np.float64)
+        return np.stack([xy[..., 0] * self.scale_x + self.offset_x, xy[..., 1] * self.scale_y + self.offset_y], -1)
+
+    def to_original(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) input coordinates to original-image coordinates (the inverse of `to_input`)."""
+        xy = np.asarray(xy, dtype=np.float64)
+        return np.stack([(xy[..., 0] - self.offset_x) / self.scale_x, (xy[..., 1] - self.offset_y) / self.scale_y],
+                        -1)
+
+
+def letterbox_params(height: int, width: int, size: int | tuple[int, int]) -> Letterbox:
+    """Scale the longer side to the input size, keep the aspect ratio, centre (see the module docstring)."""
+    out_h, out_w = (size, size) if isinstance(size, int) else size
+    if height <= 0 or width <= 0:
+        raise ValueError(f"empty image ({height}x{width})")
+    s = min(out_h / height, out_w / width)
+    new_w = min(out_w, max(1, round(width * s)))
+    new_h = min(out_h, max(1, round(height * s)))
+    return Letterbox(new_w / width, new_h / height, (out_w - new_w) // 2, (out_h - new_h) // 2, (out_h, out_w),
+                     (new_h, new_w))
+
+
+def letterbox(img: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """Letterbox a (H, W, 3) uint8 image to the input size; returns the padded image and its `Letterbox`."""
+    import cv2
+
+    h, w = img.shape[:2]
+    box = letterbox_params(h, w, size)
+    new_h, new_w = box.content
+    resized = img if (new_h, new_w) == (h, w) else cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((*box.size, 3), dtype=np.uint8)
+    out[box.offset_y:box.offset_y + new_h, box.offset_x:box.offset_x + new_w] = resized
+    return out, box
+
+
+# ---------------------------------------------------------------------------------------------- estimators
+def load_estimator(name: str, *, weights: Path | None = None, device: str = "cpu") -> Any:
+    """Build the registered estimator `name`, with a checkpoint file when given, in eval mode on `device`.
+
+    Without `weights`, HigherHRNet variants load their registered checkpoint from the weights cache (an
+    `OfflineError` naming the file when it is missing and downloads are off). With `weights`, HigherHRNet variants
+    read it as an mmpose checkpoint; other estimators as their own state dict.
+
+    Raises:
+        PosebenchError: unknown name, missing or unfitting weights file.
+    """
+    from posebench.pose.base import ESTIMATORS, build_estimator
+
+    ESTIMATORS.get(name)  # unknown names fail here with the list of known ones
+    if weights is None:
+        model = build_estimator(name)
+    else:
+        from posebench import weights as wts
+        from posebench.pose import higherhrnet
+
+        weights = Path(weights)
+        if not weights.is_file():
+            raise WeightsError(f"the weights file {weights} does not exist")
+        state = wts.load_state_dict(weights)
+        if name in higherhrnet.SPECS:
+            model = higherhrnet.build(name)
+            model.load_mmpose_state_dict(state)
+        else:
+            model = build_estimator(name)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise WeightsError(f"the weights file {weights} does not fit estimator {name!r}: {exc}") from exc
+    return model.to(device).eval()
+
+
+def input_size_of(model: Any) -> int:
+    """The square input side of an estimator (`input_size`, else `DEFAULT_INPUT_SIZE`)."""
+    return int(getattr(model, "input_size", None) or DEFAULT_INPUT_SIZE)
+
+
+def _argmax_decode(model: Any, batch: Any, boxes: Sequence[Letterbox]) -> list[list[np.ndarray]]:
+    """Single-person decode: (J, 3) keypoints in input pixels per image (see the module docstring).
+
+    The argmax runs over the heatmap pixels whose centres fall on the image, not on the padding.
+    """
+    import torch
+
+    with torch.no_grad():
+        heatmaps = model(batch).heatmaps.float().cpu()
+    _, j, h, w = heatmaps.shape
+    stride = float(getattr(model, "stride", 1))
+    cx = (torch.arange(w, dtype=torch.float64) + 0.5) * stride  # pixel centres, corner convention
+    cy = (torch.arange(h, dtype=torch.float64) + 0.5) * stride
+    out = []
+    for i, box in enumerate(boxes):
+        maps = heatmaps[i]
+        inside = ((cy >= box.offset_y) & (cy <= box.offset_y + box.content[0]))[:, None] & (
+            (cx >= box.offset_x) & (cx <= box.offset_x + box.content[1]))[None, :]
+        if inside.any():
+            maps = maps.masked_fill(~inside, float("-inf"))
+        values, idx = maps.reshape(j, h * w).max(dim=1)
+        xs = ((idx % w).double() + 0.5) * stride - 0.5
+        ys = (torch.div(idx, w, rounding_mode="floor").double() + 0.5) * stride - 0.5
+        out.append([torch.stack([xs, ys, values.double()], dim=-1).numpy()])
+    return out
+
+
+def _people(model: Any, batch: Any, boxes: Sequence[Letterbox],
+            flip_test: bool) -> list[list[tuple[np.ndarray, float]]]:
+    """[(keypoints (J, 3) in input pixels, person score)] per image."""
+    predict = getattr(model, "predict", None)
+    if callable(predict):
+        out = predict(batch, flip_test=flip_test)
+        return [[(np.asarray(p.keypoints, dtype=np.float64), float(p.score)) for p in people] for people in out]
+    rows = []
+    for people in _argmax_decode(model, batch, boxes):
+        rows.append([(k, float(k[:, 2].mean())) for k in people if np.any(k[:, 2] > 0)])
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- image ids
+def list_images(folder: Path) -> list[Path]:
+    """Image files under `folder` (recursively; suffixes `IMAGE_SUFFIXES`), sorted by relative path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PosebenchError(f"the image folder {folder} does not exist or is not a folder")
+    found = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: p.relative_to(folder).as_posix())
+    if not found:
+        raise PosebenchError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    return found
+
+
+def assign_image_ids(images: Sequence[Path], root: Path | None = None) -> dict[str, int]:
+    """Ids 1..N by sorted name (relative to `root` when given); keys are `str(path)`."""
+    def key(p: Path) -> str:
+        return Path(p).relative_to(root).as_posix() if root is not None else Path(p).as_posix()
+
+    return {str(p): k + 1 for k, p in enumerate(sorted(images, key=key))}
+
+
+def image_ids_from_gt(images: Sequence[Path], root: Path, gt: dict) -> dict[str, int]:
+    """COCO image ids of `images` from a ground truth's `images` list, matched by `file_name`.
+
+    An image matches a GT entry when one path is a path suffix of the other, compared by whole components
+    (`real_human/acrobatics/000000000001.jpg` under `--images HumanArt/images` matches
+    `HumanArt/images/real_human/acrobatics/000000000001.jpg`). Keys are `str(path)`.
+
+    Raises:
+        PosebenchError: an image with no entry or with several entries in the GT.
+    """
+    entries = gt.get("images") if isinstance(gt, dict) else None
+    if not isinstance(entries, list):
+        raise PosebenchError("the ground truth has no 'images' list")
+    by_name: dict[str, list[tuple[tuple[str, ...], Any]]] = {}
+    for k, im in enumerate(entries):
+        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or "id" not in im:
+            raise PosebenchError(f"ground-truth images[{k}] needs a 'file_name' and an 'id'")
+        parts = tuple(p for p in im["file_name"].replace("\\", "/").split("/") if p not in ("", "."))
+        by_name.setdefault(parts[-1] if parts else "", []).append((parts, im["id"]))
+    out: dict[str, int] = {}
+    for path in images:
+        rel = tuple(Path(path).relative_to(root).parts)
+        hits = [i for parts, i in by_name.get(rel[-1], [])
+                if parts[-len(rel):] == rel or rel[-len(parts):] == parts]
+        if not hits:
+            raise PosebenchError(f"{path}: no ground-truth image has this file_name (looked for "
+                                 f"{'/'.join(rel)!r} in the GT 'images' list)")
+        if len(hits) > 1:
+            raise PosebenchError(f"{path}: {len(hits)} ground-truth images match this file name ({hits[:5]}); "
+                                 "point --images at the folder the GT file_name paths are relative to")
+        out[str(path)] = hits[0]
+    return out
+
+
+def _lookup_id(image_ids: dict[str, int], path: Path) -> int:
+    for key in (str(path), Path(path).as_posix(), Path(path).name):
+        if key in image_ids:
+            return image_ids[key]
+    raise PosebenchError(f"{path}: no image id given for this file")
+
+
+# ---------------------------------------------------------------------------------------------- detection
+def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def detect_with(model: Any, images: Sequence[Path], image_ids: dict[str, int], *, device: str = "cpu",
+                flip_test: bool = True, batch_size: int = 8, progress: bool = False) -> list[dict]:
+    """Detections of an already built estimator (anything with `predict`, or a `PoseEstimator`); see
+    `detect_images`."""
+    import torch
+
+    from posebench.images import read_rgb
+
+    if batch_size < 1:
+        raise PosebenchError(f"batch size must be at least 1, got {batch_size}")
+    size = input_size_of(model)
+    ids = [_lookup_id(image_ids, p) for p in images]  # fail on missing ids before any compute
+    results: list[dict] = []
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("pose detect"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        task = bar.add_task("detect", total=len(images))
+        bar.start()
+    try:
+        done = 0
+        for chunk in _batches(list(images), batch_size):
+            padded, boxes = [], []
+            for path in chunk:
+                img, box = letterbox(read_rgb(path), size)
+                padded.append(img)
+                boxes.append(box)
+            batch = torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2).float().div(255.0).to(device)
+            for k, people in enumerate(_people(model, batch, boxes, flip_test)):
+                box = boxes[k]
+                for kpts, score in people:
+                    xy = box.to_original(kpts[:, :2])
+                    flat = np.concatenate([xy, kpts[:, 2:3]], axis=1).reshape(-1)
+                    results.append({"image_id": ids[done + k], "category_id": CATEGORY_ID,
+                                    "keypoints": [float(v) for v in flat], "score": float(score)})
+            done += len(chunk)
+            if bar is not None:
+                bar.update(task, completed=done)
+    finally:
+        if bar is not None:
+            bar.stop()
+    return results
+
+
+def detect_images(images: list[Path], estimator_name: str = DEFAULT_ESTIMATOR, *, weights: Path | None = None,
+                  device: str = "cpu", flip_test: bool = True, batch_size: int = 8,
+                  image_ids: dict[str, int] | None = None, progress: bool = True) -> list[dict]:
+    """COCO keypoint results of a registered estimator on `images`.
+
+    Args:
+        images: image files (8-bit RGB, any size).
+        estimator_name: a name of `posebench.pose.base.ESTIMATORS`.
+        weights: a checkpoint file to use instead of the registered one (see `load_estimator`).
+        device: torch device.
+        flip_test: average with the horizontally flipped pass (estimators with `predict` only).
+        batch_size: images per forward pass.
+        image_ids: COCO image id per image, keyed by `str(path)` (or the POSIX path, or the file name); default:
+            1..N by sorted path.
+        progress: show a progress bar.
+
+    Returns:
+        One dict per detected person: `image_id`, `category_id` (1), `keypoints` (17 x [x, y, joint score] in
+        original-image pixels), `score`.
+
+    Raises:
+        PosebenchError: an unreadable image (named), an image without an id, missing weights.
+    """
+    if not images:
+        return []
+    ids = image_ids if image_ids is not None else assign_image_ids(images)
+    model = load_estimator(estimator_name, weights=weights, device=device)
+    return detect_with(model, images, ids, device=device, flip_test=flip_test, batch_size=batch_size,
+                       progress=progress)
