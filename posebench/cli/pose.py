@@ -18,7 +18,8 @@ pose_app = typer.Typer(help="Pose estimation: detect keypoints in images (COCO r
 def detect(
     images: Annotated[Path, typer.Option("--images", help="Folder of images (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", help="COCO keypoint results JSON to write.")],
-    estimator: Annotated[str, typer.Option(help="Registered pose estimator (tiny-random, higherhrnet-w32-coco, "
+    estimator: Annotated[str, typer.Option(help="Registered pose estimator (tiny-random, synthetic-posenet with "
+                                           "--weights from `pose train`, higherhrnet-w32-coco, "
                                            "higherhrnet-w48-coco-udp, higherhrnet-w48-humanart-udp).")]
     = "higherhrnet-w32-coco",
     weights: Annotated[Path | None, typer.Option(help="Checkpoint file to use instead of the registered one.")]
@@ -54,6 +55,36 @@ def detect(
         side = out.with_name(out.stem + ".image_ids.json")
         atomic_write_text(side, json.dumps(mapping, indent=1) + "\n")
         typer.echo(f"wrote {side} (file name -> image id)")
+
+
+@pose_app.command("train")
+def train(
+    root: Annotated[Path, typer.Option(help="Dataset root with exact keypoints (synthetic people: `posebench data "
+                                       "synth`).", file_okay=False)],
+    out: Annotated[Path, typer.Option(help="safetensors file to write (use with --estimator synthetic-posenet "
+                                      "--weights OUT).")],
+    dataset: Annotated[str, typer.Option(help="Dataset format of the root: deepfashion, market or humanart.")]
+    = "deepfashion",
+    split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
+    val_split: Annotated[str, typer.Option(help="Split for the before/after joint error.")] = "test",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 600,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,
+    input_size: Annotated[int, typer.Option(help="Square network input side (multiple of 16).")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed (initialization and batches).")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
+) -> None:
+    """Train a small single-person pose network on synthetic people (a synthetic-domain estimator).
+
+    Example: posebench pose train --root synth/df --out posenet.safetensors --steps 600
+    """
+    from posebench.pose.train import train_pose
+
+    summary = train_pose(root, dataset, out, split=split, steps=steps, batch_size=batch_size, input_size=input_size,
+                         seed=seed, val_split=val_split, progress=progress)
+    err = summary["joint_error_px"]
+    typer.echo(f"wrote {out}: mean joint error on {err['evaluated_on']} {err['untrained']:.1f} px untrained -> "
+               f"{err['trained']:.1f} px trained ({summary['images']} images, {summary['steps']} steps). A "
+               "synthetic-domain estimator: do not use it on real photographs.")
 
 
 def eval_pose(

@@ -56,6 +56,8 @@ class PoseEstimator(_module_base()):  # type: ignore[misc]
 
 ESTIMATORS: Registry[Callable[..., PoseEstimator]] = Registry("pose estimator")
 ESTIMATORS.register("tiny-random", target="posebench.pose.tiny:TinyPoseNet")
+# Trained on synthetic people by `posebench pose train` (pass its file as weights): a synthetic-domain estimator.
+ESTIMATORS.register("synthetic-posenet", target="posebench.pose.synthetic:synthetic_posenet")
 ESTIMATORS.register("higherhrnet-w32-coco", target="posebench.pose.higherhrnet:higherhrnet_w32_coco")
 ESTIMATORS.register("higherhrnet-w48-coco-udp", target="posebench.pose.higherhrnet:higherhrnet_w48_coco_udp")
 ESTIMATORS.register("higherhrnet-w48-humanart-udp", target="posebench.pose.higherhrnet:higherhrnet_w48_humanart_udp")
