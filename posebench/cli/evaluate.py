@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from posebench.errors import PosebenchError
 
 
 def eval_(
@@ -31,9 +34,29 @@ def eval_(
     real_limit: Annotated[int | None, typer.Option(help="Cap the real set (development; non-canonical).")] = None,
     compare: Annotated[str | None, typer.Option(help="Board name or YAML: show the nearest rows.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
+    pose_estimator: Annotated[str | None, typer.Option(
+        help="Pose protocols (humanart-val): estimator run on the generated images (default "
+        "higherhrnet-w48-humanart-udp; tiny-random gives non-canonical results).")] = None,
+    pose_weights: Annotated[Path | None, typer.Option(help="Pose protocols: estimator checkpoint file.")] = None,
+    detections: Annotated[Path | None, typer.Option(
+        help="Pose protocols: precomputed COCO keypoint results (Human-Art image ids) instead of an estimator.")
+    ] = None,
 ) -> None:
-    """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile."""
+    """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile.
+
+    Pose protocols (humanart-val) run a pose estimator on the generated images instead and report AP, AP(m),
+    CAP and PCE against the target poses, per scenario, with per-scenario FID/KID; --profile is then the
+    pose-metric profile (clean or humansd).
+    """
     from posebench.evaluation import EvalConfig, evaluate
+    from posebench.protocols import get_protocol
+
+    if get_protocol(protocol).kind == "pose":
+        _eval_pose(locals())
+        return
+    if pose_estimator is not None or pose_weights is not None or detections is not None:
+        raise PosebenchError(f"--pose-estimator, --pose-weights and --detections apply to pose protocols "
+                             f"(humanart-val), not to {protocol}")
 
     cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile,
                      metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
@@ -54,6 +77,55 @@ def eval_(
         _print(result, out)
         if board is not None:
             _compare(result, board)
+
+
+def _eval_pose(args: dict) -> None:
+    """`posebench eval` for a protocol of kind pose (posebench.humanart_eval)."""
+    from posebench.humanart_eval import PoseEvalConfig, evaluate_humanart
+
+    unused = {"--lpips-weights": args["lpips_weights"] is not None, "--scheme": args["scheme"] is not None,
+              "--best-of": args["best_of"] != 1, "--oracle-selection": args["oracle_selection"],
+              "--test-fid": args["test_fid"], "--real-limit": args["real_limit"] is not None,
+              "--compare": args["compare"] is not None}
+    given = [k for k, v in unused.items() if v]
+    if given:
+        raise PosebenchError(f"{', '.join(given)} do not apply to the pose protocol {args['protocol']}")
+    metrics = args["metrics"]
+    cfg = PoseEvalConfig(
+        protocol=args["protocol"], root=args["root"], pred=args["pred"], out=args["out"], profile=args["profile"],
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
+        pose_estimator=args["pose_estimator"], pose_weights=args["pose_weights"], detections=args["detections"],
+        fid_weights=args["fid_weights"], allow_missing=args["allow_missing"], allow_lossy=args["allow_lossy"],
+        batch_size=args["batch_size"], device=args["device"], use_cache=not args["no_cache"])
+    if args["dry_run"]:
+        typer.echo(json.dumps(cfg.to_json(), indent=1))
+        raise typer.Exit()
+    result = evaluate_humanart(cfg)
+    _print_pose(result, args["out"])
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else "–"
+
+
+def _print_pose(result: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    metrics = list(result["metrics"])
+    table = Table(title=f"{result['protocol']['name']} · pose profile {result['profile']['name']}")
+    for col in ("scenario", "n", *(f"{m} {'↑' if result['metrics'][m]['higher_is_better'] else '↓'}"
+                                   for m in metrics)):
+        table.add_column(col)
+    for scenario, row in result["breakdown"]["rows"].items():
+        table.add_row(scenario, str(row["n"]), *(_fmt(row.get(m)) for m in metrics))
+    table.add_row("[bold]overall[/]", str(result["predictions"]["count"]),
+                  *(_fmt(result["metrics"][m]["value"]) for m in metrics))
+    console.print(table)
+    for w in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
+    console.print(f"results: {out}")
 
 
 def _print(result: dict, out: Path) -> None:

@@ -24,6 +24,8 @@ RESIZE_METHODS = ("pil-bicubic", "cv2-linear", "cv2-cubic", "torch-bicubic-antia
 METRIC_NAMES = ("fid", "kid", "ssim", "lpips", "psnr")
 SSIM_WINDOWS = ("gaussian", "uniform")
 LPIPS_RANGES = ("minus1_1", "zero_1_normalize", "zero_1_raw")
+PROTOCOL_KINDS = ("image", "pose")
+POSE_PROFILE_NAMES = ("clean", "humansd")  # posebench.metrics.pose.PROFILES (not imported: it pulls in numpy)
 
 
 class ProfileError(PosebenchError):
@@ -75,6 +77,9 @@ class Protocol:
     pinned: dict[str, Any]
     masked_metrics: tuple[str, ...] = ()  # metrics also reported inside the target-pose mask (Market)
     sha256: str = ""
+    kind: str = "image"  # "image" (generated vs target image) or "pose" (pose estimator on the generated image)
+    pose_profiles: tuple[str, ...] = ()  # pose-metric profiles (kind pose; posebench.metrics.pose.PROFILES)
+    default_pose_profile: str | None = None
 
     @property
     def id(self) -> str:
@@ -147,10 +152,29 @@ def parse_profile(data: dict[str, Any], where: str) -> Profile:
     return prof
 
 
+def _pose_fields(data: dict[str, Any], where: str) -> tuple[str, tuple[str, ...], str | None]:
+    """`kind`, `pose_profiles` and `default_pose_profile` (optional keys; kind pose needs the other two)."""
+    kind = data.get("kind", "image")
+    if kind not in PROTOCOL_KINDS:
+        raise ProfileError(f"{where}: kind must be one of {', '.join(PROTOCOL_KINDS)}, got {kind!r}")
+    if kind == "image":
+        if "pose_profiles" in data or "default_pose_profile" in data:
+            raise ProfileError(f"{where}: pose_profiles / default_pose_profile need kind: pose")
+        return kind, (), None
+    raw = _need(data, "pose_profiles", where)
+    if not isinstance(raw, list) or not raw or any(p not in POSE_PROFILE_NAMES for p in raw):
+        raise ProfileError(f"{where}: pose_profiles must be a non-empty list of {', '.join(POSE_PROFILE_NAMES)}")
+    default = _need(data, "default_pose_profile", where)
+    if default not in raw:
+        raise ProfileError(f"{where}: default_pose_profile {default!r} is not among pose_profiles {raw}")
+    return kind, tuple(raw), default
+
+
 def parse_protocol(data: dict[str, Any], where: str) -> Protocol:
     res = _need(data, "resolution", where)
     if not (isinstance(res, list) and len(res) == 2 and all(isinstance(v, int) and v > 0 for v in res)):
         raise ProfileError(f"{where}: resolution must be [H, W]")
+    kind, pose_profiles, default_pose = _pose_fields(data, where)
     return Protocol(
         name=_need(data, "name", where), version=int(_need(data, "version", where)),
         dataset=_need(data, "dataset", where), split=_need(data, "split", where),
@@ -158,6 +182,7 @@ def parse_protocol(data: dict[str, Any], where: str) -> Protocol:
         default_profile=_need(data, "default_profile", where), profiles=tuple(_need(data, "profiles", where)),
         metrics=tuple(_need(data, "metrics", where)), pinned=dict(data.get("pinned", {})),
         masked_metrics=_masked(data.get("masked_metrics", []), where), sha256=_hash(data),
+        kind=kind, pose_profiles=pose_profiles, default_pose_profile=default_pose,
     )
 
 

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 def test_builtins():
     assert PROFILES.names() == ["cfld", "clean", "legacy-gfla", "pcdms", "pidm"]
-    assert PROTOCOLS.names() == ["deepfashion-256x176", "deepfashion-512x352", "market-128x64"]
+    assert PROTOCOLS.names() == ["deepfashion-256x176", "deepfashion-512x352", "humanart-val", "market-128x64"]
     for name in PROFILES.names():
         prof = PROFILES.get(name)
         assert prof.version >= 1 and len(prof.sha256) == 64 and prof.changelog

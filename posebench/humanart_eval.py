@@ -1,0 +1,628 @@
+"""Pose-conditioned generation on Human-Art (`posebench eval --protocol humanart-val`).
+
+Each generated image is named after the validation image whose pose conditioned it. A pose estimator runs on every
+generated image (or precomputed detections are read), and its detections are compared with the target poses of
+the annotations: AP, AP(m), CAP and PCE (`posebench.metrics.pose.evaluate_pose`, profile `clean` or `humansd`),
+overall and per scenario. On request, FID and KID are computed per scenario (generated images of a scenario
+against the validation images of the same scenario) with the image profile's extractor and resize chain
+(`clean`: PIL bicubic to 512x512, then clean-fid's resize to 299); the overall FID/KID is the mean over the
+scenarios (Stable-Pose's convention), and the pooled value (all generated vs all validation images) is kept in
+`details`.
+
+Generated file names (PNG; JPEG only with `allow_lossy`), searched recursively under the prediction folder:
+
+- `{scenario}/{stem}.png` (any parent folders above the scenario folder are allowed), e.g.
+  `cartoon/000000000003.png`;
+- `{scenario}__{stem}.png`, e.g. `cartoon__000000000003.png`;
+- `{stem}.png` when that stem names one validation image only (Human-Art numbers its files per scenario, so a
+  bare stem is usually ambiguous).
+
+Ground truth is taken from `annotations/validation_humanart.json` (keypoints, bbox, area, iscrowd as annotated)
+and mapped into the generated image's pixel frame: when a generated image's size differs from the annotated
+image's, keypoints, boxes and areas are rescaled per axis (and a warning says how many images were rescaled).
+
+Orchestration, like `posebench.evaluation`: nothing below it imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from posebench._version import __version__
+from posebench.datasets.names import IMAGE_SUFFIXES, stem
+from posebench.errors import PosebenchError
+from posebench.protocols import Protocol, get_profile, get_protocol
+from posebench.results.schema import HIGHER_IS_BETTER, write_results
+from posebench.utils.io import atomic_write_text, sha256_file
+
+DEFAULT_POSE_ESTIMATOR = "higherhrnet-w48-humanart-udp"
+POSE_METRICS = ("ap", "ap_m", "cap", "pce")
+IMAGE_METRICS = ("fid", "kid")
+POSE_PROFILE_VERSION = 1  # bump when posebench.metrics.pose changes a number of a profile
+
+
+@dataclass
+class PoseEvalConfig:
+    """What `posebench eval` needs for a pose protocol (kind `pose`).
+
+    Attributes:
+        protocol: a protocol of kind `pose` (`humanart-val`).
+        root: the Human-Art root (with `annotations/validation_humanart.json` and `images/`).
+        pred: folder of generated images (see the module docstring for the names).
+        out: results JSON to write; a per-image CSV goes beside it.
+        profile: pose-metric profile (`clean` or `humansd`); default: the protocol's.
+        metrics: subset of the protocol's metrics; default: all of them.
+        pose_estimator: registered estimator name (`posebench.pose.base.ESTIMATORS`).
+        pose_weights: checkpoint file instead of the registered one.
+        detections: precomputed COCO keypoint results (image ids = the Human-Art validation image ids); when
+            given, no estimator runs.
+        fid_weights: Inception weights file instead of the registry's.
+        allow_missing: score a subset when generated images are missing.
+        allow_lossy: accept JPEG generated images (flagged).
+        batch_size: images per forward pass.
+        device: torch device.
+        flip_test: flip test of the estimator (estimators with a grouping decoder).
+        use_cache: reuse cached real-set statistics.
+        progress: show progress bars.
+    """
+
+    protocol: str
+    root: Path
+    pred: Path
+    out: Path
+    profile: str | None = None
+    metrics: tuple[str, ...] | None = None
+    pose_estimator: str | None = None
+    pose_weights: Path | None = None
+    detections: Path | None = None
+    fid_weights: Path | None = None
+    allow_missing: bool = False
+    allow_lossy: bool = False
+    batch_size: int = 16
+    device: str = "cpu"
+    flip_test: bool = True
+    use_cache: bool = True
+    progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON-ready values."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class _Image:
+    key: str  # "{scenario}/{stem}", the Human-Art index key
+    scenario: str
+    image_id: int
+    real: Path
+    frame: tuple[int, int]  # (H, W) of the annotated image
+    annotations: list[dict]
+
+
+@dataclass
+class _Prepared:
+    protocol: Protocol
+    pose_profile: str
+    metrics: tuple[str, ...]
+    images: dict[str, _Image]  # every validation image, by key
+    files: dict[str, Path]  # matched generated files, by key
+    sizes: dict[str, tuple[int, int]]  # (H, W) of each matched generated file
+    warnings: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    non_canonical: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- ground truth
+
+
+def read_validation(root: Path) -> dict[str, _Image]:
+    """Validation images and their annotations from `annotations/validation_humanart.json`, by index key.
+
+    Raises:
+        PosebenchError: the file is missing or malformed (the Human-Art reader's problems, listed).
+    """
+    from posebench.datasets import humanart
+    from posebench.datasets.problems import ProblemLog
+    from posebench.metrics.pose import load_json
+
+    root = Path(root)
+    if not root.is_dir():
+        raise PosebenchError(f"dataset root {root} is not a folder. Pass --root pointing at your Human-Art copy.")
+    path = root / "annotations" / humanart.SPLIT_FILES["validation"]
+    if not path.is_file():
+        raise PosebenchError(f"{path} does not exist: humanart-val needs the Human-Art validation annotations "
+                             "in <root>/annotations/")
+    log = ProblemLog()
+    humanart.read_annotation_json(path, root, log)  # validates the file with the reader's checks
+    log.raise_if_errors(f"humanart root {root}")
+    data = load_json(path, "Human-Art validation annotation")
+    images: dict[str, _Image] = {}
+    by_id: dict[Any, _Image] = {}
+    for im in data["images"]:
+        rel = humanart._rel_image_path(str(im["file_name"]))
+        scenario = rel.parts[-2]
+        key = f"{scenario}/{PurePosixPath(rel).stem}"
+        entry = _Image(key, scenario, int(im["id"]), root / rel, (int(im["height"]), int(im["width"])), [])
+        images[key] = entry
+        by_id[im["id"]] = entry
+    for ann in data["annotations"]:
+        by_id[ann["image_id"]].annotations.append(ann)
+    return images
+
+
+def _scaled_annotation(ann: dict, sx: float, sy: float) -> dict:
+    kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(17, 3)
+    vis = kp[:, 2] > 0
+    kp[vis, 0] *= sx
+    kp[vis, 1] *= sy
+    out = {"keypoints": [float(v) for v in kp.reshape(-1)], "image_id": int(ann["image_id"]),
+           "category_id": 1, "iscrowd": int(ann.get("iscrowd", 0)),
+           "num_keypoints": int(ann.get("num_keypoints", int(vis.sum())))}
+    if "bbox" in ann and len(ann["bbox"]) == 4:
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        out["bbox"] = [x * sx, y * sy, w * sx, h * sy]
+    if "area" in ann:
+        out["area"] = float(ann["area"]) * sx * sy
+    if ("bbox" in out) != ("area" in out):  # evaluate_pose recomputes both from the joints when one is missing
+        out.pop("bbox", None)
+        out.pop("area", None)
+    return out
+
+
+def build_ground_truth(prep: _Prepared, keys: Sequence[str]) -> tuple[dict, int]:
+    """COCO keypoint ground truth of `keys` in the generated images' pixel frames; also the number rescaled."""
+    images, anns, rescaled = [], [], 0
+    for key in keys:
+        img = prep.images[key]
+        gh, gw = prep.sizes[key]
+        fh, fw = img.frame
+        sx, sy = gw / fw, gh / fh
+        rescaled += int((gh, gw) != (fh, fw))
+        images.append({"id": img.image_id, "file_name": prep.files[key].name, "height": gh, "width": gw})
+        anns.extend(_scaled_annotation(a, sx, sy) for a in img.annotations)
+    return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}, rescaled
+
+
+# ---------------------------------------------------------------------------------------------- matching
+
+
+def _list_predictions(pred: Path) -> list[Path]:
+    if not pred.is_dir():
+        raise PosebenchError(f"--pred {pred} is not a folder of generated images")
+    files = sorted((p for p in pred.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: p.relative_to(pred).as_posix())
+    if not files:
+        raise PosebenchError(f"{pred} holds no images ({', '.join(IMAGE_SUFFIXES)}); generate them first")
+    return files
+
+
+def match_generated(files: Sequence[Path], pred: Path, keys: Sequence[str],
+                    allow_missing: bool) -> tuple[dict[str, Path], list[str]]:
+    """Map generated files to validation keys (`{scenario}/{stem}`; names in the module docstring).
+
+    Unparseable, ambiguous, duplicate, extra and missing files are errors, listed together; with `allow_missing`
+    missing images are reported in the returned notes instead.
+    """
+    known = set(keys)
+    by_stem: dict[str, list[str]] = {}
+    for k in keys:
+        by_stem.setdefault(k.split("/", 1)[1], []).append(k)
+    problems: list[str] = []
+    found: dict[str, Path] = {}
+    for f in files:
+        parts = f.relative_to(pred).parts
+        s = stem(parts[-1])
+        key = None
+        if len(parts) >= 2 and f"{parts[-2]}/{s}" in known:
+            key = f"{parts[-2]}/{s}"
+        elif "__" in s and s.replace("__", "/", 1) in known:
+            key = s.replace("__", "/", 1)
+        elif len(by_stem.get(s, [])) == 1:
+            key = by_stem[s][0]
+        elif len(by_stem.get(s, [])) > 1:
+            problems.append(f"{f}: stem {s!r} names {len(by_stem[s])} validation images (in "
+                            f"{', '.join(k.split('/')[0] for k in by_stem[s][:5])}); put it under its scenario "
+                            f"folder ({by_stem[s][0]}.png) or name it {by_stem[s][0].replace('/', '__')}.png")
+            continue
+        if key is None:
+            problems.append(f"{f}: names no Human-Art validation image (expected {{scenario}}/{{stem}}.png, "
+                            "{scenario}__{stem}.png or a unique {stem}.png)")
+        elif key in found:
+            problems.append(f"{f}: duplicate of {found[key]} (both are {key})")
+        else:
+            found[key] = f
+    missing = [k for k in keys if k not in found]
+    notes: list[str] = []
+    if missing and not allow_missing:
+        problems.append(f"{len(missing)} of {len(keys)} validation images have no generated image (e.g. "
+                        f"{', '.join(missing[:5])}); generate them or pass --allow-missing to score the rest")
+    elif missing:
+        notes.append(f"{len(missing)} of {len(keys)} validation images have no generated image and were not scored")
+    if problems:
+        head = "\n  ".join(problems[:30])
+        more = f"\n  ... and {len(problems) - 30} more" if len(problems) > 30 else ""
+        raise PosebenchError(f"cannot match generated images to Human-Art validation images:\n  {head}{more}")
+    return found, notes
+
+
+# ---------------------------------------------------------------------------------------------- preparation
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    from posebench.images import ImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception as exc:  # PIL raises many exception types for damaged files
+        raise ImageError(f"{path}: cannot open image ({type(exc).__name__}: {exc})") from exc
+
+
+def prepare(cfg: PoseEvalConfig) -> _Prepared:
+    """Resolve the protocol, profile and metrics; read the ground truth; match the generated images."""
+    from posebench.datasets import humanart
+    from posebench.datasets.index import DatasetIndex
+    from posebench.datasets.problems import ProblemLog
+    from posebench.images import LOSSY_SUFFIXES
+
+    protocol = get_protocol(cfg.protocol)
+    if protocol.kind != "pose":
+        raise PosebenchError(f"protocol {protocol.name} is not a pose protocol; use posebench.evaluation")
+    pose_profile = cfg.profile or protocol.default_pose_profile or "clean"
+    if pose_profile not in protocol.pose_profiles:
+        raise PosebenchError(f"pose profile {pose_profile!r} does not apply to {protocol.name}; choose one of "
+                             f"{', '.join(protocol.pose_profiles)}")
+    wanted = cfg.metrics or protocol.metrics
+    unknown = [m for m in wanted if m not in protocol.metrics]
+    if unknown:
+        raise PosebenchError(f"metrics {unknown} are not part of {protocol.name}; choose from "
+                             f"{', '.join(protocol.metrics)}")
+    metrics = tuple(dict.fromkeys(wanted))
+    images = read_validation(cfg.root)
+    keys = sorted(images)
+    files = _list_predictions(cfg.pred)
+    found, notes = match_generated(files, cfg.pred, keys, cfg.allow_missing)
+    prep = _Prepared(protocol, pose_profile, metrics, images, found, {k: _image_size(f) for k, f in found.items()})
+    prep.warnings += notes
+
+    log = ProblemLog()
+    humanart.check_facts(DatasetIndex("humanart", "coco", cfg.root, {"validation": _split_view(images)}),
+                         log)
+    if log.errors or len(images) != protocol.pinned.get("images", len(images)):
+        prep.non_canonical.append(f"{len(images):,} validation images in the root, the protocol pins "
+                                  f"{protocol.pinned.get('images', len(images)):,} "
+                                  f"({protocol.pinned.get('images_per_scenario', '?')} per scenario)")
+    if len(found) < len(keys):
+        prep.non_canonical.append(f"only {len(found)} of {len(keys)} validation images scored")
+    estimator = cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR
+    if cfg.detections is not None:
+        prep.non_canonical.append("precomputed detections (--detections): their estimator is not verified")
+    elif estimator == "tiny-random":
+        prep.non_canonical.append("pose estimator tiny-random (randomly initialised; a test double)")
+    elif estimator != DEFAULT_POSE_ESTIMATOR:
+        prep.non_canonical.append(f"pose estimator {estimator}, the protocol's is {DEFAULT_POSE_ESTIMATOR}")
+    lossy = [f for f in found.values() if f.suffix.lower() in LOSSY_SUFFIXES]
+    if lossy and not cfg.allow_lossy:
+        raise PosebenchError(f"{len(lossy)} generated images are lossy ({lossy[0].name}, ...): JPEG changes the "
+                             "pixels metrics see. Save PNG, or pass --allow-lossy (recorded in the results)")
+    if lossy:
+        prep.flags.append("lossy_inputs")
+    for reason in prep.non_canonical:
+        prep.warnings.append(f"non-canonical: {reason}; not comparable with leaderboard rows")
+    return prep
+
+
+def _split_view(images: dict[str, _Image]) -> Any:
+    from posebench.datasets.index import SplitIndex
+
+    sp = SplitIndex()
+    sp.source_file["images"] = "annotations/validation_humanart.json"
+    for k, im in images.items():
+        sp.images[k] = im.real
+        sp.groups[k] = im.scenario
+    return sp
+
+
+# ---------------------------------------------------------------------------------------------- detections
+
+
+def _estimator_env(cfg: PoseEvalConfig) -> dict[str, Any]:
+    """Estimator name and the sha256 of the weights it ran with (None for random initialisation)."""
+    if cfg.detections is not None:
+        return {"name": None, "detections_file": str(cfg.detections), "detections_sha256": sha256_file(cfg.detections)}
+    name = cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR
+    path: Path | None = cfg.pose_weights
+    if path is None:
+        from posebench import weights as wts
+
+        if name in wts.REGISTRY and wts.cache_path(name).is_file():
+            path = wts.cache_path(name)
+    return {"name": name, "weights": str(path) if path else None,
+            "weights_sha256": sha256_file(path) if path else None, "flip_test": cfg.flip_test}
+
+
+def get_detections(cfg: PoseEvalConfig, prep: _Prepared, keys: Sequence[str]) -> list[dict]:
+    """COCO keypoint results on the generated images of `keys` (estimator run, or the precomputed file)."""
+    if cfg.detections is not None:
+        from posebench.pose.precomputed import load_detections
+
+        by_id = load_detections(cfg.detections)
+        known = {im.image_id for im in prep.images.values()}
+        unknown = sorted(set(by_id) - known)
+        if unknown:
+            raise PosebenchError(f"{cfg.detections}: {len(unknown)} image ids are not Human-Art validation image "
+                                 f"ids (e.g. {unknown[:5]}); detections must use the ids of the annotations")
+        wanted = {prep.images[k].image_id for k in keys}
+        dropped = sum(len(v) for i, v in by_id.items() if i not in wanted)
+        if dropped:
+            prep.warnings.append(f"{dropped} precomputed detections belong to images without a generated image "
+                                 "and were left out")
+        return [d for i, v in by_id.items() if i in wanted for d in v]
+    from posebench.pose.detect import detect_with, load_estimator
+
+    model = load_estimator(cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR, weights=cfg.pose_weights,
+                           device=cfg.device)
+    paths = [prep.files[k] for k in keys]
+    ids = {str(prep.files[k]): prep.images[k].image_id for k in keys}
+    return detect_with(model, paths, ids, device=cfg.device, flip_test=cfg.flip_test, batch_size=cfg.batch_size,
+                       progress=cfg.progress)
+
+
+# ---------------------------------------------------------------------------------------------- FID / KID
+
+
+class _Features:
+    """The image profile's FID extractor and resize chain at the protocol resolution."""
+
+    def __init__(self, prep: _Prepared, cfg: PoseEvalConfig) -> None:
+        from posebench.metrics.features import build_extractor
+
+        self.cfg = cfg
+        self.profile = get_profile(prep.protocol.default_profile)
+        self.spec = self.profile.metrics["fid"]
+        self.kid_spec = self.profile.metrics.get("kid", {"subsets": 100, "subset_size": 1000, "seed": 0})
+        self.chain = [s.resolve(prep.protocol.resolution) for s in self.profile.chain("fid")]
+        self.extractor = build_extractor(self.spec["extractor"], weights=cfg.fid_weights, device=cfg.device)
+        self.resized = 0
+
+    def __call__(self, paths: Sequence[Path], *, generated: bool = False) -> np.ndarray:
+        import torch
+
+        from posebench.images import apply_chain, read_rgb
+
+        arrays = []
+        for p in paths:
+            img = read_rgb(p)
+            if generated and img.shape[:2] != self.chain[-1][1]:
+                self.resized += 1
+            arrays.append(img if img.shape[:2] == self.chain[-1][1] else apply_chain(img, self.chain))
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().to(self.cfg.device)
+        with torch.inference_mode():
+            return self.extractor(x).double().cpu().numpy()
+
+    def env(self) -> dict[str, Any]:
+        e = self.extractor
+        return {"name": e.name, "version": e.version, "weights_sha256": e.weights_sha256,
+                "image_profile": {"name": self.profile.name, "version": self.profile.version,
+                                  "sha256": self.profile.sha256}}
+
+
+def _fid_kid(feats: _Features, prep: _Prepared, keys: Sequence[str], cfg: PoseEvalConfig,
+             bar: Any) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, Any]]:
+    """Per-scenario FID/KID ({scenario: {fid, kid, kid_std, n, real_n}}), pooled values and real-set metadata."""
+    from posebench.metrics.functional.frechet import frechet_distance
+    from posebench.metrics.functional.kid import kid
+    from posebench.metrics.stats import FeatureStats
+    from posebench.real_stats import real_set_stats
+
+    need_kid = "kid" in prep.metrics
+    bs = int(feats.spec["batch_size"])
+    scenarios = sorted({prep.images[k].scenario for k in keys})
+    out: dict[str, dict[str, float]] = {}
+    real_meta: dict[str, Any] = {}
+    gen_all = FeatureStats(keep_features=need_kid)
+    real_all = FeatureStats(keep_features=need_kid)
+    ext = feats.extractor
+    for scenario in scenarios:
+        mine = [k for k in keys if prep.images[k].scenario == scenario]
+        gen = FeatureStats(keep_features=need_kid)
+        for lo in range(0, len(mine), bs):
+            gen.update(feats([prep.files[k] for k in mine[lo:lo + bs]], generated=True))
+        paths = [im.real for k, im in sorted(prep.images.items()) if im.scenario == scenario]
+        key_parts = {
+            "profile": [feats.profile.name, feats.profile.version, feats.profile.sha256],
+            "extractor": [ext.name, ext.version, ext.weights_sha256], "chain": feats.chain,
+            "dataset": "humanart", "split": f"validation/{scenario}",
+            "names": hashlib.sha256("\n".join(p.as_posix() for p in paths).encode()).hexdigest(),
+            "bytes": sum(p.stat().st_size for p in paths), "drop_last": False, "batch_size": bs,
+        }
+        name = f"{prep.protocol.name}-v{prep.protocol.version}__{feats.profile.name}-v{feats.profile.version}__" \
+               f"{ext.name}__{scenario}"
+        real, meta = real_set_stats(name, key_parts, paths, feats, batch_size=bs, drop_last=False,
+                                    keep_features=need_kid, progress=bar, use_cache=cfg.use_cache)
+        real_meta[scenario] = meta
+        out[scenario] = _distances(gen, real, feats, need_kid, frechet_distance, kid)
+        gen_all.merge(gen)
+        real_all.merge(real)
+    # one scenario: the pooled value is that scenario's (a 2048-d FID costs seconds of eigendecompositions)
+    pooled = out[scenarios[0]] if len(scenarios) == 1 else _distances(gen_all, real_all, feats, need_kid,
+                                                                      frechet_distance, kid)
+    return out, pooled, real_meta
+
+
+def _distances(gen: Any, real: Any, feats: _Features, need_kid: bool, frechet: Any, kid: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"n": gen.n, "real_n": real.n}
+    if gen.n < 2 or real.n < 2:
+        row.update(fid=math.nan, kid=math.nan, kid_std=math.nan,
+                   note="FID/KID need at least 2 generated and 2 real images")
+        return row
+    row["fid"] = float(frechet(gen.mean(), gen.cov(), real.mean(), real.cov()))
+    if need_kid:
+        mean, std = kid(gen.features(), real.features(), num_subsets=int(feats.kid_spec["subsets"]),
+                        max_subset_size=int(feats.kid_spec["subset_size"]),
+                        rng=np.random.RandomState(int(feats.kid_spec["seed"])))
+        row.update(kid=float(mean), kid_std=float(std))
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def _value(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _pose_profile_meta(name: str) -> dict[str, Any]:
+    from posebench.metrics import pose
+
+    spec = {"name": name, "version": POSE_PROFILE_VERSION, "max_dets": 20, "batch_size": pose.BATCH_SIZE,
+            "sigmas": list(pose._SIGMAS)}
+    return {"name": name, "version": POSE_PROFILE_VERSION, "kind": "pose",
+            "sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()}
+
+
+def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
+    """Run a pose-protocol evaluation and write `cfg.out` (+ a per-image CSV beside it); returns the results.
+
+    Raises:
+        PosebenchError: unmatched generated images, missing weights (named, with the download command),
+            malformed annotations or detections.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from posebench.env import versions
+    from posebench.metrics.pose import evaluate_pose
+
+    t0 = time.perf_counter()
+    prep = prepare(cfg)
+    keys = sorted(prep.files)
+    feats = _Features(prep, cfg) if set(IMAGE_METRICS) & set(prep.metrics) else None  # weights fail early
+    gt, rescaled = build_ground_truth(prep, keys)
+    if rescaled:
+        prep.warnings.append(f"{rescaled} generated images differ in size from their annotated image: the target "
+                             "keypoints, boxes and areas were rescaled to the generated image per axis")
+    need_pose = bool(set(POSE_METRICS) & set(prep.metrics))
+    dets = get_detections(cfg, prep, keys) if need_pose else []
+    scenarios = sorted({prep.images[k].scenario for k in keys})
+    metrics_out: dict[str, Any] = {}
+    breakdown: dict[str, dict[str, Any]] = {s: {"n": sum(prep.images[k].scenario == s for k in keys)}
+                                            for s in scenarios}
+    per_image: dict[int, dict[str, Any]] = {}
+    if need_pose:
+        overall = evaluate_pose(gt, dets, profile=prep.pose_profile)  # type: ignore[arg-type]
+        per_image = {r["image_id"]: r for r in overall["per_image_pce"]}
+        for s in scenarios:
+            ids = {prep.images[k].image_id for k in keys if prep.images[k].scenario == s}
+            sub = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
+                   "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
+            res = evaluate_pose(sub, [d for d in dets if d["image_id"] in ids],
+                                profile=prep.pose_profile)  # type: ignore[arg-type]
+            breakdown[s].update({m: _value(res[m]) for m in POSE_METRICS if m in prep.metrics},
+                                n_gt=res["n_gt"], n_dt=res["n_dt"])
+        details = {"profile": prep.pose_profile, "n_gt": overall["n_gt"], "n_dt": overall["n_dt"],
+                   "max_dets": overall["max_dets"]}
+        if prep.pose_profile == "humansd":
+            details.update(n_batches=overall["n_batches"], ap_m_incl_missing=overall["ap_m_incl_missing"])
+        for m in POSE_METRICS:
+            if m in prep.metrics:
+                extra = {"undefined": "no ground truth in the medium area range"} if overall[m] is None else {}
+                metrics_out[m] = {"value": _value(overall[m]), "stderr": None, "higher_is_better": HIGHER_IS_BETTER[m],
+                                  "n": overall["n_images"], "details": {**details, **extra}}
+
+    real_meta: dict[str, Any] = {}
+    if feats is not None:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, disable=not cfg.progress) as bar:
+            per_scenario, pooled, real_meta = _fid_kid(feats, prep, keys, cfg, bar if cfg.progress else None)
+        for m in IMAGE_METRICS:
+            if m not in prep.metrics:
+                continue
+            for s, row in per_scenario.items():
+                breakdown[s][m] = row[m]
+                if m == "kid":
+                    breakdown[s]["kid_std"] = row["kid_std"]
+            metrics_out[m] = {
+                "value": _nanmean([row[m] for row in per_scenario.values()]), "stderr": None,
+                "higher_is_better": HIGHER_IS_BETTER[m], "n": len(keys),
+                "details": {"aggregate": "mean over scenarios of the per-scenario value (Stable-Pose)",
+                            "scenarios": sum(math.isfinite(row[m]) for row in per_scenario.values()),
+                            "pooled": pooled[m], "real_set": "validation images of the same scenario",
+                            "real_n": sum(row["real_n"] for row in per_scenario.values()),
+                            **({"pooled_std": pooled["kid_std"]} if m == "kid" else {})}}
+        if feats.resized:
+            prep.warnings.append(f"{feats.resized} generated images were resized to "
+                                 f"{prep.protocol.resolution[0]}x{prep.protocol.resolution[1]} for FID/KID")
+
+    elapsed = time.perf_counter() - t0
+    sizes: dict[str, int] = {}
+    for h, w in prep.sizes.values():
+        sizes[f"{h}x{w}"] = sizes.get(f"{h}x{w}", 0) + 1
+    per_image_file = cfg.out.with_suffix(".per_image.csv")
+    all_keys = sorted(prep.images)
+    result = {
+        "schema_version": 1,
+        "posebench": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "canonical": not prep.non_canonical,
+        "non_canonical_reasons": prep.non_canonical,
+        "protocol": {"name": prep.protocol.name, "version": prep.protocol.version, "sha256": prep.protocol.sha256},
+        "profile": _pose_profile_meta(prep.pose_profile),
+        "dataset": {"name": prep.protocol.dataset, "layout": "coco", "split": prep.protocol.split,
+                    "pairs": len(all_keys),
+                    "pairs_sha256": hashlib.sha256("\n".join(all_keys).encode()).hexdigest(),
+                    "scenarios": len({im.scenario for im in prep.images.values()}), "real_sets": real_meta},
+        "predictions": {"dir": str(cfg.pred), "count": len(keys), "scheme": "humanart-stem",
+                        "images_sha256": _sha_of_files([prep.files[k] for k in keys]),
+                        "lossy": "lossy_inputs" in prep.flags, "sizes": sizes,
+                        "resized": bool(feats is not None and feats.resized), "gt_rescaled": rescaled},
+        "flags": prep.flags,
+        "declared": {"best_of": 1, "oracle_selection": False},
+        "metrics": metrics_out,
+        "breakdown": {"by": "scenario", "rows": breakdown},
+        "per_image_file": per_image_file.name,
+        "warnings": prep.warnings,
+        "env": {**versions(), "pose_estimator": _estimator_env(cfg) if need_pose else None,
+                "extractor": feats.env() if feats is not None else None, "device": cfg.device, "processes": 1},
+        "timing": {"seconds": round(elapsed, 3),
+                   "images_per_second": round(len(keys) / elapsed, 3) if elapsed else None},
+        "config": cfg.to_json(),
+    }
+    _write_per_image(per_image_file, prep, keys, per_image)
+    write_results(cfg.out, result)
+    return result
+
+
+def _sha_of_files(files: Sequence[Path]) -> str:
+    lines = sorted(f"{f.name} {sha256_file(f)}" for f in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _write_per_image(path: Path, prep: _Prepared, keys: Sequence[str], per_image: dict[int, dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["key", "scenario", "image_id", "file", "n_gt", "n_dt", "pce_error"])
+    for k in keys:
+        im = prep.images[k]
+        row = per_image.get(im.image_id, {})
+        writer.writerow([k, im.scenario, im.image_id, prep.files[k].name, row.get("n_gt", ""), row.get("n_dt", ""),
+                         row.get("error", "")])
+    atomic_write_text(path, buf.getvalue())
