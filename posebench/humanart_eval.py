@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from posebench._version import __version__
-from posebench.datasets.names import IMAGE_SUFFIXES, stem
+from posebench.datasets.names import stem
 from posebench.errors import PosebenchError
 from posebench.protocols import Protocol, get_profile, get_protocol
 from posebench.results.schema import HIGHER_IS_BETTER, write_results
@@ -199,13 +199,9 @@ def build_ground_truth(prep: _Prepared, keys: Sequence[str]) -> tuple[dict, int]
 
 
 def _list_predictions(pred: Path) -> list[Path]:
-    if not pred.is_dir():
-        raise PosebenchError(f"--pred {pred} is not a folder of generated images")
-    files = sorted((p for p in pred.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                   key=lambda p: p.relative_to(pred).as_posix())
-    if not files:
-        raise PosebenchError(f"{pred} holds no images ({', '.join(IMAGE_SUFFIXES)}); generate them first")
-    return files
+    from posebench.pose.detect import list_images
+
+    return list_images(pred)  # recursive, sorted by relative path; clear errors for a missing or empty folder
 
 
 def match_generated(files: Sequence[Path], pred: Path, keys: Sequence[str],
