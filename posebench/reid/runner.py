@@ -14,10 +14,12 @@ For every (fraction, seed):
      `out/generated/f{fraction}_s{seed}/` (resumable; seeds per image);
    - `shell:COMMAND`: a command template with {plan}, {out} and {seed}, run once per plan;
    every plan is checked with `validate_generated` before any training.
-3. Training: torchvision ResNet-50 (fc -> classifier over the D_tr pids, 2048-d pooled features for retrieval),
-   cross-entropy with label smoothing 0.1, Adam(lr 3e-4, wd 5e-4), StepLR(20, 0.1), batch 32, random horizontal
-   flip, resize to `image_size`, ImageNet normalisation; ImageNet weights from the registry file
-   `resnet50-torchreid-imagenet` when `pretrained`. Seeded per run (torch, numpy, random).
+3. Training on torchreid's components: its ResNet-50 (softmax classifier over the D_tr pids; 2048-d pooled
+   features for retrieval), its label-smoothing cross-entropy (0.1), optimizer (Adam lr 3e-4, wd 5e-4) and
+   single-step schedule (20, 0.1); batch 32, random horizontal flip, resize to `image_size`, ImageNet
+   normalisation; ImageNet weights from the registry file `resnet50-torchreid-imagenet` when `pretrained`,
+   loaded by key name. The epoch loop is ours (seeded batches, DDP sharding) instead of torchreid's engine,
+   which needs its own data manager. Seeded per run (torch, numpy, random).
    - `joint`: train from the initial weights on D_tr + generated;
    - `finetune`: train Standard on D_tr, then fine-tune it on D_tr + generated for `epochs // 2` (>= 1) epochs.
    The Standard baseline (D_tr only) always runs.
@@ -165,29 +167,35 @@ def _seed_all(seed: int) -> None:
 
 
 def _build_model(num_classes: int, pretrained: bool, device: str):
-    import torch
-    import torchvision
+    """torchreid's ResNet-50 (softmax head); ImageNet weights from the registry file, loaded by key name
+    (torchreid would download the same torchvision file itself: offline it cannot)."""
+    import torchreid
 
     from posebench import weights
 
-    model = torchvision.models.resnet50(weights=None)
+    model = torchreid.models.build_model("resnet50", num_classes=num_classes, loss="softmax", pretrained=False)
     if pretrained:
         state = weights.load_state_dict(weights.ensure(WEIGHTS_NAME))
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        bad = [k for k in missing if not k.startswith("fc.")]
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # ImageNet's 1000-way fc
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # wrong shapes
+            raise PosebenchError(f"{WEIGHTS_NAME} does not fit torchreid's ResNet-50: {exc}") from exc
+        bad = [k for k in missing if not k.startswith("classifier.")]
         if bad or unexpected:
-            raise PosebenchError(f"{WEIGHTS_NAME} does not fit torchvision's ResNet-50: missing {bad[:5]}, "
+            raise PosebenchError(f"{WEIGHTS_NAME} does not fit torchreid's ResNet-50: missing {bad[:5]}, "
                                  f"unexpected {list(unexpected)[:5]}")
-    model.fc = torch.nn.Linear(2048, num_classes)
     return model.to(device)
 
 
 def _features(model, x):
-    m = model
-    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-    x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
-    return m.avgpool(x).flatten(1)
+    """torchreid's ResNet-50 in eval mode returns the 2048-d globally pooled features (no classifier)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model(x)
+    finally:
+        model.train(was_training)
 
 
 class _Images:
@@ -240,9 +248,15 @@ def _train(model, items: list[tuple[Path, int]], epochs: int, images: _Images, s
 
         net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.1)
-    crit = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    import torchreid
+
+    # deep-person-reid defaults, from torchreid itself: Adam (lr 3e-4, wd 5e-4, betas 0.9/0.99), single-step
+    # schedule (step 20, gamma 0.1), cross-entropy with label smoothing 0.1.
+    opt = torchreid.optim.build_optimizer(model, optim="adam", lr=3e-4, weight_decay=5e-4)
+    sched = torchreid.optim.build_lr_scheduler(opt, lr_scheduler="single_step", stepsize=20, gamma=0.1)
+    num_classes = model.classifier.out_features
+    crit = torchreid.losses.CrossEntropyLoss(num_classes, eps=0.1, use_gpu=device.startswith("cuda"),
+                                             label_smooth=True)
     model.train()
     loss_value = float("nan")
     n = len(items)
@@ -428,8 +442,9 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                 "k": k, "mode": mode,
                 "epochs": epochs, "finetune_epochs": max(1, epochs // 2) if mode == "finetune" else None,
                 "max_images": max_images, "image_size": list(image_size), "pretrained": pretrained,
-                "init": WEIGHTS_NAME if pretrained else "random", "model": "torchvision resnet50, fc -> classifier",
-                "loss": "cross-entropy, label smoothing 0.1", "optimizer": "Adam lr 3e-4 wd 5e-4",
+                "init": WEIGHTS_NAME if pretrained else "random", "model": "torchreid resnet50 (softmax)",
+                "loss": "torchreid cross-entropy, label smoothing 0.1",
+                "optimizer": "torchreid adam lr 3e-4 wd 5e-4 betas 0.9/0.99",
                 "scheduler": "StepLR step 20 gamma 0.1", "batch_size": 32, "augment": "random horizontal flip",
                 "distance": "euclidean (squared) on 2048-d pooled features", "source_hash": source_hash}
     methods = ["Standard"] + ([gen.method] if gen.kind != "none" else [])

@@ -143,9 +143,9 @@ def test_shell_template_generator(market: Path, tmp_path: Path) -> None:
 
 
 def test_torchreid_imagenet_file_uses_torchvision_key_names() -> None:
-    """torchreid loads its ImageNet ResNet-50 file (the registry's resnet50-torchreid-imagenet, torchvision's
-    resnet50-19c8e357.pth) by torchvision key names; the runner builds torchvision's ResNet-50 and loads the same
-    file: both models must name every backbone tensor alike, with the same shapes."""
+    """The registry's resnet50-torchreid-imagenet is torchvision's resnet50-19c8e357.pth, which torchreid loads by
+    key name; the runner loads it into torchreid's ResNet-50 the same way, offline: every torchvision backbone
+    tensor must exist in torchreid's model under the same name and shape (only fc -> classifier differs)."""
     import torch
     import torchreid
     import torchvision
@@ -177,3 +177,30 @@ def test_two_processes_under_torchrun(market: Path, tmp_path: Path, free_port: i
     assert sorted(p.name for p in (out / "runs").glob("*.json")) == [
         "f0.5_s0_copy-source_joint.json", "f0.5_s0_standard.json"]
     assert proc.stdout.count("done f0.5_s0 Standard") == 1  # only the main process reports and writes
+
+
+def test_pretrained_weights_load_by_name_into_torchreid(monkeypatch, tmp_path) -> None:
+    """A torchvision-format ResNet-50 file (what the registry holds) loads into torchreid's model; a wrong file
+    is refused with the registry name."""
+    import torch
+    import torchvision
+
+    from posebench import weights
+    from posebench.reid import runner as runner_mod
+
+    good = tmp_path / "r50.pth"
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50(weights=None)
+    torch.save(tv.state_dict(), good)
+    monkeypatch.setattr(weights, "ensure", lambda name, **_: good)
+    model = runner_mod._build_model(5, pretrained=True, device="cpu")
+    assert torch.equal(model.layer4[2].conv3.weight, tv.layer4[2].conv3.weight)
+    assert model.classifier.out_features == 5
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, bad)
+    monkeypatch.setattr(weights, "ensure", lambda name, **_: bad)
+    from posebench.errors import PosebenchError
+
+    with pytest.raises(PosebenchError, match="resnet50-torchreid-imagenet does not fit"):
+        runner_mod._build_model(5, pretrained=True, device="cpu")
