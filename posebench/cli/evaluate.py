@@ -41,6 +41,8 @@ def eval_(
     detections: Annotated[Path | None, typer.Option(
         help="Pose protocols: precomputed COCO keypoint results (Human-Art image ids) instead of an estimator.")
     ] = None,
+    pose_flip: Annotated[bool, typer.Option("--pose-flip/--no-pose-flip", help="Pose protocols: the estimator's "
+                                            "flip test (HigherHRNet's published setting is on).")] = True,
 ) -> None:
     """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile.
 
@@ -54,9 +56,9 @@ def eval_(
     if get_protocol(protocol).kind == "pose":
         _eval_pose(locals())
         return
-    if pose_estimator is not None or pose_weights is not None or detections is not None:
-        raise PosebenchError(f"--pose-estimator, --pose-weights and --detections apply to pose protocols "
-                             f"(humanart-val), not to {protocol}")
+    if pose_estimator is not None or pose_weights is not None or detections is not None or not pose_flip:
+        raise PosebenchError(f"--pose-estimator, --pose-weights, --detections and --no-pose-flip apply to pose "
+                             f"protocols (humanart-val), not to {protocol}")
 
     cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile,
                      metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
@@ -96,7 +98,8 @@ def _eval_pose(args: dict) -> None:
         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
         pose_estimator=args["pose_estimator"], pose_weights=args["pose_weights"], detections=args["detections"],
         fid_weights=args["fid_weights"], allow_missing=args["allow_missing"], allow_lossy=args["allow_lossy"],
-        batch_size=args["batch_size"], device=args["device"], use_cache=not args["no_cache"])
+        batch_size=args["batch_size"], device=args["device"], use_cache=not args["no_cache"],
+        flip_test=args["pose_flip"])
     if args["dry_run"]:
         typer.echo(json.dumps(cfg.to_json(), indent=1))
         raise typer.Exit()

@@ -65,9 +65,11 @@ def _perfect(gt: dict, scale: float = 1.0) -> list[dict]:
 
 def test_tiny_random_end_to_end(world, tmp_path):
     out = tmp_path / "res.json"
-    r = _eval(world, world["pred"], out, "--pose-estimator", "tiny-random", "--metrics", "ap,cap,pce")
+    r = _eval(world, world["pred"], out, "--pose-estimator", "tiny-random", "--metrics", "ap,cap,pce",
+              "--no-pose-flip")
     assert r.exit_code == 0, r.output
     res = read_results(out)
+    assert res["env"]["pose_estimator"]["flip_test"] is False
     assert set(res["metrics"]) == {"ap", "cap", "pce"}
     for name, m in res["metrics"].items():
         assert m["n"] == len(world["gt"]["images"]) == 2 * N_SCENARIOS
@@ -189,6 +191,9 @@ def test_higherhrnet_offline_without_weights_names_the_file(world, tmp_path, mon
 def test_pose_options_are_refused_for_image_protocols(world, tmp_path):
     r = runner.invoke(app, ["eval", "--protocol", "market-128x64", "--root", str(world["root"]), "--pred",
                             str(world["pred"]), "--pose-estimator", "tiny-random"])
+    assert r.exit_code == 2 and "pose protocols" in r.output
+    r = runner.invoke(app, ["eval", "--protocol", "market-128x64", "--root", str(world["root"]), "--pred",
+                            str(world["pred"]), "--no-pose-flip"])
     assert r.exit_code == 2 and "pose protocols" in r.output
 
 
