@@ -32,6 +32,7 @@ class GuidanceConfig:
 
     enabled: bool = False
     estimator: str = "tiny-random"  # posebench pose-estimator registry name (differentiable)
+    estimator_weights: str | None = None  # its weights file (e.g. `posebench pose train` output); None: default
     field: Literal["heatmaps", "features"] = "heatmaps"  # phi: the estimator output compared in eq. 11
     reference: Literal["keypoints", "target-image"] = "keypoints"  # phi(reference) in eq. 11
     mask_threshold: float = 0.1  # M = 1[sum_j H_j > 0.1] (eq. 11)
@@ -320,6 +321,9 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
     if g.enabled and m.variant != "full":
         raise ConfigError(f"{where}: model.guidance.enabled is only for variant 'full' (b1/b2 are the "
                           f"ablations without it), got variant {m.variant!r}")
+    if g.estimator_weights is not None and not isinstance(g.estimator_weights, str):
+        raise ConfigError(f"{where}: model.guidance.estimator_weights must be a file path, got "
+                          f"{g.estimator_weights!r}")
     if g.field == "features" and g.reference == "keypoints":
         raise ConfigError(f"{where}: guidance.field 'features' needs reference 'target-image' (keypoints "
                           "give heatmaps, not backbone features)")

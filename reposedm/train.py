@@ -193,9 +193,10 @@ def build_pose_field(cfg: RunConfig, device: torch.device) -> PoseField | None:
     g = cfg.model.guidance
     if not g.enabled:
         return None
-    from posebench.pose import build_estimator
+    from posebench.pose.detect import load_estimator
 
-    return PoseField(build_estimator(g.estimator).to(device), g)
+    weights = Path(g.estimator_weights) if g.estimator_weights else None
+    return PoseField(load_estimator(g.estimator, weights=weights, device=str(device)), g)
 
 
 def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False, max_steps: int | None = None,
@@ -232,6 +233,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                           "train on one process or set model.guidance.train_mode: first-order")
     resume_from = _check_run_folder(out, cfg, resume)
     vae = load_vae(cfg.model)  # early: a missing file offline fails before anything is written
+    pose_field = build_pose_field(cfg, accelerator.device)  # likewise for the guidance estimator's weights
     dataset = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +264,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     ema.to(accelerator.device)
     if vae is not None:
         vae.to(accelerator.device)
-    objective = Objective(cfg, vae, build_pose_field(cfg, accelerator.device))
+    objective = Objective(cfg, vae, pose_field)
     latent_shape = (cfg.model.latent_channels, *cfg.model.latent_size)
     metrics_path = out / "metrics.jsonl"
     if accelerator.is_main_process:

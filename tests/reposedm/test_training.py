@@ -214,3 +214,26 @@ def test_missing_vae_offline_is_a_clear_error(train_source, tmp_path, monkeypatc
     cfg = replace(cfg, model=replace(cfg.model, latent="vae", resolution=(64, 64), cond_downsample=1))
     with pytest.raises(PosebenchError, match="sd-vae-ft-mse"):
         train(cfg, source=train_source, out=tmp_path / "r", max_steps=1, progress=False)
+
+
+def test_guidance_with_a_trained_synthetic_pose_network(train_source, tmp_path):
+    """`full` guided by `posebench pose train`'s network (a weights file in the config), and a clear error
+    when the file is missing."""
+    from dataclasses import replace
+
+    from posebench.pose.train import train_pose
+
+    net = tmp_path / "posenet.safetensors"
+    train_pose(train_source.root, "deepfashion", net, steps=2, batch_size=2, input_size=32, width=8,
+               val_split=None, progress=False)
+    cfg = load_config("tiny-full", sample_every=0, checkpoint_every=1)
+    guided = replace(cfg.model.guidance, estimator="synthetic-posenet", estimator_weights=str(net))
+    cfg = replace(cfg, model=replace(cfg.model, guidance=guided))
+    seen = []
+    train(cfg, source=train_source, out=tmp_path / "r", max_steps=1, progress=False,
+          on_step=lambda step, logs: seen.append(logs))
+    assert "pose_field" in seen[0]
+    missing = replace(cfg, model=replace(cfg.model, guidance=replace(guided, estimator_weights=str(tmp_path / "x"))))
+    with pytest.raises(PosebenchError, match="does not exist"):
+        train(missing, source=train_source, out=tmp_path / "r2", max_steps=1, progress=False)
+    assert not (tmp_path / "r2").exists()  # refused before the run folder is written
