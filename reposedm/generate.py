@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from posebench.errors import PosebenchError
-from posebench.utils.io import atomic_open, atomic_write_text
+from posebench.utils.io import atomic_write_text
 from reposedm.data import PairDataset, PairSource, collate, load_pairs, load_split
+from reposedm.png import to_uint8, write_png
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         save_warped: also write `warped/{name}.png`: source | W(I_S; F^n) for n = 1..N | generated | target
             (paper fig. 9; b2 and full only).
     """
-    from PIL import Image
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from posebench.images import resize
@@ -113,11 +112,10 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
             if save_warped and result.warped:
                 _save_warped_strips(out / "warped", [pairs[k].filename for k in ks], batch, result)
             for k, img in zip(ks, result.images, strict=True):
-                array = (img.permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
+                array = to_uint8(img)
                 if resized:
                     array = resize(array, target_size, "pil-bicubic")
-                with atomic_open(out / pairs[k].filename, "wb") as fh:
-                    Image.fromarray(array).save(fh, format="PNG")
+                write_png(out / pairs[k].filename, array)
             bar.update(task, advance=len(ks))
     record = {
         "run": str(run), "checkpoint": str(ckpt), "config": cfg.name, "variant": cfg.model.variant,
@@ -132,15 +130,10 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
 
 def _save_warped_strips(folder: Path, names: list[str], batch: dict[str, Any], result: Any) -> None:
     """One PNG per pair: source | warped source after each RPA iteration | generated | target (model size)."""
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(names):
         tiles = [batch["source"][i], *(w[i].cpu() for w in result.warped), result.images[i].cpu(), batch["target"][i]]
-        strip = torch.cat([t.float().clamp(0, 1) for t in tiles], dim=2)
-        array = (strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        with atomic_open(folder / name, "wb") as fh:
-            Image.fromarray(array).save(fh, format="PNG")
+        write_png(folder / name, torch.cat([t.float().clamp(0, 1) for t in tiles], dim=2))
 
 
 def _check_custom_pairs(split_index: Any, pairs: list[Any], split: str, root: Path) -> None:

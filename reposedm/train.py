@@ -39,6 +39,7 @@ from reposedm.data import PairDataset, PairSource, collate
 from reposedm.diffusion import Schedule, hybrid_loss, predict_x0, q_sample
 from reposedm.guidance import PoseField
 from reposedm.models.network import RePoseDMModel
+from reposedm.png import write_png
 from reposedm.sampling import image_seed
 
 log = logging.getLogger(__name__)
@@ -418,12 +419,8 @@ class _ValidationGrid:
         pose = self.batch["pose_map"].amax(1, keepdim=True).clamp(0, 1).expand(-1, 3, -1, -1)
         rows = torch.stack([self.batch["source"], pose, images, self.batch["target"]], dim=1).flatten(0, 1)
         grid = make_grid(rows, nrow=4, padding=2, pad_value=1.0)
-        from PIL import Image
-
         path.parent.mkdir(parents=True, exist_ok=True)
-        array = (grid.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
-        with atomic_open(path, "wb") as fh:
-            Image.fromarray(array).save(fh, format="PNG")
+        write_png(path, grid)
 
 
 def verify_resumable(out: Path) -> int:
