@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakenets import calibrated
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -21,23 +22,6 @@ from posebench.datasets.names import parse_deepfashion
 from posebench.results.schema import ResultsError, read_results
 
 runner = CliRunner()
-
-
-def _calibrated(model: torch.nn.Module, images: list[Path]) -> torch.nn.Module:
-    """BatchNorm statistics from a few real images, so a randomly initialised Inception gives features that
-    differ between images (with default statistics they are nearly constant and FID is ~0 for anything)."""
-    import torch.nn.functional as F
-
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    x = torch.stack([torch.from_numpy(np.asarray(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in images])
-    x = F.interpolate(x.float(), size=(299, 299), mode="bilinear") / 127.5 - 1
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +53,8 @@ def world(tmp_path_factory, module_home):
                progress=False)
     torch.manual_seed(0)
     sample = sorted((root / "train").iterdir())[:6]
-    torch.save(_calibrated(fid_inception_skeleton(), sample).state_dict(), base / "fid.pth")
-    torch.save(_calibrated(tv_inception_v3_skeleton(), sample).state_dict(), base / "tv.pth")
+    torch.save(calibrated(fid_inception_skeleton(), sample).state_dict(), base / "fid.pth")
+    torch.save(calibrated(tv_inception_v3_skeleton(), sample).state_dict(), base / "tv.pth")
     import torchvision
 
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), base / "alex.pth")

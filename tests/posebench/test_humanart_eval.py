@@ -140,22 +140,12 @@ def test_missing_ambiguous_and_allow_missing(world, tmp_path):
 
 def _calibrated_inception(images: list[Path]) -> torch.nn.Module:
     """A random FID Inception with BatchNorm statistics from a few images (features then differ per image)."""
-    import torch.nn.functional as F
+    from fakenets import calibrated
 
     from posebench.metrics.features import fid_inception_skeleton
 
     torch.manual_seed(0)
-    model = fid_inception_skeleton()
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    x = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1) for p in images])
-    x = F.interpolate(x.float(), size=(299, 299), mode="bilinear") / 127.5 - 1
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
+    return calibrated(fid_inception_skeleton(), images)
 
 
 def test_fid_kid_per_scenario(world, tmp_path):
