@@ -32,7 +32,7 @@ from typing import Any
 
 from posebench.errors import PosebenchError
 from posebench.utils.io import atomic_write_text
-from posebench.utils.keys import check_keys
+from posebench.utils.keys import check_keys, read_yaml_mapping
 
 _KEYS = {"suite", "version", "protocol", "pairs", "subset_seed", "sampling", "profile", "metrics", "tolerance",
          "baseline", "description"}
@@ -78,15 +78,8 @@ def resolve_suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str) -> Suite:
-    import yaml
-
     path = resolve_suite_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise SuiteError(f"{path}: expected a mapping")
+    data = read_yaml_mapping(path, SuiteError, allow_empty=True)
     _known(data, _KEYS, str(path))
     sampling = data.get("sampling") or {}
     _known(sampling, _SAMPLING_KEYS, f"{path}: sampling")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posebench.errors import PosebenchError
-from posebench.utils.keys import check_keys
+from posebench.utils.keys import check_keys, read_yaml_mapping
 
 Variant = Literal["b1", "b2", "full"]
 VARIANTS: tuple[str, ...] = ("b1", "b2", "full")
@@ -199,19 +199,13 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
     Raises:
         ConfigError: unknown name or keys, unreadable YAML, impossible sizes (the key is named).
     """
-    import yaml
-
     text = str(name_or_path)
     path = Path(text)
     if text.endswith((".yaml", ".yml", ".json")) or path.is_file():
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping with model: and train: sections")
+        data = read_yaml_mapping(path, ConfigError, allow_empty=True,
+                                 expected="a mapping with model: and train: sections")
         named = "name" in data
         if "base" in data:
             base = named_config(str(data["base"])).to_dict()

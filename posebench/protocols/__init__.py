@@ -15,10 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from posebench.errors import PosebenchError
 from posebench.registry import Registry
+from posebench.utils.keys import read_yaml_mapping
 
 RESIZE_METHODS = ("pil-bicubic", "cv2-linear", "cv2-cubic", "torch-bicubic-antialias")
 METRIC_NAMES = ("fid", "kid", "ssim", "lpips", "psnr")
@@ -193,13 +192,7 @@ def _masked(raw: Any, where: str) -> tuple[str, ...]:
 
 
 def _load_yaml(path: Path | Any) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: invalid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ProfileError(f"{path}: expected a mapping at the top level")
-    return data
+    return read_yaml_mapping(path, ProfileError, expected="a mapping at the top level")
 
 
 PROFILES: Registry[Profile] = Registry("metric profile")
