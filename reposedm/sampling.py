@@ -96,11 +96,19 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
     for i, t in enumerate(timesteps):
         grad = None
         if guided and sample_grad == "unet":
-            t_batch = t.expand(b)
-            grad, g = guidance_gradient(pose_field, field_reference, schedule, latents, t_batch, decode,
-                                        eps_fn=lambda y, t=t: model_output(y, t)[:, :c])
-        with torch.no_grad():
-            out = model_output(latents, t)
+            # The differentiated U-Net call also gives this step's output: keep it instead of a second forward.
+            taken: list[torch.Tensor] = []
+
+            def eps_fn(y: torch.Tensor, t: torch.Tensor = t, taken: list = taken) -> torch.Tensor:
+                taken.append(model_output(y, t))
+                return taken[-1][:, :c]
+
+            grad, g = guidance_gradient(pose_field, field_reference, schedule, latents, t.expand(b), decode,
+                                        eps_fn=eps_fn)
+            out = taken[-1].detach()
+        else:
+            with torch.no_grad():
+                out = model_output(latents, t)
         if guided and sample_grad == "tweedie":
             grad, g = guidance_gradient(pose_field, field_reference, schedule, latents, t.expand(b), decode,
                                         eps_pred=out[:, :c])

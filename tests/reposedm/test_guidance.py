@@ -189,6 +189,17 @@ def test_guided_sampling_step_is_the_unguided_step_minus_eta_grad():
     torch.testing.assert_close(guided.latents, plain.latents - 0.5 * grad, rtol=0, atol=1e-12)
     assert len(guided.pose_field) == 1 and not plain.pose_field
 
+    # sample_grad "unet": the gradient goes through the denoiser; the step itself reuses that U-Net output.
+    both = cond.cat(model.unconditional(cond))
+
+    def eps_fn(latents):
+        o = model.denoise(torch.cat([latents, latents]), t.expand(4), both)
+        return o[2:, :3] + 2.0 * (o[:2, :3] - o[2:, :3])
+
+    grad_unet, _ = guidance_gradient(field, ref, schedule, y, t.expand(2), decode, eps_fn=eps_fn)
+    assert not torch.allclose(grad_unet, grad)
+    torch.testing.assert_close(run(0.5, "unet").latents, plain.latents - 0.5 * grad_unet, rtol=0, atol=1e-12)
+
 
 def test_guidance_config_defaults_are_the_documented_ones():
     g = GuidanceConfig()
