@@ -10,6 +10,7 @@ batch as one (each takes its slice; DDP averages the gradients).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -25,7 +26,6 @@ import torch
 from posebench.errors import PosebenchError
 from posebench.utils.io import atomic_open
 from reposedm.checkpoints import (
-    CheckpointError,
     apply_retention,
     list_checkpoints,
     load_training_state,
@@ -294,7 +294,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                                                  cfg.model.num_train_timesteps, cfg.model.cond_dropout)
                 t, noise, drop = t.to(accelerator.device), noise.to(accelerator.device), drop.to(accelerator.device)
                 sync = micro == tc.grad_accum - 1
-                ctx = accelerator.no_sync(model) if not sync else _nullcontext()
+                ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
                 with ctx, accelerator.autocast():
                     loss, logs = objective(model, batch, t, noise, drop)
                     accelerator.backward(loss / tc.grad_accum)
@@ -328,14 +328,6 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(out, step, last_ckpt, losses)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _mean_over_processes(accelerator: Any, value: float) -> float:
@@ -421,15 +413,3 @@ class _ValidationGrid:
         grid = make_grid(rows, nrow=4, padding=2, pad_value=1.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_png(path, grid)
-
-
-def verify_resumable(out: Path) -> int:
-    """The step a `--resume` would continue from (0 if none); raises CheckpointError for a damaged one."""
-    ckpts = list_checkpoints(out)
-    if not ckpts:
-        return 0
-    verify_checkpoint(ckpts[-1])
-    state = load_training_state(ckpts[-1])
-    if "step" not in state:
-        raise CheckpointError(f"checkpoint {ckpts[-1]}: training_state.pt has no step")
-    return int(state["step"])
