@@ -273,7 +273,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     val = _ValidationGrid(cfg, val_source or source) if tc.sample_every and accelerator.is_main_process else None
 
     losses: list[float] = []
-    last_ckpt = list_checkpoints(out)[-1] if list_checkpoints(out) else None
+    last_ckpt = resume_from  # the newest checkpoint, or None for a fresh run
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = [TextColumn("train {task.fields[name]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
