@@ -26,14 +26,17 @@ SCHEDULERS = ("ddpm", "ddim", "dpm-solver")
 
 
 def make_scheduler(cfg: ModelConfig, kind: str = "ddpm") -> SchedulerMixin:
-    """A diffusers scheduler on the model's training schedule (T, linear betas)."""
+    """A diffusers scheduler on the model's training schedule (T, linear betas, its parametrization)."""
     common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start, beta_end=cfg.beta_end,
-                  beta_schedule="linear", prediction_type="epsilon")
+                  beta_schedule="linear", prediction_type=cfg.prediction_type)
+    # In pixel space y~_0 is clipped to [-1, 1] at every step, as improved DDPM / PIDM sample
+    # (`clip_denoised=True`); latents have no fixed range.
+    clip = cfg.latent == "pixel"
     if kind == "ddpm":
         variance = "learned_range" if cfg.learned_variance else "fixed_small"
-        return DDPMScheduler(**common, variance_type=variance, clip_sample=False)
+        return DDPMScheduler(**common, variance_type=variance, clip_sample=clip)
     if kind == "ddim":
-        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+        return DDIMScheduler(**common, clip_sample=clip, set_alpha_to_one=False, steps_offset=1)
     if kind == "dpm-solver":
         return DPMSolverMultistepScheduler(**common)
     raise ValueError(f"unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
@@ -86,6 +89,57 @@ def predict_x0(schedule: Schedule, x_t: torch.Tensor, t: torch.Tensor, eps_pred:
     """Tweedie's estimate y~_0 = (y_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t) (paper eq. 10)."""
     abar = schedule.at(schedule.alphas_cumprod, t, x_t)
     return (x_t - (1 - abar).sqrt() * eps_pred) / abar.sqrt()
+
+
+# Parametrizations of the denoiser output (diffusers' names). The paper predicts eps; "sample" (y_0) and
+# "v_prediction" (v = sqrt(abar) eps - sqrt(1 - abar) y_0) weight the high-noise steps more, which is what a
+# few hundred CPU steps need (docs/model.md, "Parametrization"). Everything outside the loss works in eps.
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
+
+def _coefs(schedule: Schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sqrt(abar_t), sqrt(1 - abar_t)) shaped like `like`."""
+    abar = schedule.at(schedule.alphas_cumprod, t, like)
+    return abar.sqrt(), (1 - abar).sqrt()
+
+
+def eps_from_output(schedule: Schedule, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                    prediction_type: str = "epsilon") -> torch.Tensor:
+    """eps_theta from the denoiser's output in its parametrization (y_t = a y_0 + s eps)."""
+    if prediction_type == "epsilon":
+        return output
+    a, s = _coefs(schedule, t, x_t)
+    if prediction_type == "sample":
+        return (x_t - a * output) / s
+    if prediction_type == "v_prediction":
+        return s * x_t + a * output
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+
+
+def output_from_eps(schedule: Schedule, eps: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                    prediction_type: str = "epsilon") -> torch.Tensor:
+    """The inverse of `eps_from_output`: the denoiser output that means `eps` at (y_t, t)."""
+    if prediction_type == "epsilon":
+        return eps
+    a, s = _coefs(schedule, t, x_t)
+    if prediction_type == "sample":
+        return (x_t - s * eps) / a
+    if prediction_type == "v_prediction":
+        return (eps - s * x_t) / a
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
+
+
+def prediction_target(schedule: Schedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                      prediction_type: str = "epsilon") -> torch.Tensor:
+    """What L_mse regresses the output onto: eps, y_0 or v = sqrt(abar) eps - sqrt(1 - abar) y_0."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    if prediction_type == "v_prediction":
+        a, s = _coefs(schedule, t, x0)
+        return a * noise - s * x0
+    raise ValueError(f"unknown prediction_type {prediction_type!r}; choose one of {', '.join(PREDICTION_TYPES)}")
 
 
 def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:
@@ -153,26 +207,31 @@ class LossTerms:
 
 def hybrid_loss(schedule: Schedule, model_output: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor,
                 t: torch.Tensor, noise: torch.Tensor, *, learned_variance: bool = True, vlb_weight: float = 1.0,
-                eps_offset: torch.Tensor | None = None) -> LossTerms:
+                eps_offset: torch.Tensor | None = None, prediction_type: str = "epsilon") -> LossTerms:
     """L = L_mse + vlb_weight * L_vlb (steps 2 and 4).
 
     Args:
-        model_output: U-Net output, (B, 2C, h, w) with learned variance (eps_theta, v), else (B, C, h, w).
+        model_output: U-Net output, (B, 2C, h, w) with learned variance (prediction, v), else (B, C, h, w).
         eps_offset: added to eps_theta inside L_mse only: the pose-guidance term sqrt(1 - abar_t) grad G
-            of eq. 15 (eps~ = eps_theta + offset).
+            of eq. 15 (eps~ = eps_theta + offset; for other parametrizations the output that means eps~).
+        prediction_type: what the output predicts (`PREDICTION_TYPES`); L_mse is taken in that space.
     """
     c = x0.shape[1]
     if learned_variance:
         if model_output.shape[1] != 2 * c:
             raise ValueError(f"learned variance needs a model output of {2 * c} channels, got {model_output.shape[1]}")
-        eps_pred, var_interp = model_output[:, :c], model_output[:, c:]
+        pred, var_interp = model_output[:, :c], model_output[:, c:]
     else:
-        eps_pred, var_interp = model_output, None
-    eps_tilde = eps_pred if eps_offset is None else eps_pred + eps_offset
-    mse = (_wide(noise) - _wide(eps_tilde)).square().mean()
+        pred, var_interp = model_output, None
+    if eps_offset is not None:
+        eps = eps_from_output(schedule, pred, x_t, t, prediction_type)
+        pred = output_from_eps(schedule, eps + eps_offset, x_t, t, prediction_type)
+    target = prediction_target(schedule, x0, noise, t, prediction_type)
+    mse = (_wide(target) - _wide(pred)).square().mean()
     if var_interp is None:
         return LossTerms(mse, mse.detach(), torch.zeros((), device=mse.device))
     # Stop-gradient on the mean: L_vlb trains only the variance.
-    vlb = vlb_terms(schedule, _wide(x0), _wide(x_t), t, _wide(eps_pred.detach()), _wide(var_interp))
+    eps_pred = eps_from_output(schedule, model_output[:, :c].detach(), x_t.detach(), t, prediction_type)
+    vlb = vlb_terms(schedule, _wide(x0), _wide(x_t), t, _wide(eps_pred), _wide(var_interp))
     vlb = vlb.mean() * (schedule.num_timesteps / 1000.0)
     return LossTerms(mse + vlb_weight * vlb, mse.detach(), vlb.detach())

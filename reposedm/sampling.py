@@ -2,7 +2,8 @@
 
 Notation: y_t -> `latents`, eps_theta -> `noise_pred`, w_c -> `guidance_scale`, eta ->
 `pose_guidance_scale`. For each timestep t of the scheduler:
-  1. eps_c, eps_u = eps_theta(y_t | I_S, P), eps_theta(y_t | null, P)   (one batched U-Net call)
+  1. eps_c, eps_u = eps_theta(y_t | I_S, P), eps_theta(y_t | null, P)   (one batched U-Net call; in the
+     model's parametrization, `ModelConfig.prediction_type`; converted to eps where eq. 10/19 need it)
   2. eps^ = eps_u + w_c (eps_c - eps_u)                                   (eq. 16, CFG)
   3. y_{t-1} = scheduler.step(eps^, t, y_t)                               (DDPM with learned variance / DDIM / ...)
   4. y'_{t-1} = y_{t-1} - eta grad_{y_t} G(decode(y~_0(y_t, eps^)))      (eq. 12/19)
@@ -19,7 +20,7 @@ import torch
 from diffusers import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from reposedm.diffusion import Schedule
+from reposedm.diffusion import Schedule, eps_from_output
 from reposedm.guidance import FieldReference, PoseField, guidance_gradient
 from reposedm.models.network import RePoseDMModel
 
@@ -81,7 +82,10 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
     pass_variance = _learned_variance_scheduler(scheduler)
 
     def model_output(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Steps 1-2: the CFG-combined output (eps^, and the conditional branch's variance)."""
+        """Steps 1-2: the CFG-combined output (eps^, and the conditional branch's variance).
+
+        CFG combines the outputs in the model's parametrization: every parametrization is affine in eps with
+        the same y_t, so this equals eq. 16 taken in eps."""
         y_in = scheduler.scale_model_input(y, t)
         ts = t.expand(both.tokens.shape[0]) if t.ndim == 0 else t
         out = model.denoise(torch.cat([y_in, y_in]) if use_cfg else y_in, ts, both)
@@ -90,6 +94,15 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
         out_c, out_u = out.chunk(2)
         eps = out_u[:, :c] + guidance_scale * (out_c[:, :c] - out_u[:, :c])
         return torch.cat([eps, out_c[:, c:]], dim=1)
+
+    prediction_type = getattr(scheduler.config, "prediction_type", "epsilon")
+
+    def to_eps(output: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if prediction_type == "epsilon":
+            return output
+        if schedule is None:
+            raise ValueError(f"pose guidance with prediction_type {prediction_type!r} needs the schedule")
+        return eps_from_output(schedule, output, y, t.expand(b), prediction_type)
 
     fields: list[float] = []
     timesteps = scheduler.timesteps
@@ -101,7 +114,7 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
 
             def eps_fn(y: torch.Tensor, t: torch.Tensor = t, taken: list = taken) -> torch.Tensor:
                 taken.append(model_output(y, t))
-                return taken[-1][:, :c]
+                return to_eps(taken[-1][:, :c], y, t)
 
             grad, g = guidance_gradient(pose_field, field_reference, schedule, latents, t.expand(b), decode,
                                         eps_fn=eps_fn)
@@ -111,7 +124,7 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
                 out = model_output(latents, t)
         if guided and sample_grad == "tweedie":
             grad, g = guidance_gradient(pose_field, field_reference, schedule, latents, t.expand(b), decode,
-                                        eps_pred=out[:, :c])
+                                        eps_pred=to_eps(out[:, :c], latents, t))
         step_in = out if pass_variance else out[:, :c]
         with torch.no_grad():
             latents_next = scheduler.step(step_in, t, latents, generator=list(generators)).prev_sample

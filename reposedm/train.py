@@ -36,7 +36,7 @@ from reposedm.checkpoints import (
 )
 from reposedm.config import ConfigError, RunConfig
 from reposedm.data import PairDataset, PairSource, collate
-from reposedm.diffusion import Schedule, hybrid_loss, predict_x0, q_sample
+from reposedm.diffusion import Schedule, eps_from_output, hybrid_loss, predict_x0, q_sample
 from reposedm.guidance import PoseField
 from reposedm.models.network import RePoseDMModel
 from reposedm.png import write_png
@@ -51,6 +51,7 @@ class TrainResult:
     step: int  # optimizer steps done
     last_checkpoint: Path | None
     losses: list[float]  # loss of every optimizer step of this invocation
+    stopped_by: str = "max_steps"  # or "time" (max_seconds reached first)
 
 
 # ------------------------------------------------------------------------------------------ determinism
@@ -110,7 +111,8 @@ class Objective:
         if second_order:
             x_t = x_t.detach().requires_grad_(True)
         out = model(x_t, t, source, batch["pose_map"], drop)
-        eps_pred = out[:, : x0.shape[1]]
+        # eps_theta whatever the output parametrization (eq. 10 and 15 are written in eps).
+        eps_pred = eps_from_output(self.schedule, out[:, : x0.shape[1]], x_t, t, m.prediction_type)
         offset, extra, field_value = None, None, None
         if self.guidance_mode != "off":
             ref = self.pose_field.reference(
@@ -126,7 +128,8 @@ class Objective:
             else:
                 extra = m.guidance.train_weight * g.mean()
         terms = hybrid_loss(self.schedule, out, x0, x_t.detach() if second_order else x_t, t, noise,
-                            learned_variance=m.learned_variance, vlb_weight=m.vlb_weight, eps_offset=offset)
+                            learned_variance=m.learned_variance, vlb_weight=m.vlb_weight, eps_offset=offset,
+                            prediction_type=m.prediction_type)
         loss = terms.loss if extra is None else terms.loss + extra
         logs = {"loss": float(loss.detach()), "mse": float(terms.mse), "vlb": float(terms.vlb)}
         if field_value is not None:
@@ -201,7 +204,7 @@ def build_pose_field(cfg: RunConfig, device: torch.device) -> PoseField | None:
 
 
 def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False, max_steps: int | None = None,
-          val_source: PairSource | None = None, progress: bool = True,
+          val_source: PairSource | None = None, progress: bool = True, max_seconds: float | None = None,
           on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train (or continue) a run; see the module docstring for the guarantees.
 
@@ -211,6 +214,8 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
         resume: continue from the newest checkpoint in `out` (verified first).
         max_steps: stop after this many optimizer steps in total (default: the config's).
         val_source: pairs for the periodic validation grids (default: `source`).
+        max_seconds: also stop (with a checkpoint) once this invocation has trained this long; the step count
+            then depends on the machine's speed, so `TrainResult.stopped_by` says which limit ended the run.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -279,6 +284,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     columns = [TextColumn("train {task.fields[name]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}")]
     started, seen_at_start = time.perf_counter(), step
+    stopped_by = "max_steps"
     with Progress(*columns, disable=not (progress and accelerator.is_main_process)) as bar:
         task = bar.add_task("train", total=total_steps, completed=step, name=cfg.name, status="")
         while step < total_steps:
@@ -323,11 +329,24 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                     fh.write(json.dumps(record) + "\n")
             if val is not None and step % tc.sample_every == 0:
                 val.save(accelerator.unwrap_model(model), ema, vae, out / "samples" / f"step-{step:06d}.png")
-            if step % tc.checkpoint_every == 0 or step == total_steps:
+            out_of_time = max_seconds is not None and step < total_steps and _any_process(
+                accelerator, time.perf_counter() - started >= max_seconds)
+            if step % tc.checkpoint_every == 0 or step == total_steps or out_of_time:
                 last_ckpt = _checkpoint(accelerator, out, step, cfg, model, optimizer, lr_schedule, ema) or last_ckpt
+            if out_of_time:
+                stopped_by = "time"
+                break
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(out, step, last_ckpt, losses)
+    return TrainResult(out, step, last_ckpt, losses, stopped_by)
+
+
+def _any_process(accelerator: Any, flag: bool) -> bool:
+    """True on every process when `flag` is true on any (so all processes stop at the same step)."""
+    if accelerator.num_processes == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.gather(t).max() > 0)
 
 
 def _mean_over_processes(accelerator: Any, value: float) -> float:

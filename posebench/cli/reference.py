@@ -17,10 +17,12 @@ def train_reference(
     root: Annotated[Path, typer.Option(help="Dataset root (your copy).", file_okay=False)],
     out: Annotated[Path, typer.Option(help="Run folder (config.json, metrics.jsonl, checkpoints/, samples/).")],
     config: Annotated[str | None, typer.Option(
-        help="Named config ({tiny,deepfashion-256,deepfashion-512,market-128}-{b1,b2,full}) or a YAML file; "
+        help="Named config ({tiny,demo,deepfashion-256,deepfashion-512,market-128}-{b1,b2,full}) or a YAML file; "
              "default on --resume: the run's own.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps in total.")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Also stop (with a checkpoint) after this many minutes of training; --resume continues.")] = None,
     split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     val_split: Annotated[str | None, typer.Option(help="Split for the validation grids (default: the "
                                                   "protocol's test split).")] = None,
@@ -37,6 +39,8 @@ def train_reference(
     from reposedm.data import PairSource
 
     spec = get_protocol(protocol)
+    if max_minutes is not None and max_minutes <= 0:
+        raise PosebenchError(f"--max-minutes must be positive, got {max_minutes}")
     if config is None:
         if not (resume and (out / "config.json").is_file()):
             raise PosebenchError("pass --config NAME|FILE (or --resume an existing run folder)")
@@ -52,9 +56,11 @@ def train_reference(
     from reposedm.train import train
 
     result = train(cfg, source=PairSource(spec.dataset, root, split), out=out, resume=resume, max_steps=max_steps,
-                   val_source=PairSource(spec.dataset, root, val_split or spec.split), progress=progress)
+                   val_source=PairSource(spec.dataset, root, val_split or spec.split), progress=progress,
+                   max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
-    typer.echo(f"{out}: step {result.step}, last loss {last}, checkpoint {result.last_checkpoint}")
+    why = " (time limit reached)" if result.stopped_by == "time" else ""
+    typer.echo(f"{out}: step {result.step}{why}, last loss {last}, checkpoint {result.last_checkpoint}")
 
 
 def sample(

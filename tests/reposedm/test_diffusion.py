@@ -24,12 +24,16 @@ from reposedm.config import ModelConfig, named_config
 from reposedm.diffusion import (
     SCHEDULERS,
     Schedule,
+    PREDICTION_TYPES,
     discretized_gaussian_log_likelihood,
+    eps_from_output,
     hybrid_loss,
     make_scheduler,
     model_log_variance,
     normal_kl,
+    output_from_eps,
     predict_x0,
+    prediction_target,
     q_sample,
     vlb_terms,
 )
@@ -462,3 +466,84 @@ def test_make_scheduler_ddpm_variance_type_follows_learned_variance() -> None:
 def test_make_scheduler_unknown_name_raises() -> None:
     with pytest.raises(ValueError, match=r"unknown scheduler 'euler'.*ddpm, ddim, dpm-solver"):
         make_scheduler(ModelConfig(), "euler")
+
+
+# ------------------------------------------------------------------------------------------- parametrizations
+
+
+def _noisy(schedule: Schedule, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(4, 3, 8, 6, generator=g, dtype=F64) * 2 - 1
+    noise = torch.randn(4, 3, 8, 6, generator=g, dtype=F64)
+    t = torch.tensor([0, 10, 500, 999])
+    return x0, noise, t, q_sample(schedule, x0, t, noise)
+
+
+@pytest.mark.parametrize("kind", PREDICTION_TYPES)
+def test_parametrizations_convert_to_eps_and_back_exactly(schedule: Schedule, kind: str) -> None:
+    x0, noise, t, x_t = _noisy(schedule)
+    target = prediction_target(schedule, x0, noise, t, kind)
+    torch.testing.assert_close(eps_from_output(schedule, target, x_t, t, kind), noise, rtol=0, atol=1e-9)
+    torch.testing.assert_close(output_from_eps(schedule, noise, x_t, t, kind), target, rtol=0, atol=1e-9)
+    # the target's y~_0 is y_0 itself (Tweedie from the exact eps)
+    torch.testing.assert_close(predict_x0(schedule, x_t, t, eps_from_output(schedule, target, x_t, t, kind)), x0,
+                               rtol=0, atol=1e-9)
+
+
+def test_known_targets(schedule: Schedule) -> None:
+    x0, noise, t, _ = _noisy(schedule)
+    torch.testing.assert_close(prediction_target(schedule, x0, noise, t, "sample"), x0)
+    a = schedule.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
+    s = (1 - schedule.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
+    torch.testing.assert_close(prediction_target(schedule, x0, noise, t, "v_prediction"), a * noise - s * x0)
+    with pytest.raises(ValueError, match="prediction_type"):
+        prediction_target(schedule, x0, noise, t, "x0")
+
+
+@pytest.mark.parametrize("kind", PREDICTION_TYPES)
+def test_hybrid_loss_in_each_parametrization(schedule: Schedule, kind: str) -> None:
+    """The exact output gives L_mse = 0 and the same L_vlb as the exact eps; the eq. 15 offset is applied in eps."""
+    x0, noise, t, x_t = _noisy(schedule)
+    v = torch.zeros_like(x0)
+    exact = prediction_target(schedule, x0, noise, t, kind)
+    terms = hybrid_loss(schedule, torch.cat([exact, v], 1), x0, x_t, t, noise, prediction_type=kind)
+    ref = hybrid_loss(schedule, torch.cat([noise, v], 1), x0, x_t, t, noise)
+    assert float(terms.mse) < 1e-18
+    torch.testing.assert_close(terms.vlb, ref.vlb, rtol=1e-9, atol=1e-12)
+    offset = 0.1 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+    # an output meaning eps - offset becomes exact once the offset is added: L_mse = 0 again
+    shifted = output_from_eps(schedule, noise - offset, x_t, t, kind)
+    terms = hybrid_loss(schedule, torch.cat([shifted, v], 1), x0, x_t, t, noise, eps_offset=offset,
+                        prediction_type=kind)
+    assert float(terms.mse) < 1e-18
+    wrong = hybrid_loss(schedule, torch.cat([shifted, v], 1), x0, x_t, t, noise, prediction_type=kind)
+    assert float(wrong.mse) > 1e-6
+
+
+@pytest.mark.parametrize("kind", PREDICTION_TYPES)
+def test_ddim_with_an_exact_denoiser_ends_at_y0_in_each_parametrization(kind: str) -> None:
+    """make_scheduler passes the parametrization: an oracle output in that space walks DDIM to y_0."""
+    from dataclasses import replace
+
+    cfg = replace(named_config("tiny-b1").model, prediction_type=kind)
+    scheduler = make_scheduler(cfg, "ddim")
+    assert scheduler.config.prediction_type == kind and scheduler.config.clip_sample  # pixel space clips y~_0
+    schedule = Schedule.from_config(cfg)
+    x0 = torch.rand(2, 3, 8, 6, generator=torch.Generator().manual_seed(1)) * 1.8 - 0.9
+    y = torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))
+    scheduler.set_timesteps(20)
+    for step_t in scheduler.timesteps:
+        tt = step_t.expand(2)
+        eps = (y - schedule.at(schedule.alphas_cumprod, tt, y).sqrt() * x0) \
+            / (1 - schedule.at(schedule.alphas_cumprod, tt, y)).sqrt()
+        step = scheduler.step(output_from_eps(schedule, eps, y, tt, kind), step_t, y)
+        torch.testing.assert_close(step.pred_original_sample, x0, rtol=0, atol=1e-3)  # y~_0 at every step
+        y = step.prev_sample
+    # the last DDIM step lands on t = 0 (abar_0 < 1: set_alpha_to_one False), i.e. y_0 up to its 1% noise
+    torch.testing.assert_close(y, x0, rtol=0, atol=0.05)
+
+
+def test_latent_schedulers_do_not_clip() -> None:
+    cfg = named_config("deepfashion-256-b1").model
+    assert not make_scheduler(cfg, "ddim").config.clip_sample
+    assert not make_scheduler(cfg, "ddpm").config.clip_sample

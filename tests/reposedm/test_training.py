@@ -237,3 +237,27 @@ def test_guidance_with_a_trained_synthetic_pose_network(train_source, tmp_path):
     with pytest.raises(PosebenchError, match="does not exist"):
         train(missing, source=train_source, out=tmp_path / "r2", max_steps=1, progress=False)
     assert not (tmp_path / "r2").exists()  # refused before the run folder is written
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_continues(train_source, tmp_path):
+    cfg = load_config("tiny-b1", sample_every=0, checkpoint_every=100, batch_size=2)
+    first = train(cfg, source=train_source, out=tmp_path / "run", max_steps=6, max_seconds=1e-9, progress=False)
+    assert (first.step, first.stopped_by) == (1, "time")  # the budget is checked after each step
+    assert first.last_checkpoint is not None and first.last_checkpoint.name.endswith("1")  # saved although 1 % 100
+    rest = train(cfg, source=train_source, out=tmp_path / "run", max_steps=6, resume=True, progress=False)
+    assert (rest.step, rest.stopped_by) == (6, "max_steps")
+    whole = train(cfg, source=train_source, out=tmp_path / "whole", max_steps=6, progress=False)
+    assert rest.losses == whole.losses[1:]  # stopping by time loses nothing
+
+
+def test_demo_config_trains_and_samples_in_its_parametrization(train_source, tmp_path):
+    """`demo-b1` predicts y_0; a couple of steps train, and the saved pipeline samples with that scheduler."""
+    cfg = load_config("demo-b1", sample_every=0, checkpoint_every=2, batch_size=2)
+    assert cfg.model.prediction_type == "sample"
+    result = train(cfg, source=train_source, out=tmp_path / "run", max_steps=2, progress=False)
+    pipe, loaded, _ = load_pipeline(tmp_path / "run", scheduler="ddim")
+    assert pipe.scheduler.config.prediction_type == "sample" and loaded.model.prediction_type == "sample"
+    source = torch.rand(1, 3, *cfg.model.resolution)
+    pose = torch.rand(1, cfg.model.pose_channels, *cfg.model.resolution)
+    images = pipe(source, pose, num_inference_steps=2).images
+    assert images.shape == (1, 3, 64, 44) and torch.isfinite(images).all() and result.step == 2
