@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+POSE_METRICS = ("ap", "ap_m", "cap", "pce")  # on request only: an estimator runs on the generated images
+SYNTHETIC_ESTIMATORS = ("synthetic-posenet", "tiny-random")
+
 
 @dataclass
 class EvalConfig:
@@ -63,6 +66,9 @@ class EvalConfig:
     use_cache: bool = True
     progress: bool = True
     real_limit: int | None = None  # cap the real set (development runs; recorded and non-canonical)
+    pose_estimator: str | None = None  # pose metrics (ap, ap_m, cap, pce): default posebench.pose.detect's
+    pose_weights: Path | None = None  # estimator checkpoint instead of the registered one
+    pose_flip: bool = True  # the estimator's flip test
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -144,7 +150,7 @@ def prepare(cfg: EvalConfig) -> _Prepared:
     unknown = [m for m in wanted if m not in HIGHER_IS_BETTER]
     if unknown:
         raise PosebenchError(f"unknown metrics {unknown}; choose from {', '.join(HIGHER_IS_BETTER)}")
-    metrics = tuple(m for m in wanted if m in profile.metrics)
+    metrics = tuple(m for m in wanted if m in profile.metrics or m in POSE_METRICS)
     log_ = ProblemLog()
     index = manifest.load(protocol.dataset, cfg.root, log_)
     log_.raise_if_errors(f"{protocol.dataset} root {cfg.root}")
@@ -163,11 +169,21 @@ def prepare(cfg: EvalConfig) -> _Prepared:
                                       f"{protocol.pinned['real_images']:,}")
     if cfg.real_limit is not None:
         prep.non_canonical.append(f"real set capped at {cfg.real_limit} images (--real-limit)")
+    if set(POSE_METRICS) & set(metrics) and pose_estimator_name(cfg) in SYNTHETIC_ESTIMATORS:
+        prep.non_canonical.append(f"pose metrics from a synthetic-domain / random estimator "
+                                  f"({pose_estimator_name(cfg)}): not comparable with published numbers")
 
     files = _list_predictions(cfg.pred)
     prep.files, prep.scheme, notes = match_predictions(files, pairs, set(split.images), cfg.scheme,
                                                        cfg.allow_missing)
     prep.warnings += notes
+    if set(POSE_METRICS) & set(metrics):
+        for key in pairs:  # the ground truth of every scored pair must exist before any compute
+            people = split.keypoints.get(key.target) if key in prep.files else None
+            if key in prep.files and not (people and people[0].visible.any()):
+                raise PosebenchError(f"pose metrics need the keypoints of target {key.target} (pair {key}); "
+                                     f"the root {cfg.root} has {'only invisible ones' if people else 'none'} "
+                                     "for it")
     if len(prep.files) < len(pairs):
         prep.non_canonical.append(f"only {len(prep.files)} of {len(pairs)} pairs scored")
     lossy = [f for f in prep.files.values() if f.suffix.lower() in LOSSY_SUFFIXES]
@@ -199,12 +215,14 @@ class _Scorer:
         self.prep = prep
         self.cfg = cfg
         res = prep.protocol.resolution
-        self.chains = {m: [s.resolve(res) for s in prep.profile.chain(m)] for m in prep.metrics}
+        self.chains = {m: [s.resolve(res) for s in prep.profile.chain(m)] for m in prep.metrics
+                       if m not in POSE_METRICS}
         self.per_image: dict[str, list[float]] = {}
         self.prep_resized = False  # set when a prediction had to be resized by the profile's chain
         self.extractor = None
         self.lpips = None
         self.gen_stats = None
+        self.gen_features: list[np.ndarray] = []  # empty without FID/KID (gather_into reads it in any case)
         prof = prep.profile.metrics
         if "fid" in prep.metrics or "kid" in prep.metrics:
             from posebench.metrics.features import build_extractor
@@ -214,7 +232,6 @@ class _Scorer:
             weights = cfg.fid_weights
             self.extractor = build_extractor(spec["extractor"], weights=weights, device=cfg.device)
             self.gen_stats = FeatureStats(keep_features="kid" in prep.metrics)
-            self.gen_features: list[np.ndarray] = []
         if "lpips" in prep.metrics:
             from posebench.metrics.lpips_net import build_lpips
 
@@ -311,6 +328,80 @@ class _Scorer:
         return apply_chain(img, chain)
 
 
+def pose_estimator_name(cfg: EvalConfig) -> str:
+    """The estimator that pose metrics use: `cfg.pose_estimator`, else posebench.pose.detect's default."""
+    from posebench.pose.detect import DEFAULT_ESTIMATOR
+
+    return cfg.pose_estimator or DEFAULT_ESTIMATOR
+
+
+class _PoseScorer:
+    """Pose accuracy (AP, AP(m), CAP, PCE): the estimator runs on the decoded generated images of each batch;
+    the ground truth is the target's first person, rescaled to the generated image and converted to COCO-17.
+
+    Image ids are the pair's position in the sorted list of scored pairs, plus 1, so detections and ground truth
+    of several processes merge into what one process computes.
+    """
+
+    def __init__(self, prep: _Prepared, cfg: EvalConfig) -> None:
+        from posebench.pose.detect import load_estimator
+
+        self.prep = prep
+        self.cfg = cfg
+        self.name = pose_estimator_name(cfg)
+        self.model = load_estimator(self.name, weights=cfg.pose_weights, device=cfg.device)
+        self.detections: list[dict] = []
+        self.gt_images: list[dict] = []
+        self.gt_annotations: list[dict] = []
+        self._env: dict[str, Any] | None = None
+
+    def score_batch(self, preds: list[np.ndarray], names: list[PairKey], ids: list[int]) -> None:
+        from posebench.pose.detect import detect_arrays
+
+        self.detections += detect_arrays(self.model, preds, ids, device=self.cfg.device, flip_test=self.cfg.pose_flip)
+        keypoints = self.prep.index.splits[self.prep.protocol.split].keypoints
+        for img, key, image_id in zip(preds, names, ids, strict=True):
+            h, w = img.shape[:2]
+            kp = keypoints[key.target][0].rescale((h, w)).convert("coco17")  # prepare() checked that it exists
+            flat = np.zeros((kp.num_joints, 3), dtype=np.float64)
+            flat[kp.visible, :2] = kp.xy[kp.visible]
+            flat[kp.visible, 2] = 2.0
+            self.gt_images.append({"id": image_id, "file_name": self.prep.files[key].name, "height": h, "width": w})
+            # no bbox/area: evaluate_pose's clean profile derives both from the visible joints
+            self.gt_annotations.append({"image_id": image_id, "category_id": 1, "iscrowd": 0,
+                                        "num_keypoints": int(kp.visible.sum()),
+                                        "keypoints": [float(v) for v in flat.reshape(-1)]})
+
+    def ground_truth(self) -> dict:
+        return {"images": self.gt_images, "annotations": self.gt_annotations,
+                "categories": [{"id": 1, "name": "person"}]}
+
+    def env(self) -> dict[str, Any]:
+        """Estimator name, weights file and its sha256 (hashed once), flip test."""
+        from posebench.pose.detect import estimator_env
+
+        if self._env is None:
+            self._env = estimator_env(self.name, self.cfg.pose_weights, self.cfg.pose_flip)
+        return self._env
+
+    def metrics(self, keys: list[PairKey]) -> tuple[dict[str, Any], list[float]]:
+        """The requested pose metrics (results entries) and the per-image PCE in the order of `keys`."""
+        from posebench.metrics.pose import evaluate_pose
+
+        res = evaluate_pose(self.ground_truth(), self.detections, profile="clean")
+        details = {"profile": "clean", "n_gt": res["n_gt"], "n_dt": res["n_dt"], "max_dets": res["max_dets"],
+                   "estimator": {k: v for k, v in self.env().items() if k in ("name", "weights_sha256")}}
+        out: dict[str, Any] = {}
+        for m in POSE_METRICS:
+            if m in self.prep.metrics:
+                extra = {"undefined": "no ground truth in the medium area range"} if res[m] is None else {}
+                out[m] = {"value": math.nan if res[m] is None else float(res[m]), "stderr": None,
+                          "higher_is_better": HIGHER_IS_BETTER[m], "n": res["n_images"],
+                          "details": {**details, **extra}}
+        by_id = {r["image_id"]: float(r["error"]) for r in res["per_image_pce"]}
+        return out, [by_id[i + 1] for i in range(len(keys))]
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -341,8 +432,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     prep = prepare(cfg)
     scorer = _Scorer(prep, cfg)
+    pose = _PoseScorer(prep, cfg) if set(POSE_METRICS) & set(prep.metrics) else None
     split = prep.index.splits[prep.protocol.split]
     keys = [p for p in prep.pairs if p in prep.files]
+    image_id = {k: i + 1 for i, k in enumerate(keys)}  # pose ground truth and detections
     prof = prep.profile.metrics
     shard = _Shard.current(cfg.device)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -354,9 +447,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             preds = [read_rgb(prep.files[k]) for k in batch]
             gts = [read_rgb(split.images[k.target]) for k in batch]
             scorer.score_batch(preds, gts, batch)
+            if pose is not None:
+                pose.score_batch(preds, batch, [image_id[k] for k in batch])
             bar.advance(task, len(batch))
         if shard.world > 1:
-            shard.gather_into(scorer, mine, keys)
+            shard.gather_into(scorer, mine, keys, pose)
             if not shard.is_main:
                 return {}  # the main process scores the gathered values and writes the results
 
@@ -370,6 +465,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             mean, se, n = _mean_stderr(used)
             metrics_out[name] = {"value": mean, "stderr": se, "higher_is_better": HIGHER_IS_BETTER.get(spec_name, True),
                                  "n": n, "details": {"dropped": len(values) - len(used)}}
+
+        per_image_columns = dict(scorer.per_image)
+        if pose is not None:
+            pose_out, per_image_columns["pce"] = pose.metrics(keys)
 
         real_meta: dict[str, Any] = {}
         if scorer.extractor is not None:
@@ -425,6 +524,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                                                    "n": n_gen, "details": {"real_set": real_name,
                                                                            "real_n": meta["n"], "std": std}}
 
+    if pose is not None:
+        metrics_out.update(pose_out)
     if scorer.prep_resized:
         prep.warnings.append("generated images were resized to the metric size (profile resize chain)")
     elapsed = time.perf_counter() - t0
@@ -457,12 +558,13 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "per_image_file": per_image_file.name,
         "warnings": prep.warnings,
         "env": {**versions(), "extractor": _extractor_env(scorer), "lpips": _lpips_env(scorer),
+                "pose_estimator": pose.env() if pose is not None else None,
                 "device": cfg.device, "processes": shard.world},
         "timing": {"seconds": round(elapsed, 3),
                    "images_per_second": round(len(keys) / elapsed, 3) if elapsed else None},
         "config": cfg.to_json(),
     }
-    _write_per_image(per_image_file, keys, scorer.per_image)
+    _write_per_image(per_image_file, keys, per_image_columns)
     write_results(cfg.out, result)
     return result
 
@@ -470,16 +572,24 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 class _Shard(Shard):
     """`Shard` plus the gathering of per-image values and features the evaluator needs."""
 
-    def gather_into(self, scorer: _Scorer, mine: list[PairKey], keys: list[PairKey]) -> None:
-        """Collect every shard's per-image values and features on all processes, in the global pair order,
-        so the main process computes exactly what a single process would."""
+    def gather_into(self, scorer: _Scorer, mine: list[PairKey], keys: list[PairKey],
+                    pose: _PoseScorer | None = None) -> None:
+        """Collect every shard's per-image values, features and pose detections/ground truth on all processes,
+        in the global pair order, so the main process computes exactly what a single process would."""
         import torch.distributed as dist
 
         feats = np.concatenate(scorer.gen_features) if scorer.gen_features else None
+        pose_part = None if pose is None else (pose.detections, pose.gt_images, pose.gt_annotations)
         parts: list[Any] = [None] * self.world
-        dist.all_gather_object(parts, (mine, scorer.per_image, feats))
+        dist.all_gather_object(parts, (mine, scorer.per_image, feats, pose_part))
+        if pose is not None:
+            # image ids are global (position in `keys` + 1): ordering by id (stable, so an image's people keep
+            # the estimator's order) gives one process's lists
+            pose.detections = sorted((d for part in parts for d in part[3][0]), key=lambda d: d["image_id"])
+            pose.gt_images = sorted((im for part in parts for im in part[3][1]), key=lambda im: im["id"])
+            pose.gt_annotations = sorted((a for part in parts for a in part[3][2]), key=lambda a: a["image_id"])
         where: dict[PairKey, tuple[int, int]] = {}
-        for p, (part_keys, _, _) in enumerate(parts):
+        for p, (part_keys, *_) in enumerate(parts):
             for i, k in enumerate(part_keys):
                 where[k] = (p, i)
         order = [where[k] for k in keys]

@@ -340,15 +340,9 @@ def _estimator_env(cfg: PoseEvalConfig) -> dict[str, Any]:
     """Estimator name and the sha256 of the weights it ran with (None for random initialisation)."""
     if cfg.detections is not None:
         return {"name": None, "detections_file": str(cfg.detections), "detections_sha256": sha256_file(cfg.detections)}
-    name = cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR
-    path: Path | None = cfg.pose_weights
-    if path is None:
-        from posebench import weights as wts
+    from posebench.pose.detect import estimator_env
 
-        if name in wts.REGISTRY and wts.cache_path(name).is_file():
-            path = wts.cache_path(name)
-    return {"name": name, "weights": str(path) if path else None,
-            "weights_sha256": sha256_file(path) if path else None, "flip_test": cfg.flip_test}
+    return estimator_env(cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR, cfg.pose_weights, cfg.flip_test)
 
 
 def get_detections(cfg: PoseEvalConfig, prep: _Prepared, keys: Sequence[str]) -> list[dict]:

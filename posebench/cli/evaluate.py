@@ -19,7 +19,9 @@ def eval_(
     out: Annotated[Path, typer.Option(help="Results JSON to write (a per-image CSV goes beside it).")] = Path(
         "results.json"),
     profile: Annotated[str | None, typer.Option(help="Metric profile (default: the protocol's).")] = None,
-    metrics: Annotated[str | None, typer.Option(help="Comma list, e.g. fid,kid,ssim,lpips,psnr.")] = None,
+    metrics: Annotated[str | None, typer.Option(
+        help="Comma list, e.g. fid,kid,ssim,lpips,psnr; pose accuracy ap,ap_m,cap,pce on request (an estimator "
+        "runs on the generated images).")] = None,
     fid_weights: Annotated[Path | None, typer.Option(help="Inception weights file instead of the registry's.")] = None,
     lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS backbone weights file.")] = None,
     scheme: Annotated[str | None, typer.Option(help="Naming scheme: posebench|patn|gfla|nted|pidm|pcdms.")] = None,
@@ -35,16 +37,22 @@ def eval_(
     compare: Annotated[str | None, typer.Option(help="Board name or YAML: show the nearest rows.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
     pose_estimator: Annotated[str | None, typer.Option(
-        help="Pose protocols (humanart-val): estimator run on the generated images (default "
-        "higherhrnet-w48-humanart-udp; tiny-random gives non-canonical results).")] = None,
-    pose_weights: Annotated[Path | None, typer.Option(help="Pose protocols: estimator checkpoint file.")] = None,
+        help="Estimator run on the generated images for pose metrics: pose protocols (humanart-val, default "
+        "higherhrnet-w48-humanart-udp), or image protocols when --metrics asks for ap/ap_m/cap/pce (default "
+        "higherhrnet-w32-coco). tiny-random and synthetic-posenet give non-canonical results.")] = None,
+    pose_weights: Annotated[Path | None, typer.Option(
+        help="Estimator checkpoint file (pose protocols, or pose metrics of image protocols).")] = None,
     detections: Annotated[Path | None, typer.Option(
-        help="Pose protocols: precomputed COCO keypoint results (Human-Art image ids) instead of an estimator.")
-    ] = None,
-    pose_flip: Annotated[bool, typer.Option("--pose-flip/--no-pose-flip", help="Pose protocols: the estimator's "
-                                            "flip test (HigherHRNet's published setting is on).")] = True,
+        help="Pose protocols only: precomputed COCO keypoint results (Human-Art image ids) instead of an "
+        "estimator.")] = None,
+    pose_flip: Annotated[bool, typer.Option("--pose-flip/--no-pose-flip", help="The pose estimator's flip test "
+                                            "(pose protocols, or pose metrics of image protocols; "
+                                            "HigherHRNet's published setting is on).")] = True,
 ) -> None:
     """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile.
+
+    On request (--metrics ...,ap,ap_m,cap,pce) a pose estimator also runs on the generated images and AP, AP(m),
+    CAP and PCE are reported against the target keypoints (COCO-17, pose profile clean).
 
     Pose protocols (humanart-val) run a pose estimator on the generated images instead and report AP, AP(m),
     CAP and PCE against the target poses, per scenario, with per-scenario FID/KID; --profile is then the
@@ -56,16 +64,26 @@ def eval_(
     if get_protocol(protocol).kind == "pose":
         _eval_pose(locals())
         return
-    if pose_estimator is not None or pose_weights is not None or detections is not None or not pose_flip:
-        raise PosebenchError(f"--pose-estimator, --pose-weights, --detections and --no-pose-flip apply to pose "
-                             f"protocols (humanart-val), not to {protocol}")
+    from posebench.evaluation import POSE_METRICS
 
-    cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile,
-                     metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
+    wanted = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
+    if detections is not None:
+        raise PosebenchError(f"--detections applies to pose protocols (humanart-val), not to {protocol}; image "
+                             "protocols run the estimator (--pose-estimator) on the generated images")
+    given = [opt for opt, on in (("--pose-estimator", pose_estimator is not None),
+                                 ("--pose-weights", pose_weights is not None), ("--no-pose-flip", not pose_flip))
+             if on]
+    if given and not set(POSE_METRICS) & set(wanted or ()):
+        raise PosebenchError(f"{', '.join(given)} apply to pose protocols (humanart-val) and to the pose metrics of "
+                             f"image protocols, and {protocol} is asked for none: add some of "
+                             f"{','.join(POSE_METRICS)} to --metrics (e.g. --metrics ssim,ap)")
+
+    cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile, metrics=wanted,
                      fid_weights=fid_weights, lpips_weights=lpips_weights, scheme=scheme,
                      allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of,
                      oracle_selection=oracle_selection, test_fid=test_fid, batch_size=batch_size, device=device,
-                     use_cache=not no_cache, real_limit=real_limit)
+                     use_cache=not no_cache, real_limit=real_limit, pose_estimator=pose_estimator,
+                     pose_weights=pose_weights, pose_flip=pose_flip)
     if dry_run:
         typer.echo(json.dumps(cfg.to_json(), indent=1))
         raise typer.Exit()

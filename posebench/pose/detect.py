@@ -246,17 +246,46 @@ def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield items[start:start + size]
 
 
+def detect_arrays(model: Any, images: Sequence[np.ndarray], image_ids: Sequence[int], *, device: str = "cpu",
+                  flip_test: bool = True) -> list[dict]:
+    """Detections of an already built estimator on decoded (H, W, 3) uint8 images, one forward pass.
+
+    Each image is letterboxed to the estimator's input (see the module docstring); keypoints come back in the
+    image's own pixels. `image_ids[k]` is the COCO image id of `images[k]`. Rows are in image order, then in the
+    estimator's person order.
+    """
+    import torch
+
+    if len(images) != len(image_ids):
+        raise PosebenchError(f"{len(images)} images but {len(image_ids)} image ids")
+    if not len(images):
+        return []
+    size = input_size_of(model)
+    padded, boxes = [], []
+    for img in images:
+        x, box = letterbox(img, size)
+        padded.append(x)
+        boxes.append(box)
+    batch = torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2).float().div(255.0).to(device)
+    results: list[dict] = []
+    for k, people in enumerate(_people(model, batch, boxes, flip_test)):
+        box = boxes[k]
+        for kpts, score in people:
+            xy = box.to_original(kpts[:, :2])
+            flat = np.concatenate([xy, kpts[:, 2:3]], axis=1).reshape(-1)
+            results.append({"image_id": image_ids[k], "category_id": CATEGORY_ID,
+                            "keypoints": [float(v) for v in flat], "score": float(score)})
+    return results
+
+
 def detect_with(model: Any, images: Sequence[Path], image_ids: dict[str, int], *, device: str = "cpu",
                 flip_test: bool = True, batch_size: int = 8, progress: bool = False) -> list[dict]:
     """Detections of an already built estimator (anything with `predict`, or a `PoseEstimator`); see
     `detect_images`."""
-    import torch
-
     from posebench.images import read_rgb
 
     if batch_size < 1:
         raise PosebenchError(f"batch size must be at least 1, got {batch_size}")
-    size = input_size_of(model)
     ids = [_lookup_id(image_ids, p) for p in images]  # fail on missing ids before any compute
     results: list[dict] = []
     bar = None
@@ -269,19 +298,8 @@ def detect_with(model: Any, images: Sequence[Path], image_ids: dict[str, int], *
     try:
         done = 0
         for chunk in _batches(list(images), batch_size):
-            padded, boxes = [], []
-            for path in chunk:
-                img, box = letterbox(read_rgb(path), size)
-                padded.append(img)
-                boxes.append(box)
-            batch = torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2).float().div(255.0).to(device)
-            for k, people in enumerate(_people(model, batch, boxes, flip_test)):
-                box = boxes[k]
-                for kpts, score in people:
-                    xy = box.to_original(kpts[:, :2])
-                    flat = np.concatenate([xy, kpts[:, 2:3]], axis=1).reshape(-1)
-                    results.append({"image_id": ids[done + k], "category_id": CATEGORY_ID,
-                                    "keypoints": [float(v) for v in flat], "score": float(score)})
+            results += detect_arrays(model, [read_rgb(path) for path in chunk], ids[done:done + len(chunk)],
+                                     device=device, flip_test=flip_test)
             done += len(chunk)
             if bar is not None:
                 bar.update(task, completed=done)
@@ -289,6 +307,21 @@ def detect_with(model: Any, images: Sequence[Path], image_ids: dict[str, int], *
         if bar is not None:
             bar.stop()
     return results
+
+
+def estimator_env(name: str, weights: Path | None, flip_test: bool) -> dict[str, Any]:
+    """Provenance of an estimator run: its name, the weights file it ran with and that file's sha256 (None for
+    random initialisation, or a registered file not in the cache), and the flip test."""
+    from posebench.utils.io import sha256_file
+
+    path: Path | None = Path(weights) if weights is not None else None
+    if path is None:
+        from posebench import weights as wts
+
+        if name in wts.REGISTRY and wts.cache_path(name).is_file():
+            path = wts.cache_path(name)
+    return {"name": name, "weights": str(path) if path else None,
+            "weights_sha256": sha256_file(path) if path else None, "flip_test": flip_test}
 
 
 def detect_images(images: list[Path], estimator_name: str = DEFAULT_ESTIMATOR, *, weights: Path | None = None,
