@@ -1,4 +1,4 @@
-# The two commands a new user needs: `make test` (and, once the demo lands, `make demo`).
+# The two commands a new user needs: `make demo` (the whole benchmark loop offline) and `make test`.
 # Each creates .venv and installs on first use; the stamp makes later runs skip the install
 # unless pyproject.toml or constraints.txt changed.
 
@@ -7,8 +7,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.posebench-installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: install test test-slow lint clean-venv
+.PHONY: install demo test test-slow lint clean-venv
 
 install: $(STAMP)
 
@@ -18,6 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@# torch and torchvision must import together (a mismatched pair fails here, not in a test).
 	$(PY) -c "import torch, torchvision, torchvision.ops; print('torch', torch.__version__, '/ torchvision', torchvision.__version__)"
 	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m posebench demo --out demo-out $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -114,6 +114,7 @@ class TrainConfig:
     grad_accum: int = 1
     max_steps: int = 300_000  # optimizer steps
     warmup_steps: int = 0
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to 0 at max_steps (short runs)
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
     ema_start: int = 0  # step after which the EMA starts tracking
@@ -166,14 +167,18 @@ _TINY_TRAIN: dict[str, Any] = {
     "num_workers": 0, "lr": 2e-4, "warmup_steps": 10,
 }
 # `posebench demo`: what a 2-core CPU trains in a few minutes to beat the trivial baselines on synthetic
-# people. 64x44 pixels, attention only on the coarsest level (the CPU attention kernels dominate otherwise),
-# y_0-prediction (eps-prediction's y~_0 is still noise after a few hundred steps; docs/model.md).
+# people (posebench.demo points demo-full's guidance at its trained estimator, first order). 64x44 pixels,
+# attention only on the coarsest level (the CPU attention kernels dominate otherwise), y_0-prediction
+# (eps-prediction's y~_0 is still noise after a few hundred steps; docs/model.md).
 _DEMO_MODEL: dict[str, Any] = {
     **_TINY_MODEL, "resolution": (64, 44), "block_out_channels": (32, 64, 64),
     "cross_attention_levels": (False, False, True), "prediction_type": "sample",
+    # DDIM ignores the learned variance, and its L_vlb in y_0-space outweighs L_mse in the shared trunk.
+    "learned_variance": False,
 }
 _DEMO_TRAIN: dict[str, Any] = {
-    **_TINY_TRAIN, "batch_size": 8, "max_steps": 400, "lr": 1e-3, "ema_decay": 0.98, "checkpoint_every": 100,
+    **_TINY_TRAIN, "batch_size": 8, "max_steps": 240, "lr": 1e-3, "lr_schedule": "cosine", "ema_decay": 0.98,
+    "checkpoint_every": 60,
     "log_every": 25, "sample_every": 0, "sample_steps": 20, "num_samples": 8,
 }
 SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -327,6 +332,7 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
     _choice(f"{where}: model.guidance.train_mode", g.train_mode, ("second-order", "first-order", "off"))
     _choice(f"{where}: model.guidance.sample_grad", g.sample_grad, ("unet", "tweedie"))
     _choice(f"{where}: train.mixed_precision", t.mixed_precision, ("auto", "no", "bf16", "fp16"))
+    _choice(f"{where}: train.lr_schedule", t.lr_schedule, ("constant", "cosine"))
     if g.enabled and m.variant != "full":
         raise ConfigError(f"{where}: model.guidance.enabled is only for variant 'full' (b1/b2 are the "
                           f"ablations without it), got variant {m.variant!r}")

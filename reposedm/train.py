@@ -255,7 +255,10 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     ema = EMAModel(model.parameters(), decay=tc.ema_decay, update_after_step=tc.ema_start,
                    model_cls=RePoseDMModel, model_config=model.config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.adam_betas, weight_decay=tc.weight_decay)
-    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=tc.warmup_steps)
+    # The horizon of a decaying schedule is the config's max_steps (not --max-steps), so a resumed or
+    # extended run follows the same curve.
+    lr_schedule = get_scheduler("constant_with_warmup" if tc.lr_schedule == "constant" else "cosine", optimizer,
+                                num_warmup_steps=tc.warmup_steps, num_training_steps=tc.max_steps)
     step = 0
     if resume_from is not None:
         loaded = RePoseDMModel.from_pretrained(resume_from / "model")

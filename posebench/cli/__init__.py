@@ -68,8 +68,21 @@ def _root(
 
 
 def _register() -> None:
-    from posebench.cli import data, doctor, evaluate, leaderboard, pose, protocols, reference, reid, report, weights
+    from posebench.cli import (
+        data,
+        demo,
+        doctor,
+        evaluate,
+        leaderboard,
+        pose,
+        protocols,
+        reference,
+        reid,
+        report,
+        weights,
+    )
 
+    app.command("demo")(demo.demo)
     app.command("doctor")(doctor.doctor)
     app.add_typer(weights.app, name="weights")
     app.add_typer(data.app, name="data")
@@ -84,6 +97,7 @@ def _register() -> None:
     app.command("reid-augment")(reid.reid_augment)
     app.command("train-reference")(reference.train_reference)
     app.command("sample")(reference.sample)
+    app.command("baseline")(demo.baseline)
 
 
 _register()

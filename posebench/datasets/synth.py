@@ -1172,6 +1172,7 @@ class _Job:
     size: tuple[int, int]
     seed: int
     test_fraction: float
+    shared_background: bool = False
 
 
 def _write_deepfashion(job: _Job, bar: _Bar) -> SynthSummary:
@@ -1193,7 +1194,10 @@ def _write_deepfashion(job: _Job, bar: _Bar) -> SynthSummary:
             number, word, view = DEEPFASHION_VIEWS[p % len(DEEPFASHION_VIEWS)]
             rng = _rng(job.seed, code, _STREAM_IMAGE, i, p)
             pose = make_pose(rng, view)
-            img, kp = render_person(ident, pose, job.size, _studio(rng, job.size))
+            # drawn after the pose either way, so the shared backdrop changes nothing else
+            backdrop = _studio(_rng(job.seed, code, _STREAM_EXTRA, i), job.size) if job.shared_background \
+                else _studio(rng, job.size)
+            img, kp = render_person(ident, pose, job.size, backdrop)
             name = f"fashion{gender}{category}id{i + 1:08d}01_{number}{word}.jpg"
             _write_jpeg(job.out / split / name, img)
             names[split].append(name)
@@ -1429,7 +1433,7 @@ def _prepare_out(out: Path, fmt: str, overwrite: bool) -> None:
 
 
 def synthesize(format: SynthFormat, out: Path, *, identities: int, poses: int, size: tuple[int, int] | None = None,
-               seed: int = 0, test_fraction: float = 0.25, overwrite: bool = False,
+               seed: int = 0, test_fraction: float = 0.25, overwrite: bool = False, shared_background: bool = False,
                progress: bool = True) -> SynthSummary:
     """Write a synthetic dataset in the exact on-disk format of DeepFashion, Market-1501 or Human-Art.
 
@@ -1446,6 +1450,8 @@ def synthesize(format: SynthFormat, out: Path, *, identities: int, poses: int, s
         seed: non-negative seed; the same seed gives byte-identical files.
         test_fraction: share of identities in the test split (deepfashion, market), in (0, 1).
         overwrite: replace what a previous run of this format wrote in `out`.
+        shared_background: deepfashion only: one studio backdrop per person, as the in-shop shoots of one item
+            share theirs (default: a backdrop per image). Poses and people are the same either way.
         progress: show a rich progress bar.
 
     Returns:
@@ -1472,7 +1478,9 @@ def synthesize(format: SynthFormat, out: Path, *, identities: int, poses: int, s
     hw = _check_size(size if size is not None else DEFAULT_SIZES[format])
     out = Path(out)
     _prepare_out(out, format, overwrite)
-    job = _Job(format, out, int(identities), int(poses), hw, int(seed), float(test_fraction))
+    if shared_background and format != "deepfashion":
+        raise PosebenchError(f"shared_background applies to the deepfashion format, not {format}")
+    job = _Job(format, out, int(identities), int(poses), hw, int(seed), float(test_fraction), bool(shared_background))
     total = job.identities * job.poses * (2 if format == "humanart" else 1)
     bar = _Bar(progress, total, f"synth {format}")
     with bar.running():

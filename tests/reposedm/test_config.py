@@ -48,7 +48,7 @@ def _tiny(model: dict[str, Any] | None = None, train: dict[str, Any] | None = No
 
 def test_config_names_cover_sizes_and_variants() -> None:
     names = config_names()
-    assert len(names) == len(set(names)) == 4 * len(VARIANTS)
+    assert len(names) == len(set(names)) == 5 * len(VARIANTS)  # tiny, demo and three paper sizes
     for size in ("tiny", "deepfashion-256", "deepfashion-512", "market-128"):
         for variant in VARIANTS:
             assert f"{size}-{variant}" in names
@@ -363,3 +363,15 @@ def test_cli_yaml_unknown_key_exits_2(tmp_path: Path) -> None:
     res = _train_reference(tmp_path, str(path))
     assert res.exit_code == 2
     assert "unknown key 'batchsize'" in res.output and "did you mean 'batch_size'" in res.output
+
+
+def test_demo_configs_and_the_new_keys_are_checked(tmp_path):
+    cfg = load_config("demo-full")
+    assert cfg.model.prediction_type == "sample" and cfg.train.lr_schedule == "cosine"
+    assert not cfg.model.learned_variance and cfg.model.resolution == (64, 44)
+    for key, value, what in (("model", {"prediction_type": "x0"}, "model.prediction_type"),
+                             ("train", {"lr_schedule": "linear"}, "train.lr_schedule")):
+        path = tmp_path / f"{what}.yaml"
+        path.write_text(f"base: demo-b1\n{key}: {value}\n".replace("'", ""))
+        with pytest.raises(ConfigError, match=what.replace(".", r"\.")):
+            load_config(path)

@@ -363,3 +363,30 @@ def test_bad_arguments_raise_posebench_error(tmp_path, kwargs, match):
     with pytest.raises(PosebenchError, match=match):
         synthesize(args.pop("format"), tmp_path / "out", progress=False, **args)
     assert not (tmp_path / "out").exists()
+
+
+def test_shared_background_keeps_people_and_poses_and_shares_the_backdrop(tmp_path):
+    """One backdrop per person: the pixels outside every figure agree across a person's images; the keypoints
+    are those of the default (per-image backdrop) run."""
+    from posebench.datasets import manifest
+    from posebench.datasets.problems import ProblemLog
+    from posebench.images import read_rgb
+
+    synthesize("deepfashion", tmp_path / "a", identities=2, poses=3, size=(64, 44), progress=False)
+    synthesize("deepfashion", tmp_path / "b", identities=2, poses=3, size=(64, 44), shared_background=True,
+               progress=False)
+    for split in ("train", "test"):
+        ka = manifest.load("deepfashion", tmp_path / "a", ProblemLog()).splits[split].keypoints
+        kb = manifest.load("deepfashion", tmp_path / "b", ProblemLog()).splits[split].keypoints
+        assert ka.keys() == kb.keys()
+        for stem in ka:
+            np.testing.assert_array_equal(ka[stem][0].xy, kb[stem][0].xy)
+    train = sorted((tmp_path / "b" / "train").iterdir())
+    imgs = [read_rgb(p).astype(int) for p in train if p.name.startswith(train[0].name.split("_")[0])]
+    assert len(imgs) == 3
+    corner = [img[:6, :6].mean() for img in imgs]  # a corner no figure reaches (JPEG: within a few levels)
+    assert max(corner) - min(corner) < 4
+    per_image = [read_rgb(p)[:6, :6].mean() for p in sorted((tmp_path / "a" / "train").iterdir())]
+    assert max(per_image) - min(per_image) > max(corner) - min(corner)
+    with pytest.raises(PosebenchError, match="deepfashion"):
+        synthesize("market", tmp_path / "m", identities=2, poses=2, shared_background=True, progress=False)

@@ -1,0 +1,96 @@
+"""Trivial baselines that give a benchmark's numbers a floor: what a method scores without generating anything.
+
+- `copy-source`: the source image itself as the "generated" target (right person and clothes, wrong pose);
+- `mean-train`: the mean of the protocol dataset's training images, the same picture for every pair (the
+  best constant image in squared error; no person in any pose).
+
+Each writes one PNG per test pair of a protocol, named `{source}__{target}.png` at the protocol resolution
+(PIL bicubic, the clean profile's ground-truth resize), so `posebench eval --pred OUT` scores the folder like
+any method's. Resumable: existing files are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from posebench.errors import PosebenchError
+
+BaselineKind = Literal["copy-source", "mean-train"]
+BASELINES: tuple[str, ...] = ("copy-source", "mean-train")
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    from posebench.utils.io import atomic_open
+
+    with atomic_open(path, "wb") as fh:
+        Image.fromarray(array).save(fh, format="PNG")
+
+
+def mean_image(paths: list[Path], size: tuple[int, int], on_image: Callable[[], object] | None = None) -> np.ndarray:
+    """Pixel-wise mean (float64 accumulation, rounded to uint8) of `paths` resized to `size` (H, W)."""
+    from posebench.images import read_rgb, resize
+
+    if not paths:
+        raise PosebenchError("the mean image needs at least one training image")
+    acc = np.zeros((*size, 3), dtype=np.float64)
+    for path in paths:
+        img = read_rgb(path)
+        acc += resize(img, size, "pil-bicubic") if img.shape[:2] != tuple(size) else img
+        if on_image is not None:
+            on_image()
+    return np.clip(np.rint(acc / len(paths)), 0, 255).astype(np.uint8)
+
+
+def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress: bool = True) -> int:
+    """Write baseline `kind` for every test pair of `protocol` into `out`; returns the number of new files.
+
+    Raises:
+        PosebenchError: unknown kind, a root that does not load, no test pairs or no training images.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from posebench.datasets import manifest
+    from posebench.datasets.problems import ProblemLog
+    from posebench.images import read_rgb, resize
+    from posebench.protocols import get_protocol
+
+    if kind not in BASELINES:
+        raise PosebenchError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
+    spec = get_protocol(protocol)
+    log = ProblemLog()
+    index = manifest.load(spec.dataset, Path(root), log)
+    log.raise_if_errors(f"{spec.dataset} root {root}")
+    split = index.splits.get(spec.split)
+    if split is None or not split.pairs:
+        raise PosebenchError(f"{root} has no pairs in the {spec.split!r} split of {spec.name}")
+    size = tuple(spec.resolution)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [k for k in sorted(split.pairs) if not (out / k.filename).exists()]
+    columns = (TextColumn(f"baseline {kind}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        constant: np.ndarray | None = None
+        if kind == "mean-train" and todo:
+            train = index.splits.get("train")
+            if train is None or not train.images:
+                raise PosebenchError(f"{root} has no training images for the mean-train baseline")
+            paths = [train.images[s] for s in sorted(train.images)]
+            task = bar.add_task("mean", total=len(paths))
+            constant = mean_image(paths, size, lambda: bar.advance(task))
+        task = bar.add_task("write", total=len(todo))
+        for key in todo:
+            if constant is not None:
+                img = constant
+            else:
+                img = read_rgb(split.images[key.source])
+                img = resize(img, size, "pil-bicubic") if img.shape[:2] != size else img
+            _write_png(out / key.filename, img)
+            bar.advance(task)
+    return len(todo)
+

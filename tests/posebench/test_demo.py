@@ -1,0 +1,116 @@
+"""`posebench demo` end to end at toy sizes (the real budget run is measured, not tested: README numbers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from posebench.baselines import mean_image, write_baseline
+from posebench.cli import app
+from posebench.demo import METHODS, DemoPlan, available_metrics, run_demo
+from posebench.errors import PosebenchError
+from posebench.images import read_rgb
+
+TOY = DemoPlan(identities=4, poses=2, image_size=(64, 44), pose_steps=2, pose_input=32, max_steps=2,
+               sample_steps=2, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the per-test empty POSEBENCH_HOME is not set yet
+        mp.setenv("POSEBENCH_HOME", str(tmp_path_factory.mktemp("home")))
+        run_demo(out, minutes=30, plan=TOY, progress=False)
+    return out
+
+
+def test_demo_writes_every_artefact(demo_out: Path) -> None:
+    summary = json.loads((demo_out / "demo.json").read_text())
+    for key in ("data", "pose network", "leaderboard", "report", "results", "summary"):
+        assert Path(summary["paths"][key]).exists(), key
+    assert set(summary["metrics"]) == set(METHODS)
+    for method in METHODS:
+        res = json.loads((demo_out / "results" / f"{method}.json").read_text())
+        assert {"ssim", "psnr", "ap", "cap", "pce"} <= set(res["metrics"])
+        assert not res["canonical"]  # synthetic split and a synthetic-domain estimator
+        assert any("synthetic-domain" in r for r in res["non_canonical_reasons"])
+    assert {m: t["steps"] for m, t in summary["trained"].items()} == {"reposedm-b1": 2, "reposedm-full": 2}
+    assert set(summary["verdict"]) == {f"{m} beats both baselines on {k}" for m in ("reposedm-b1", "reposedm-full")
+                                       for k in ("ssim", "ap")}
+    board = (demo_out / "leaderboard.md").read_text()
+    assert all(m in board for m in METHODS)
+    assert "<html" in (demo_out / "report.html").read_text()[:200].lower()
+    # the full run's guidance is the demo's trained estimator
+    cfg = json.loads((demo_out / "runs" / "full" / "config.json").read_text())
+    assert cfg["model"]["guidance"]["estimator"] == "synthetic-posenet"
+    assert Path(cfg["model"]["guidance"]["estimator_weights"]) == (demo_out / "posenet.safetensors").resolve()
+
+
+def test_demo_rerun_resumes_without_retraining(demo_out: Path) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (demo_out / "runs").rglob("*.safetensors")}
+    result = run_demo(demo_out, minutes=30, plan=TOY, progress=False)
+    after = {p: p.stat().st_mtime_ns for p in (demo_out / "runs").rglob("*.safetensors")}
+    assert before == after and before  # checkpoints untouched
+    assert result.stages["train reposedm-b1"] < 5
+
+
+def test_demo_refuses_data_made_with_other_settings(demo_out: Path) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(PosebenchError, match="other settings"):
+        run_demo(demo_out, minutes=30, plan=replace(TOY, identities=5), progress=False)
+
+
+def test_missing_weights_are_skipped_with_the_fetch_command(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("POSEBENCH_HOME", str(tmp_path))
+    metrics, skipped = available_metrics()
+    assert set(skipped) == {"fid", "kid", "lpips"} and "fid" not in metrics and "ssim" in metrics
+    assert "posebench weights download inception-fid-clean" in skipped["fid"]
+
+
+def test_baselines_known_answers(demo_out: Path, tmp_path) -> None:
+    from posebench.datasets import manifest
+    from posebench.datasets.problems import ProblemLog
+
+    root = demo_out / "data"
+    index = manifest.load("deepfashion", root, ProblemLog())
+    test, train = index.splits["test"], index.splits["train"]
+    write_baseline("copy-source", "deepfashion-256x176", root, tmp_path / "copy", progress=False)
+    write_baseline("mean-train", "deepfashion-256x176", root, tmp_path / "mean", progress=False)
+    key = sorted(test.pairs)[0]
+    copy = read_rgb(tmp_path / "copy" / key.filename)
+    assert copy.shape == (256, 176, 3)
+    # independent reference: PIL's own bicubic resize of the source file
+    from PIL import Image
+
+    with Image.open(test.images[key.source]) as im:
+        ref = np.asarray(im.convert("RGB").resize((176, 256), Image.BICUBIC))
+    assert np.abs(copy.astype(int) - ref.astype(int)).max() <= 1
+    mean = read_rgb(tmp_path / "mean" / key.filename)
+    stack = np.stack([np.asarray(Image.open(p).convert("RGB").resize((176, 256), Image.BICUBIC), dtype=np.float64)
+                      for p in train.images.values()])
+    assert np.abs(mean.astype(float) - stack.mean(0)).max() <= 1.0  # rounded mean, float64 accumulation
+    assert len({p.name for p in (tmp_path / "mean").iterdir()}) == len(test.pairs)
+    # resumable: a second call writes nothing
+    assert write_baseline("mean-train", "deepfashion-256x176", root, tmp_path / "mean", progress=False) == 0
+
+
+def test_baseline_cli_and_bad_kind(demo_out: Path, tmp_path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["baseline", "--kind", "copy-source", "--protocol", "deepfashion-256x176", "--root",
+                              str(demo_out / "data"), "--out", str(tmp_path / "c"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["baseline", "--kind", "nearest", "--protocol", "deepfashion-256x176", "--root",
+                              str(demo_out / "data"), "--out", str(tmp_path / "n")])
+    assert res.exit_code == 2 and "copy-source" in res.output
+    with pytest.raises(PosebenchError, match="at least one"):
+        mean_image([], (8, 8))
+
+
+def test_demo_cli_refuses_a_bad_budget(tmp_path) -> None:
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--minutes", "0"])
+    assert res.exit_code == 2 and "--minutes" in res.output
