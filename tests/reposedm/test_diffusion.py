@@ -22,9 +22,9 @@ from scipy.stats import norm
 
 from reposedm.config import ModelConfig, named_config
 from reposedm.diffusion import (
+    PREDICTION_TYPES,
     SCHEDULERS,
     Schedule,
-    PREDICTION_TYPES,
     discretized_gaussian_log_likelihood,
     eps_from_output,
     hybrid_loss,
