@@ -166,8 +166,11 @@ def _evaluate(root: Path, pred: Path, out: Path, metrics: list[str], posenet: Pa
 
 def _board(path: Path, metrics: list[str], results: dict[str, Path]) -> None:
     """A fresh board of the demo's measured rows (replaced on every run)."""
+    import yaml
+
     from posebench.results.leaderboard import add_measured, measured_entry
     from posebench.results.schema import HIGHER_IS_BETTER, read_results
+    from posebench.utils.io import sha256_file
 
     directions = {m: "higher" if HIGHER_IS_BETTER[m] else "lower" for m in metrics}
     head = {"schema_version": 1, "board": BOARD,
@@ -175,12 +178,11 @@ def _board(path: Path, metrics: list[str], results: dict[str, Path]) -> None:
             "protocol": PROTOCOL, "metrics": directions,
             "notes": ["synthetic split: not comparable with any published row",
                       "ap / cap / pce from synthetic-posenet, a synthetic-domain estimator trained by the demo"]}
-    import yaml
-
     methods = list(results)
     # the first row is written with the head, so add_measured appends the others in place (block style)
-    first = measured_entry(read_results(results[methods[0]]), methods[0], metrics,
-                           Path(os.path.relpath(results[methods[0]], path.parent)).as_posix())
+    first_file = results[methods[0]]
+    first = measured_entry(read_results(first_file), methods[0], metrics,
+                           Path(os.path.relpath(first_file, path.parent)).as_posix(), sha256_file(first_file))
     atomic_write_text(path, yaml.safe_dump({**head, "entries": [first]}, sort_keys=False))
     for method in methods[1:]:
         add_measured(path, results[method], method)

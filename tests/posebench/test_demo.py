@@ -114,3 +114,13 @@ def test_baseline_cli_and_bad_kind(demo_out: Path, tmp_path) -> None:
 def test_demo_cli_refuses_a_bad_budget(tmp_path) -> None:
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--minutes", "0"])
     assert res.exit_code == 2 and "--minutes" in res.output
+
+
+def test_every_board_row_carries_its_results_file_hash(demo_out: Path) -> None:
+    from posebench.results.leaderboard import load_board
+    from posebench.utils.io import sha256_file
+
+    board = load_board(demo_out / "demo-synthetic.yaml")
+    assert [e.method for e in board.entries] == list(METHODS)
+    for entry in board.entries:
+        assert entry.results["file_sha256"] == sha256_file(demo_out / "results" / f"{entry.method}.json")
