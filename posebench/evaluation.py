@@ -34,7 +34,7 @@ from posebench.images import LOSSY_SUFFIXES, apply_chain, read_rgb
 from posebench.protocols import Profile, Protocol, get_profile, get_protocol
 from posebench.results.schema import HIGHER_IS_BETTER, write_results
 from posebench.utils.distributed import Shard
-from posebench.utils.io import atomic_write_text, sha256_file
+from posebench.utils.io import atomic_write_text, files_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -405,10 +405,6 @@ class _PoseScorer:
 # ---------------------------------------------------------------------------------------------- main
 
 
-def _sha_of_files(files: Sequence[Path]) -> str:
-    lines = sorted(f"{f.name} {sha256_file(f)}" for f in files)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
-
 
 def _mean_stderr(values: list[float]) -> tuple[float, float | None, int]:
     arr = np.asarray(values, dtype=np.float64)
@@ -550,7 +546,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             "real_sets": real_meta,
         },
         "predictions": {"dir": str(cfg.pred), "count": len(prep.files), "scheme": prep.scheme,
-                        "images_sha256": _sha_of_files(list(prep.files.values())),
+                        "images_sha256": files_sha256(list(prep.files.values())),
                         "lossy": "lossy_inputs" in prep.flags, "sizes": sizes, "resized": scorer.prep_resized},
         "flags": prep.flags,
         "declared": {"best_of": cfg.best_of, "oracle_selection": cfg.oracle_selection},

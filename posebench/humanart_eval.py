@@ -45,7 +45,7 @@ from posebench.datasets.names import stem
 from posebench.errors import PosebenchError
 from posebench.protocols import Protocol, get_profile, get_protocol
 from posebench.results.schema import HIGHER_IS_BETTER, write_results
-from posebench.utils.io import atomic_write_text, sha256_file
+from posebench.utils.io import atomic_write_text, files_sha256, sha256_file
 
 DEFAULT_POSE_ESTIMATOR = "higherhrnet-w48-humanart-udp"
 POSE_METRICS = ("ap", "ap_m", "cap", "pce")
@@ -581,7 +581,7 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
                     "pairs_sha256": hashlib.sha256("\n".join(all_keys).encode()).hexdigest(),
                     "scenarios": len({im.scenario for im in prep.images.values()}), "real_sets": real_meta},
         "predictions": {"dir": str(cfg.pred), "count": len(keys), "scheme": "humanart-stem",
-                        "images_sha256": _sha_of_files([prep.files[k] for k in keys]),
+                        "images_sha256": files_sha256([prep.files[k] for k in keys]),
                         "lossy": "lossy_inputs" in prep.flags, "sizes": sizes,
                         "resized": bool(feats is not None and feats.resized), "gt_rescaled": rescaled},
         "flags": prep.flags,
@@ -600,10 +600,6 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
     write_results(cfg.out, result)
     return result
 
-
-def _sha_of_files(files: Sequence[Path]) -> str:
-    lines = sorted(f"{f.name} {sha256_file(f)}" for f in files)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def _write_per_image(path: Path, prep: _Prepared, keys: Sequence[str], per_image: dict[int, dict[str, Any]]) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -20,6 +20,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def files_sha256(files: Iterable[str | os.PathLike[str]]) -> str:
+    """One sha256 over a set of files: of the sorted "NAME SHA256" lines (order-free; names are base names)."""
+    lines = sorted(f"{Path(f).name} {sha256_file(f)}" for f in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 @contextlib.contextmanager
