@@ -30,7 +30,7 @@ def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, An
     from posebench.evaluation import evaluate as _evaluate
 
     if config is None:
-        for key in ("root", "pred", "out", "fid_weights", "lpips_weights"):
+        for key in ("root", "pred", "out", "fid_weights", "lpips_weights", "pose_weights"):
             if kwargs.get(key) is not None:
                 kwargs[key] = Path(kwargs[key])
         config = EvalConfig(**kwargs)

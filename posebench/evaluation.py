@@ -46,7 +46,24 @@ SYNTHETIC_ESTIMATORS = ("synthetic-posenet", "tiny-random")
 
 
 @dataclass
-class EvalConfig:
+class ScoringConfig:
+    """What every `posebench eval` takes, whatever the protocol's kind: `EvalConfig` (image protocols) and
+    `posebench.humanart_eval.PoseEvalConfig` (pose protocols) add their own fields.
+
+    Attributes:
+        protocol, root, pred, out: protocol name, dataset root, folder of generated images, results JSON to
+            write (a per-image CSV goes beside it).
+        profile: metric profile (the pose-metric profile for pose protocols); default: the protocol's.
+        metrics: what to compute; default: the protocol's metrics.
+        fid_weights: Inception weights file instead of the registry's.
+        pose_estimator, pose_weights, flip_test: the estimator run on the generated images for pose metrics
+            (registered name, checkpoint file instead of the registered one, its flip test).
+        allow_missing: score a subset when generated images are missing (counts are reported).
+        allow_lossy: accept JPEG generated images (flagged).
+        batch_size, device, use_cache, progress: images per forward pass, torch device, reuse of cached
+            real-set statistics, progress bars.
+    """
+
     protocol: str
     root: Path
     pred: Path
@@ -54,24 +71,32 @@ class EvalConfig:
     profile: str | None = None
     metrics: tuple[str, ...] | None = None
     fid_weights: Path | None = None
-    lpips_weights: Path | None = None
-    scheme: str | None = None
+    pose_estimator: str | None = None
+    pose_weights: Path | None = None
+    flip_test: bool = True
     allow_missing: bool = False
     allow_lossy: bool = False
-    best_of: int = 1
-    oracle_selection: bool = False
-    test_fid: bool = False
     batch_size: int = 16
     device: str = "cpu"
     use_cache: bool = True
     progress: bool = True
-    real_limit: int | None = None  # cap the real set (development runs; recorded and non-canonical)
-    pose_estimator: str | None = None  # pose metrics (ap, ap_m, cap, pce): default posebench.pose.detect's
-    pose_weights: Path | None = None  # estimator checkpoint instead of the registered one
-    pose_flip: bool = True  # the estimator's flip test
 
     def to_json(self) -> dict[str, Any]:
+        """The config as JSON-ready values."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class EvalConfig(ScoringConfig):
+    """`posebench eval` on an image protocol; pose metrics (ap, ap_m, cap, pce) on request only, with
+    posebench.pose.detect's default estimator unless `pose_estimator` names one."""
+
+    lpips_weights: Path | None = None
+    scheme: str | None = None
+    best_of: int = 1
+    oracle_selection: bool = False
+    test_fid: bool = False
+    real_limit: int | None = None  # cap the real set (development runs; recorded and non-canonical)
 
 
 @dataclass
@@ -358,7 +383,7 @@ class _PoseScorer:
     def score_batch(self, preds: list[np.ndarray], names: list[PairKey], ids: list[int]) -> None:
         from posebench.pose.detect import detect_arrays
 
-        self.detections += detect_arrays(self.model, preds, ids, device=self.cfg.device, flip_test=self.cfg.pose_flip)
+        self.detections += detect_arrays(self.model, preds, ids, device=self.cfg.device, flip_test=self.cfg.flip_test)
         keypoints = self.prep.index.splits[self.prep.protocol.split].keypoints
         for img, key, image_id in zip(preds, names, ids, strict=True):
             h, w = img.shape[:2]
@@ -381,7 +406,7 @@ class _PoseScorer:
         from posebench.pose.detect import estimator_env
 
         if self._env is None:
-            self._env = estimator_env(self.name, self.cfg.pose_weights, self.cfg.pose_flip)
+            self._env = estimator_env(self.name, self.cfg.pose_weights, self.cfg.flip_test)
         return self._env
 
     def metrics(self, keys: list[PairKey]) -> tuple[dict[str, Any], list[float]]:

@@ -43,6 +43,7 @@ import numpy as np
 from posebench._version import __version__
 from posebench.datasets.names import stem
 from posebench.errors import PosebenchError
+from posebench.evaluation import ScoringConfig
 from posebench.protocols import Protocol, get_profile, get_protocol
 from posebench.results.schema import HIGHER_IS_BETTER, write_results
 from posebench.utils.io import atomic_write_text, files_sha256, sha256_file
@@ -54,51 +55,18 @@ POSE_PROFILE_VERSION = 1  # bump when posebench.metrics.pose changes a number of
 
 
 @dataclass
-class PoseEvalConfig:
-    """What `posebench eval` needs for a pose protocol (kind `pose`).
+class PoseEvalConfig(ScoringConfig):
+    """What `posebench eval` needs for a pose protocol (kind `pose`, `humanart-val`): the shared fields
+    (`posebench.evaluation.ScoringConfig`; `profile` is the pose-metric profile, `clean` or `humansd`; `root` the
+    Human-Art root with `annotations/validation_humanart.json` and `images/`; `flip_test` applies to estimators
+    with a grouping decoder) and:
 
     Attributes:
-        protocol: a protocol of kind `pose` (`humanart-val`).
-        root: the Human-Art root (with `annotations/validation_humanart.json` and `images/`).
-        pred: folder of generated images (see the module docstring for the names).
-        out: results JSON to write; a per-image CSV goes beside it.
-        profile: pose-metric profile (`clean` or `humansd`); default: the protocol's.
-        metrics: subset of the protocol's metrics; default: all of them.
-        pose_estimator: registered estimator name (`posebench.pose.base.ESTIMATORS`).
-        pose_weights: checkpoint file instead of the registered one.
         detections: precomputed COCO keypoint results (image ids = the Human-Art validation image ids); when
             given, no estimator runs.
-        fid_weights: Inception weights file instead of the registry's.
-        allow_missing: score a subset when generated images are missing.
-        allow_lossy: accept JPEG generated images (flagged).
-        batch_size: images per forward pass.
-        device: torch device.
-        flip_test: flip test of the estimator (estimators with a grouping decoder).
-        use_cache: reuse cached real-set statistics.
-        progress: show progress bars.
     """
 
-    protocol: str
-    root: Path
-    pred: Path
-    out: Path
-    profile: str | None = None
-    metrics: tuple[str, ...] | None = None
-    pose_estimator: str | None = None
-    pose_weights: Path | None = None
     detections: Path | None = None
-    fid_weights: Path | None = None
-    allow_missing: bool = False
-    allow_lossy: bool = False
-    batch_size: int = 16
-    device: str = "cpu"
-    flip_test: bool = True
-    use_cache: bool = True
-    progress: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        """The config as JSON-ready values."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
 @dataclass

@@ -83,7 +83,7 @@ def eval_(
                      allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of,
                      oracle_selection=oracle_selection, test_fid=test_fid, batch_size=batch_size, device=device,
                      use_cache=not no_cache, real_limit=real_limit, pose_estimator=pose_estimator,
-                     pose_weights=pose_weights, pose_flip=pose_flip)
+                     pose_weights=pose_weights, flip_test=pose_flip)
     if dry_run:
         typer.echo(json.dumps(cfg.to_json(), indent=1))
         raise typer.Exit()
