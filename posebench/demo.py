@@ -126,11 +126,10 @@ def _synth(plan: DemoPlan, root: Path, progress: bool) -> None:
         if json.loads(stamp.read_text()) == want:
             return
         raise PosebenchError(f"{root} holds demo data made with other settings ({stamp}); use another --out")
-    summary = synthesize("deepfashion", root, identities=plan.identities, poses=plan.poses,
+    synthesize("deepfashion", root, identities=plan.identities, poses=plan.poses,
                          size=plan.image_size, seed=plan.seed, test_fraction=plan.test_fraction, overwrite=True,
                          shared_background=plan.shared_background, progress=progress)
     atomic_write_text(stamp, json.dumps(want) + "\n")
-    return summary
 
 
 def _train(config: str, root: Path, run: Path, seconds: float, max_steps: int | None,
@@ -143,9 +142,9 @@ def _train(config: str, root: Path, run: Path, seconds: float, max_steps: int | 
     spec = get_protocol(PROTOCOL)
     cfg = load_config(config)
     total = max_steps if max_steps is not None else cfg.train.max_steps
-    resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir())
-    if resume and (run / "demo-train.json").is_file():
+    if (run / "demo-train.json").is_file():
         return json.loads((run / "demo-train.json").read_text())  # finished earlier (steps or time)
+    resume = (run / "config.json").is_file()  # started earlier: train() writes it before step 1
     result = train(cfg, source=PairSource(spec.dataset, root, "train"), out=run, resume=resume, max_steps=total,
                    progress=progress, max_seconds=max(seconds, 1.0))
     info = {"config": cfg.name, "steps": result.step, "stopped_by": result.stopped_by,

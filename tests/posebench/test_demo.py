@@ -124,3 +124,15 @@ def test_every_board_row_carries_its_results_file_hash(demo_out: Path) -> None:
     assert [e.method for e in board.entries] == list(METHODS)
     for entry in board.entries:
         assert entry.results["file_sha256"] == sha256_file(demo_out / "results" / f"{entry.method}.json")
+
+
+def test_a_training_interrupted_before_its_first_checkpoint_restarts(demo_out: Path, tmp_path) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(demo_out, out)
+    b1 = out / "runs" / "b1"
+    (b1 / "demo-train.json").unlink()
+    shutil.rmtree(b1 / "checkpoints")  # as if killed after config.json, before step 2's checkpoint
+    result = run_demo(out, minutes=30, plan=TOY, progress=False)
+    assert result.trained["reposedm-b1"]["steps"] == 2
