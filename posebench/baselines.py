@@ -23,15 +23,6 @@ BaselineKind = Literal["copy-source", "mean-train"]
 BASELINES: tuple[str, ...] = ("copy-source", "mean-train")
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    from posebench.utils.io import atomic_open
-
-    with atomic_open(path, "wb") as fh:
-        Image.fromarray(array).save(fh, format="PNG")
-
-
 def mean_image(paths: list[Path], size: tuple[int, int], on_image: Callable[[], object] | None = None) -> np.ndarray:
     """Pixel-wise mean (float64 accumulation, rounded to uint8) of `paths` resized to `size` (H, W)."""
     from posebench.images import read_rgb, resize
@@ -57,7 +48,7 @@ def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress:
 
     from posebench.datasets import manifest
     from posebench.datasets.problems import ProblemLog
-    from posebench.images import read_rgb, resize
+    from posebench.images import read_rgb, resize, write_png
     from posebench.protocols import get_protocol
 
     if kind not in BASELINES:
@@ -90,7 +81,7 @@ def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress:
             else:
                 img = read_rgb(split.images[key.source])
                 img = resize(img, size, "pil-bicubic") if img.shape[:2] != size else img
-            _write_png(out / key.filename, img)
+            write_png(out / key.filename, img)
             bar.advance(task)
     return len(todo)
 

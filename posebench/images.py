@@ -85,3 +85,13 @@ def apply_chain(img: np.ndarray, steps: list[tuple[str, tuple[int, int]]]) -> np
     for method, size in steps:
         img = resize(img, size, method)
     return img
+
+
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 RGB array as a PNG, atomically (no half-written file after a kill)."""
+    from PIL import Image
+
+    from posebench.utils.io import atomic_open
+
+    with atomic_open(path, "wb") as fh:
+        Image.fromarray(image).save(fh, format="PNG")

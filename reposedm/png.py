@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posebench.utils.io import atomic_open
-
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8 (rounded, clipped)."""
@@ -17,8 +15,6 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 def write_png(path: Path, image: torch.Tensor | np.ndarray) -> None:
     """Write a (3, H, W) [0, 1] tensor or an (H, W, 3) uint8 array as PNG, atomically."""
-    from PIL import Image
+    from posebench.images import write_png as write_array
 
-    array = to_uint8(image) if isinstance(image, torch.Tensor) else image
-    with atomic_open(path, "wb") as fh:
-        Image.fromarray(array).save(fh, format="PNG")
+    write_array(path, to_uint8(image) if isinstance(image, torch.Tensor) else image)
