@@ -365,16 +365,21 @@ class _PoseScorer:
     the ground truth is the target's first person, rescaled to the generated image and converted to COCO-17.
 
     Image ids are the pair's position in the sorted list of scored pairs, plus 1, so detections and ground truth
-    of several processes merge into what one process computes.
+    of several processes merge into what one process computes. The `clean` pose profile applies (estimator input,
+    refine fill, GT areas, similarity, aggregation, PCE filter); its target frame does not: the target is the pair's
+    target image itself.
     """
 
     def __init__(self, prep: _Prepared, cfg: EvalConfig) -> None:
-        from posebench.pose.detect import load_estimator
+        from posebench.pose.detect import load_estimator, set_refine_fill
+        from posebench.protocols.pose_profile import get_pose_profile
 
         self.prep = prep
         self.cfg = cfg
         self.name = pose_estimator_name(cfg)
+        self.profile = get_pose_profile("clean")
         self.model = load_estimator(self.name, weights=cfg.pose_weights, device=cfg.device)
+        set_refine_fill(self.model, self.profile.refine_fill)
         self.detections: list[dict] = []
         self.gt_images: list[dict] = []
         self.gt_annotations: list[dict] = []
@@ -383,7 +388,8 @@ class _PoseScorer:
     def score_batch(self, preds: list[np.ndarray], names: list[PairKey], ids: list[int]) -> None:
         from posebench.pose.detect import detect_arrays
 
-        self.detections += detect_arrays(self.model, preds, ids, device=self.cfg.device, flip_test=self.cfg.flip_test)
+        self.detections += detect_arrays(self.model, preds, ids, device=self.cfg.device, flip_test=self.cfg.flip_test,
+                                         swap_rb=self.profile.swap_rb)
         keypoints = self.prep.index.splits[self.prep.protocol.split].keypoints
         for img, key, image_id in zip(preds, names, ids, strict=True):
             h, w = img.shape[:2]
@@ -413,8 +419,10 @@ class _PoseScorer:
         """The requested pose metrics (results entries) and the per-image PCE in the order of `keys`."""
         from posebench.metrics.pose import evaluate_pose
 
-        res = evaluate_pose(self.ground_truth(), self.detections, profile="clean")
-        details = {"profile": "clean", "n_gt": res["n_gt"], "n_dt": res["n_dt"], "max_dets": res["max_dets"],
+        res = evaluate_pose(self.ground_truth(), self.detections, profile=self.profile)
+        details = {"profile": self.profile.name, "profile_version": self.profile.version,
+                   "profile_sha256": self.profile.sha256, "n_gt": res["n_gt"], "n_dt": res["n_dt"],
+                   "n_dt_pce": res["n_dt_pce"], "max_dets": res["max_dets"],
                    "estimator": {k: v for k, v in self.env().items() if k in ("name", "weights_sha256")}}
         out: dict[str, Any] = {}
         for m in POSE_METRICS:

@@ -17,9 +17,19 @@ Generated file names (PNG; JPEG only with `allow_lossy`), searched recursively u
 - `{stem}.png` when that stem names one validation image only (Human-Art numbers its files per scenario, so a
   bare stem is usually ambiguous).
 
-Ground truth is taken from `annotations/validation_humanart.json` (keypoints, bbox, area, iscrowd as annotated)
-and mapped into the generated image's pixel frame: when a generated image's size differs from the annotated
-image's, keypoints, boxes and areas are rescaled per axis (and a warning says how many images were rescaled).
+Ground truth is taken from `annotations/validation_humanart.json` and put in the pose profile's target frame
+(`target_frame`, quirk 6):
+
+- `center-crop` (`clean`): the annotated image resized so it covers the protocol resolution (shorter side 512) and
+  centre-cropped to 512x512 (`posebench.humanart_targets`); joints outside the crop become invisible, persons with
+  no visible joint left are dropped, bbox and area come from the visible joints. `posebench data targets` writes
+  these targets. A generated image that is not 512x512 gets the targets rescaled per axis from 512x512 (warned).
+- `annotated` (`humansd`): keypoints, bbox, area and iscrowd as annotated, rescaled per axis when a generated
+  image's size differs from the annotated image's (warned). HumanSD's randomly augmented targets are not replayed.
+
+The estimator is fed as the profile says: true RGB (`clean`) or R and B swapped (`humansd`, quirk 1); for
+decoders with a refine step, `refine_fill: false` (`humansd`, quirk 4) makes refine read the log maps of the UDP
+adjust, as mmpose 0.x does on CPU, so it (almost) never fills a missing joint.
 
 Orchestration, like `posebench.evaluation`: nothing below it imports it.
 """
@@ -30,7 +40,6 @@ import csv
 import datetime as _dt
 import hashlib
 import io
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -44,22 +53,23 @@ from posebench._version import __version__
 from posebench.datasets.names import stem
 from posebench.errors import PosebenchError
 from posebench.evaluation import ScoringConfig
+from posebench.humanart_targets import crop_annotation, target_frame
 from posebench.protocols import Protocol, get_profile, get_protocol
+from posebench.protocols.pose_profile import PoseProfile, get_pose_profile, is_custom
 from posebench.results.schema import HIGHER_IS_BETTER, write_results
 from posebench.utils.io import atomic_write_text, files_sha256, sha256_file
 
 DEFAULT_POSE_ESTIMATOR = "higherhrnet-w48-humanart-udp"
 POSE_METRICS = ("ap", "ap_m", "cap", "pce")
 IMAGE_METRICS = ("fid", "kid")
-POSE_PROFILE_VERSION = 1  # bump when posebench.metrics.pose changes a number of a profile
 
 
 @dataclass
 class PoseEvalConfig(ScoringConfig):
     """What `posebench eval` needs for a pose protocol (kind `pose`, `humanart-val`): the shared fields
-    (`posebench.evaluation.ScoringConfig`; `profile` is the pose-metric profile, `clean` or `humansd`; `root` the
-    Human-Art root with `annotations/validation_humanart.json` and `images/`; `flip_test` applies to estimators
-    with a grouping decoder) and:
+    (`posebench.evaluation.ScoringConfig`; `profile` is the pose-metric profile, `clean`, `humansd` or a
+    pose-profile YAML file; `root` the Human-Art root with `annotations/validation_humanart.json` and `images/`;
+    `flip_test` applies to estimators with a grouping decoder) and:
 
     Attributes:
         detections: precomputed COCO keypoint results (image ids = the Human-Art validation image ids); when
@@ -77,12 +87,13 @@ class _Image:
     real: Path
     frame: tuple[int, int]  # (H, W) of the annotated image
     annotations: list[dict]
+    file_name: str = ""  # as in the annotation file
 
 
 @dataclass
 class _Prepared:
     protocol: Protocol
-    pose_profile: str
+    pose_profile: PoseProfile
     metrics: tuple[str, ...]
     images: dict[str, _Image]  # every validation image, by key
     files: dict[str, Path]  # matched generated files, by key
@@ -122,7 +133,8 @@ def read_validation(root: Path) -> dict[str, _Image]:
         rel = humanart._rel_image_path(str(im["file_name"]))
         scenario = rel.parts[-2]
         key = f"{scenario}/{PurePosixPath(rel).stem}"
-        entry = _Image(key, scenario, int(im["id"]), root / rel, (int(im["height"]), int(im["width"])), [])
+        entry = _Image(key, scenario, int(im["id"]), root / rel, (int(im["height"]), int(im["width"])), [],
+                       str(im["file_name"]))
         images[key] = entry
         by_id[im["id"]] = entry
     for ann in data["annotations"]:
@@ -149,17 +161,27 @@ def _scaled_annotation(ann: dict, sx: float, sy: float) -> dict:
     return out
 
 
+def targets_in_frame(img: _Image, prof: PoseProfile, resolution: tuple[int, int]) -> tuple[list[dict],
+                                                                                          tuple[int, int]]:
+    """The annotations of `img` in the profile's target frame (quirk 6) and that frame's (H, W)."""
+    if prof.target_frame == "annotated":
+        return img.annotations, img.frame
+    frame = target_frame(*img.frame, resolution)
+    cropped = (crop_annotation(a, frame, prof.visibility_threshold) for a in img.annotations)
+    return [a for a in cropped if a is not None], frame.size
+
+
 def build_ground_truth(prep: _Prepared, keys: Sequence[str]) -> tuple[dict, int]:
-    """COCO keypoint ground truth of `keys` in the generated images' pixel frames; also the number rescaled."""
+    """COCO keypoint ground truth of `keys` in the generated images' pixel frames; also the number of images whose
+    targets were rescaled per axis (generated size differs from the target frame)."""
     images, anns, rescaled = [], [], 0
     for key in keys:
         img = prep.images[key]
         gh, gw = prep.sizes[key]
-        fh, fw = img.frame
-        sx, sy = gw / fw, gh / fh
+        targets, (fh, fw) = targets_in_frame(img, prep.pose_profile, prep.protocol.resolution)
         rescaled += int((gh, gw) != (fh, fw))
         images.append({"id": img.image_id, "file_name": prep.files[key].name, "height": gh, "width": gw})
-        anns.extend(_scaled_annotation(a, sx, sy) for a in img.annotations)
+        anns.extend(_scaled_annotation(a, gw / fw, gh / fh) for a in targets)
     return {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}, rescaled
 
 
@@ -246,10 +268,11 @@ def prepare(cfg: PoseEvalConfig) -> _Prepared:
     protocol = get_protocol(cfg.protocol)
     if protocol.kind != "pose":
         raise PosebenchError(f"protocol {protocol.name} is not a pose protocol; use posebench.evaluation")
-    pose_profile = cfg.profile or protocol.default_pose_profile or "clean"
-    if pose_profile not in protocol.pose_profiles:
-        raise PosebenchError(f"pose profile {pose_profile!r} does not apply to {protocol.name}; choose one of "
-                             f"{', '.join(protocol.pose_profiles)}")
+    pose_profile = get_pose_profile(cfg.profile or protocol.default_pose_profile or "clean")
+    custom = is_custom(pose_profile)
+    if not custom and pose_profile.name not in protocol.pose_profiles:
+        raise PosebenchError(f"pose profile {pose_profile.name!r} does not apply to {protocol.name}; choose one of "
+                             f"{', '.join(protocol.pose_profiles)} (or a pose-profile YAML file)")
     wanted = cfg.metrics or protocol.metrics
     unknown = [m for m in wanted if m not in protocol.metrics]
     if unknown:
@@ -272,6 +295,8 @@ def prepare(cfg: PoseEvalConfig) -> _Prepared:
                                   f"({protocol.pinned.get('images_per_scenario', '?')} per scenario)")
     if len(found) < len(keys):
         prep.non_canonical.append(f"only {len(found)} of {len(keys)} validation images scored")
+    if custom:
+        prep.non_canonical.append(f"custom pose profile {pose_profile.name} from {pose_profile.source}")
     estimator = cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR
     if cfg.detections is not None:
         prep.non_canonical.append("precomputed detections (--detections): their estimator is not verified")
@@ -304,13 +329,16 @@ def _split_view(images: dict[str, _Image]) -> Any:
 # ---------------------------------------------------------------------------------------------- detections
 
 
-def _estimator_env(cfg: PoseEvalConfig) -> dict[str, Any]:
-    """Estimator name and the sha256 of the weights it ran with (None for random initialisation)."""
+def _estimator_env(cfg: PoseEvalConfig, prep: _Prepared) -> dict[str, Any]:
+    """Estimator name, the sha256 of the weights it ran with (None for random initialisation), and how the pose
+    profile fed it (channel order, refine fill)."""
     if cfg.detections is not None:
         return {"name": None, "detections_file": str(cfg.detections), "detections_sha256": sha256_file(cfg.detections)}
     from posebench.pose.detect import estimator_env
 
-    return estimator_env(cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR, cfg.pose_weights, cfg.flip_test)
+    prof = prep.pose_profile
+    return {**estimator_env(cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR, cfg.pose_weights, cfg.flip_test),
+            "input": prof.estimator_input, "refine_fill": prof.refine_fill}
 
 
 def get_detections(cfg: PoseEvalConfig, prep: _Prepared, keys: Sequence[str]) -> list[dict]:
@@ -330,14 +358,15 @@ def get_detections(cfg: PoseEvalConfig, prep: _Prepared, keys: Sequence[str]) ->
             prep.warnings.append(f"{dropped} precomputed detections belong to images without a generated image "
                                  "and were left out")
         return [d for i, v in by_id.items() if i in wanted for d in v]
-    from posebench.pose.detect import detect_with, load_estimator
+    from posebench.pose.detect import detect_with, load_estimator, set_refine_fill
 
     model = load_estimator(cfg.pose_estimator or DEFAULT_POSE_ESTIMATOR, weights=cfg.pose_weights,
                            device=cfg.device)
+    set_refine_fill(model, prep.pose_profile.refine_fill)  # quirk 4
     paths = [prep.files[k] for k in keys]
     ids = {str(prep.files[k]): prep.images[k].image_id for k in keys}
     return detect_with(model, paths, ids, device=cfg.device, flip_test=cfg.flip_test, batch_size=cfg.batch_size,
-                       progress=cfg.progress)
+                       progress=cfg.progress, swap_rb=prep.pose_profile.swap_rb)  # quirk 1
 
 
 # ---------------------------------------------------------------------------------------------- FID / KID
@@ -449,15 +478,6 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _pose_profile_meta(name: str) -> dict[str, Any]:
-    from posebench.metrics import pose
-
-    spec = {"name": name, "version": POSE_PROFILE_VERSION, "max_dets": 20, "batch_size": pose.BATCH_SIZE,
-            "sigmas": list(pose._SIGMAS)}
-    return {"name": name, "version": POSE_PROFILE_VERSION, "kind": "pose",
-            "sha256": hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()}
-
-
 def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
     """Run a pose-protocol evaluation and write `cfg.out` (+ a per-image CSV beside it); returns the results.
 
@@ -476,8 +496,7 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
     feats = _Features(prep, cfg) if set(IMAGE_METRICS) & set(prep.metrics) else None  # weights fail early
     gt, rescaled = build_ground_truth(prep, keys)
     if rescaled:
-        prep.warnings.append(f"{rescaled} generated images differ in size from their annotated image: the target "
-                             "keypoints, boxes and areas were rescaled to the generated image per axis")
+        prep.warnings.append(_rescale_warning(rescaled, prep))
     need_pose = bool(set(POSE_METRICS) & set(prep.metrics))
     dets = get_detections(cfg, prep, keys) if need_pose else []
     scenarios = sorted({prep.images[k].scenario for k in keys})
@@ -486,19 +505,18 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
                                             for s in scenarios}
     per_image: dict[int, dict[str, Any]] = {}
     if need_pose:
-        overall = evaluate_pose(gt, dets, profile=prep.pose_profile)  # type: ignore[arg-type]
+        overall = evaluate_pose(gt, dets, profile=prep.pose_profile)
         per_image = {r["image_id"]: r for r in overall["per_image_pce"]}
         for s in scenarios:
             ids = {prep.images[k].image_id for k in keys if prep.images[k].scenario == s}
             sub = {**gt, "images": [im for im in gt["images"] if im["id"] in ids],
                    "annotations": [a for a in gt["annotations"] if a["image_id"] in ids]}
-            res = evaluate_pose(sub, [d for d in dets if d["image_id"] in ids],
-                                profile=prep.pose_profile)  # type: ignore[arg-type]
+            res = evaluate_pose(sub, [d for d in dets if d["image_id"] in ids], profile=prep.pose_profile)
             breakdown[s].update({m: _value(res[m]) for m in POSE_METRICS if m in prep.metrics},
                                 n_gt=res["n_gt"], n_dt=res["n_dt"])
-        details = {"profile": prep.pose_profile, "n_gt": overall["n_gt"], "n_dt": overall["n_dt"],
-                   "max_dets": overall["max_dets"]}
-        if prep.pose_profile == "humansd":
+        details = {"profile": prep.pose_profile.name, "n_gt": overall["n_gt"], "n_dt": overall["n_dt"],
+                   "n_dt_pce": overall["n_dt_pce"], "max_dets": overall["max_dets"]}
+        if "n_batches" in overall:
             details.update(n_batches=overall["n_batches"], ap_m_incl_missing=overall["ap_m_incl_missing"])
         for m in POSE_METRICS:
             if m in prep.metrics:
@@ -543,7 +561,7 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
         "canonical": not prep.non_canonical,
         "non_canonical_reasons": prep.non_canonical,
         "protocol": {"name": prep.protocol.name, "version": prep.protocol.version, "sha256": prep.protocol.sha256},
-        "profile": _pose_profile_meta(prep.pose_profile),
+        "profile": prep.pose_profile.meta(),
         "dataset": {"name": prep.protocol.dataset, "layout": "coco", "split": prep.protocol.split,
                     "pairs": len(all_keys),
                     "pairs_sha256": hashlib.sha256("\n".join(all_keys).encode()).hexdigest(),
@@ -558,7 +576,7 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
         "breakdown": {"by": "scenario", "rows": breakdown},
         "per_image_file": per_image_file.name,
         "warnings": prep.warnings,
-        "env": {**versions(), "pose_estimator": _estimator_env(cfg) if need_pose else None,
+        "env": {**versions(), "pose_estimator": _estimator_env(cfg, prep) if need_pose else None,
                 "extractor": feats.env() if feats is not None else None, "device": cfg.device, "processes": 1},
         "timing": {"seconds": round(elapsed, 3),
                    "images_per_second": round(len(keys) / elapsed, 3) if elapsed else None},
@@ -568,6 +586,15 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
     write_results(cfg.out, result)
     return result
 
+
+
+def _rescale_warning(n: int, prep: _Prepared) -> str:
+    if prep.pose_profile.target_frame == "annotated":
+        return (f"{n} generated images differ in size from their annotated image: the target keypoints, boxes and "
+                "areas were rescaled to the generated image per axis")
+    h, w = prep.protocol.resolution
+    return (f"{n} generated images are not {h}x{w}: the targets of the {h}x{w} target frame were rescaled to the "
+            "generated image per axis")
 
 
 def _write_per_image(path: Path, prep: _Prepared, keys: Sequence[str], per_image: dict[int, dict[str, Any]]) -> None:

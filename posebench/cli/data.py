@@ -10,7 +10,7 @@ import typer
 
 from posebench.errors import PosebenchError
 
-app = typer.Typer(help="Datasets: prepare | verify | stats | synth.", no_args_is_help=True)
+app = typer.Typer(help="Datasets: prepare | verify | stats | synth | targets.", no_args_is_help=True)
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="deepfashion | market | humanart")]
 RootOpt = Annotated[Path, typer.Option("--root", "-r", help="Your copy of the dataset.", file_okay=False)]
@@ -123,3 +123,20 @@ def synth(
                          overwrite=overwrite)
     typer.echo(f"{summary.format} at {summary.root}: images {summary.images}, pairs {summary.pairs}, "
                f"identities {summary.identities}")
+
+
+@app.command()
+def targets(
+    protocol: Annotated[str, typer.Option(help="A pose protocol (humanart-val).")],
+    root: RootOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="COCO keypoint JSON to write.", dir_okay=False)],
+    profile: Annotated[str, typer.Option(help="Pose profile whose target frame to use.")] = "clean",
+) -> None:
+    """The targets a pose protocol scores against, as COCO keypoint JSON: every validation image resized and
+    centre-cropped to the protocol resolution (clean pose profile), keypoints in the cropped frame."""
+    from posebench.humanart_targets import targets_coco
+    from posebench.utils.io import atomic_write_text
+
+    coco = targets_coco(root, protocol, profile)
+    atomic_write_text(out, json.dumps(coco, indent=1) + "\n")
+    typer.echo(f"{len(coco['images']):,} images, {len(coco['annotations']):,} persons in the target frame: {out}")

@@ -56,7 +56,7 @@ def eval_(
 
     Pose protocols (humanart-val) run a pose estimator on the generated images instead and report AP, AP(m),
     CAP and PCE against the target poses, per scenario, with per-scenario FID/KID; --profile is then the
-    pose-metric profile (clean or humansd).
+    pose-metric profile (clean, humansd or a pose-profile YAML file).
     """
     from posebench.evaluation import EvalConfig, evaluate
     from posebench.protocols import get_protocol

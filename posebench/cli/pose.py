@@ -93,8 +93,9 @@ def eval_pose(
     detections: Annotated[Path, typer.Argument(help="COCO keypoint results JSON: a list of {image_id, keypoints "
                                                "(51 floats), score} (or a dict with an 'annotations' list).",
                                                metavar="DETECTIONS")],
-    profile: Annotated[str, typer.Option(help="Metric profile: clean (dataset-level, fixed) or humansd "
-                                         "(released code, per-10-image batches, CAP bug).")] = "clean",
+    profile: Annotated[str, typer.Option(help="Pose profile: clean (dataset-level, fixed), humansd "
+                                         "(released code, per-10-image batches, CAP bug) or a pose-profile "
+                                         "YAML file.")] = "clean",
     out: Annotated[Path | None, typer.Option(help="Write the full result (with per-image PCE) as JSON here.")] = None,
 ) -> None:
     """Score keypoint detections against a ground truth: AP, AP(m), CAP (fractions) and PCE.
@@ -115,7 +116,7 @@ def eval_pose(
             raise PosebenchError(f"the detections file {detections} must hold a list of results "
                                  "(or a dict with an 'annotations' list)")
         dets = dets["annotations"]
-    res = evaluate_pose(gt_data, dets, profile=profile)  # type: ignore[arg-type]
+    res = evaluate_pose(gt_data, dets, profile=profile)
 
     def fmt(v: float | None, scale: float = 100.0) -> str:
         return "n/a" if v is None else f"{v * scale:.2f}"
@@ -127,7 +128,7 @@ def eval_pose(
                   str(res["n_gt"]), str(res["n_dt"]))
     Console(soft_wrap=True).print(table)
     typer.echo("AP, AP(m), CAP shown x100; n/a = no GT in range" +
-               (f"; mean over {res['n_batches']} batches of 10" if res["profile"] == "humansd" else ""))
+               (f"; mean over {res['n_batches']} batches" if "n_batches" in res else ""))
     if out is not None:
         atomic_write_text(out, json.dumps(res, indent=2, default=str) + "\n")
         typer.echo(f"wrote {out}")

@@ -9,35 +9,39 @@ sections 1-2 and 4 for the released code this reproduces.
   keypoint default and HumanSD's setting). An undefined value (no GT in the area range) is reported as None.
 - **CAP** = the same COCO matching and accumulation with a weighted cosine pose similarity in place of OKS
   (`weighted_pose_cosine`), thresholds 0.50:0.05:0.95, `stats[0]`.
-- **PCE** = mean over images of |#GT persons - #detections|. Every detection counts (no score threshold, no NMS):
-  detections are taken as given.
+- **PCE** = mean over images of |#GT persons - #counted detections|. Which detections count is a profile setting
+  (quirk 7): `humansd` counts every detection; `clean` counts those with score >= `pce_score_threshold` left after
+  greedy OKS-NMS at `pce_oks_nms_threshold` (`oks_nms`, as mmpose's). AP and CAP always use every detection.
 
 All values are fractions (the papers print AP and CAP x100).
 
-Profiles:
+Profiles are versioned YAML files (`posebench/protocols/pose_profiles/`, `posebench.protocols.pose_profile`);
+`evaluate_pose(..., profile=)` takes a built-in name (`clean`, `humansd`), a YAML path or a `PoseProfile`. The
+settings this module applies (quirk numbers of the notes, section 4):
 
-- `clean`: one dataset-level COCOeval over every image of the GT; CAP uses the NaN-free similarity of the notes
-  (detection y uses y); PCE over every image id of the GT. GT `area`/`bbox` are used as given; when missing they
-  are computed from the visible joints.
-- `humansd`: reproduces the released code as far as the notes describe. Quirks reproduced:
-
-  1. *CAP y bug* (quirk 2): the detection's y vector is the already normalised x vector divided by the norm of the
-     min-max-only y vector, so the detection's vertical layout enters only through one scalar.
-  2. *CAP NaN matches* (quirk 9): with fewer than two visible joints, or a zero x/y range, the similarity is NaN;
-     pycocotools' `ious < thr` test is False for NaN, so the pair is accepted as a match (and becomes the running
-     best). With no visible joint at all the similarity is NaN as well (posebench's reading; such GTs are ignored).
-  3. *GT bbox/area from the (-1, -1) placeholders* (quirk 3): every joint with v <= 0 becomes (-1, -1, 0); `bbox`
-     is the min/max over all 17 points, `area` = w*h, `num_keypoints` = count of x > 0; persons without any x > 0
-     are dropped from the GT (and from the PCE count).
-  4. *Per-10-image batches* (quirk 5): images are taken in the order of `gt["images"]`, 10 per batch (the last may
-     be shorter); AP, AP(m), CAP and PCE are computed per batch and averaged over batches (a plain mean is the
-     unverified "obvious reading"). AP(m) is -1 in a batch without medium GT: `ap_m` averages the batches where it
-     is defined, `ap_m_incl_missing` averages all batches with the -1 values included.
-  5. *PCE index loop* (quirk 8): per batch, with n = number of images of the batch that have GT, the mean runs over
-     batch positions 0..n-1, not over the images with GT; a position without GT counts 0 GT and the last images
-     of the batch are skipped. A batch with n = 0 has an undefined PCE (0/0 in the released code); posebench
-     leaves it out of the mean over batches and says so in the batch row.
-  6. Detections whose joint scores are all 0 are dropped (xtcocotools behaviour, notes section 2.1).
+- `gt_area` (quirk 3): `given-or-visible-joints` uses GT `area`/`bbox` as given and computes missing ones from the
+  visible joints; `placeholders` turns every joint with v <= `visibility_threshold` into (-1, -1, 0), takes `bbox`
+  as the min/max over all 17 points, `area` = w*h, `num_keypoints` = count of x > 0, and drops persons without
+  any x > 0 from the GT (and from the PCE count).
+- `visibility_threshold` (quirk 10): a GT joint is visible when v > threshold (`clean` sets v = 0 for the others,
+  coordinates kept).
+- `cap_similarity` (quirks 2, 9): `clean` is NaN-free with the detection's y vector; `humansd` reuses the
+  normalised x vector (the released bug) and its NaN similarities are accepted as matches (pycocotools'
+  `ious < thr` is False for NaN). With no visible joint at all the similarity is NaN as well (posebench's reading;
+  such GTs are ignored).
+- `aggregation` (quirk 5): `dataset` is one COCOeval over every image; `batches` takes images in the order of
+  `gt["images"]`, `batch_size` per batch (the last may be shorter), computes AP, AP(m), CAP and PCE per batch and
+  averages over batches (a plain mean, the unverified "obvious reading"). AP(m) is -1 in a batch without medium
+  GT: `ap_m` averages the batches where it is defined, `ap_m_incl_missing` averages all with the -1 included.
+- `pce_images` (quirk 8): `every-image` averages over every image id; `first-n-positions` averages, per batch,
+  over positions 0..n-1 with n = the number of images of the batch that have GT, so a position without GT counts
+  0 GT and the last images are skipped. A batch with n = 0 has an undefined PCE (0/0 in the released code);
+  posebench leaves it out of the mean over batches and says so in the batch row.
+- `pce_score_threshold`, `pce_oks_nms_threshold` (quirk 7): see PCE above; null = off.
+- `drop_zero_score_detections`: COCOeval does not see detections without a joint score above 0 (xtcocotools'
+  `_prepare`, notes 2.1; pycocotools keeps them); PCE still counts them, as the released code counts the
+  detection index (`imgToAnns`).
+- `sigmas`, `max_dets`: COCOeval's `kpt_oks_sigmas` (also OKS-NMS's) and `maxDets`.
 """
 
 from __future__ import annotations
@@ -54,11 +58,11 @@ import numpy as np
 
 from posebench.datasets.keypoints import COCO17_SIGMAS
 from posebench.errors import PosebenchError
+from posebench.protocols.pose_profile import PoseProfile, get_pose_profile
 
 Profile = Literal["clean", "humansd"]
-PROFILES: tuple[str, ...] = ("clean", "humansd")
+PROFILES: tuple[str, ...] = ("clean", "humansd")  # the built-in pose profiles (pose_profiles/*.yaml)
 N_JOINTS = 17
-BATCH_SIZE = 10  # HumanSD's driver batch size (notes section 1.2)
 _SIGMAS = np.asarray(COCO17_SIGMAS, dtype=np.float64)
 
 
@@ -131,6 +135,7 @@ def _cocoeval_classes():
         """COCOeval whose `computeOks` returns the weighted cosine similarity matrix (dts x gts)."""
 
         variant: str = "clean"
+        sigmas: np.ndarray = _SIGMAS
 
         def computeOks(self, imgId, catId):  # noqa: N802 (pycocotools name)
             p = self.params
@@ -145,7 +150,8 @@ def _cocoeval_classes():
                 gk = np.asarray(g["keypoints"], dtype=np.float64).reshape(N_JOINTS, 3)
                 for i, d in enumerate(dts):
                     dk = np.asarray(d["keypoints"], dtype=np.float64).reshape(N_JOINTS, 3)
-                    sims[i, j] = weighted_pose_cosine(gk[:, :2], dk[:, :2], gk[:, 2], _SIGMAS, variant=self.variant)
+                    sims[i, j] = weighted_pose_cosine(gk[:, :2], dk[:, :2], gk[:, 2], self.sigmas,
+                                                      variant=self.variant)
             return sims
 
     return COCO, COCOeval, COCOevalSimilarity
@@ -167,7 +173,7 @@ def _coco_pair(gt: dict, dets: list[dict]):
     return coco_gt, coco_dt
 
 
-def _run(gt: dict, dets: list[dict], variant: str) -> tuple[float | None, float | None, float | None]:
+def _run(gt: dict, dets: list[dict], prof: PoseProfile) -> tuple[float | None, float | None, float | None]:
     """(AP, AP(m), CAP) of one COCO evaluation; None where COCOeval returns -1 (no GT in range)."""
     _, COCOeval, COCOevalSimilarity = _cocoeval_classes()
     coco_gt, coco_dt = _coco_pair(gt, dets)
@@ -176,10 +182,11 @@ def _run(gt: dict, dets: list[dict], variant: str) -> tuple[float | None, float 
     for cls in (COCOeval, COCOevalSimilarity):
         ev = cls(coco_gt, coco_dt, iouType="keypoints")
         if cls is COCOevalSimilarity:
-            ev.variant = variant
+            ev.variant = prof.cap_similarity
+            ev.sigmas = np.asarray(prof.sigmas, dtype=np.float64)
         ev.params.imgIds = img_ids
-        ev.params.kpt_oks_sigmas = _SIGMAS.copy()
-        ev.params.maxDets = [20]
+        ev.params.kpt_oks_sigmas = np.asarray(prof.sigmas, dtype=np.float64)
+        ev.params.maxDets = [prof.max_dets]
         with contextlib.redirect_stdout(io.StringIO()):
             ev.evaluate()
             ev.accumulate()
@@ -201,7 +208,8 @@ def _finite_list(value: Any, n: int) -> bool:
     return bool(np.isfinite(arr).all())
 
 
-def _validate_gt(gt: Any, profile: str) -> dict:
+def _validate_gt(gt: Any, prof: PoseProfile | str) -> dict:
+    prof = get_pose_profile(prof)
     if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or not isinstance(
             gt.get("annotations"), list):
         raise PosebenchError("ground truth must be a COCO keypoint dict with 'images' and 'annotations' lists")
@@ -233,29 +241,54 @@ def _validate_gt(gt: Any, profile: str) -> dict:
         a = dict(a)
         a.setdefault("category_id", cat_id)
         a.setdefault("iscrowd", 0)
-        if profile == "humansd":  # quirk 3: placeholders enter the bbox, persons with no x > 0 are dropped
-            kp[kp[:, 2] <= 0] = (-1.0, -1.0, 0.0)
-            if not (kp[:, 0] > 0).any():
+        hidden = kp[:, 2] <= prof.visibility_threshold  # quirk 10
+        if prof.gt_area == "placeholders":
+            a = _placeholder_annotation(a, kp, hidden)
+            if a is None:
                 continue
-            x0, y0, x1, y1 = kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()
-            a["keypoints"] = kp.reshape(-1).tolist()
-            a["num_keypoints"] = int((kp[:, 0] > 0).sum())
-            a["bbox"] = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
-            a["area"] = float((x1 - x0) * (y1 - y0))
         else:
-            vis = kp[kp[:, 2] > 0]
-            a.setdefault("num_keypoints", int(len(vis)))
-            if "bbox" not in a or "area" not in a:
-                if len(vis):
-                    x0, y0, x1, y1 = vis[:, 0].min(), vis[:, 1].min(), vis[:, 0].max(), vis[:, 1].max()
-                else:
-                    x0 = y0 = x1 = y1 = 0.0
-                a.setdefault("bbox", [float(x0), float(y0), float(x1 - x0), float(y1 - y0)])
-                a.setdefault("area", float((x1 - x0) * (y1 - y0)))
+            a = _visible_joint_annotation(a, kp, hidden)
         a["id"] = k + 1
         anns.append(a)
     gt["annotations"] = anns
     return gt
+
+
+def _placeholder_annotation(a: dict, kp: np.ndarray, hidden: np.ndarray) -> dict | None:
+    """Quirk 3: hidden joints become (-1, -1, 0) and enter the bbox; None for a person with no x > 0 (dropped)."""
+    kp[hidden] = (-1.0, -1.0, 0.0)
+    a["iscrowd"] = 0  # the released code writes its own GT: nobody is a crowd
+    if not (kp[:, 0] > 0).any():
+        return None
+    x0, y0, x1, y1 = kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()
+    a["keypoints"] = kp.reshape(-1).tolist()
+    a["num_keypoints"] = int((kp[:, 0] > 0).sum())
+    a["bbox"] = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+    a["area"] = float((x1 - x0) * (y1 - y0))
+    return a
+
+
+def _visible_joint_annotation(a: dict, kp: np.ndarray, hidden: np.ndarray) -> dict:
+    """Area and bbox as given; when either is missing, both from the min/max box of the visible joints."""
+    if hidden.any() and (kp[hidden, 2] != 0).any():  # v at or below the threshold: invisible, coordinates kept
+        kp[hidden, 2] = 0.0
+        a["keypoints"] = kp.reshape(-1).tolist()
+    vis = kp[~hidden]
+    a.setdefault("num_keypoints", int(len(vis)))
+    if "bbox" not in a or "area" not in a:
+        x0, y0, x1, y1 = visible_box(kp, hidden)
+        a.setdefault("bbox", [x0, y0, x1 - x0, y1 - y0])
+        a.setdefault("area", (x1 - x0) * (y1 - y0))
+    return a
+
+
+def visible_box(kp: np.ndarray, hidden: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of the joints not `hidden` (default: v <= 0) of a (17, 3) array; zeros when none."""
+    hidden = kp[:, 2] <= 0 if hidden is None else hidden
+    vis = kp[~hidden]
+    if not len(vis):
+        return 0.0, 0.0, 0.0, 0.0
+    return float(vis[:, 0].min()), float(vis[:, 1].min()), float(vis[:, 0].max()), float(vis[:, 1].max())
 
 
 def _describe(value: Any) -> str:
@@ -264,7 +297,8 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _validate_dets(dets: Any, gt: dict, profile: str) -> list[dict]:
+def _validate_dets(dets: Any, gt: dict, prof: PoseProfile | str) -> list[dict]:
+    prof = get_pose_profile(prof)
     if not isinstance(dets, list):
         raise PosebenchError(f"detections must be a list of COCO keypoint results, got {type(dets).__name__}")
     known = {im["id"] for im in gt["images"]}
@@ -288,8 +322,6 @@ def _validate_dets(dets: Any, gt: dict, profile: str) -> list[dict]:
             raise PosebenchError(f"{where} (image {d['image_id']!r}): 'score' must be a finite number, got {score!r}")
         d = {**d, "keypoints": [float(v) for v in d["keypoints"]], "score": float(score)}
         d.setdefault("category_id", cat_id)
-        if profile == "humansd" and not any(d["keypoints"][2::3]):
-            continue  # quirk 6: all joint scores 0 -> dropped
         out.append(d)
     if unknown:
         names = sorted({repr(u) for u in unknown})
@@ -299,11 +331,72 @@ def _validate_dets(dets: Any, gt: dict, profile: str) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- evaluator
-def _subset(gt: dict, dets: list[dict], img_ids: list[Any]) -> tuple[dict, list[dict]]:
-    keep = set(img_ids)
-    sub = {**gt, "images": [im for im in gt["images"] if im["id"] in keep],
-           "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
-    return sub, [d for d in dets if d["image_id"] in keep]
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, threshold: float,
+            sigmas: np.ndarray | None = None) -> list[int]:
+    """Indices kept by greedy OKS-NMS over one image's detections, as mmpose's `oks_nms` (no visibility threshold).
+
+    Detections are visited by descending score (ties: the earlier first); each kept one suppresses the remaining
+    ones whose OKS with it exceeds `threshold`. OKS uses all 17 joints, the detections' areas from their keypoint
+    extent ((max - min x) * (max - min y)) averaged, and variances (2σ)².
+
+    Args:
+        keypoints: (N, 17, 2 or 3) detections.
+        scores: (N,) person scores.
+        threshold: OKS above which a detection is a duplicate.
+        sigmas: (17,) per-joint σ (default COCO).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if not len(kp):
+        return []
+    xy = kp[:, :, :2]
+    var = (2 * (_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64))) ** 2
+    areas = np.ptp(xy[:, :, 0], axis=1) * np.ptp(xy[:, :, 1], axis=1)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        d2 = ((xy[rest] - xy[i]) ** 2).sum(axis=2)
+        e = d2 / var / ((areas[i] + areas[rest])[:, None] / 2 + np.spacing(1)) / 2
+        order = rest[np.exp(-e).mean(axis=1) <= threshold]
+    return keep
+
+
+def scored_detections(dets: list[dict], prof: PoseProfile) -> list[dict]:
+    """The detections COCOeval sees: `drop_zero_score_detections` drops those without a joint score above 0, as
+    xtcocotools' `_prepare` does (negative scores too); PCE still counts them (the released code counts
+    `imgToAnns`)."""
+    if not prof.drop_zero_score_detections:
+        return dets
+    return [d for d in dets if any(v > 0 for v in d["keypoints"][2::3])]
+
+
+def pce_detections(dets: list[dict], prof: PoseProfile) -> list[dict]:
+    """The detections PCE counts (quirk 7): score >= `pce_score_threshold`, then OKS-NMS per image; null = off."""
+    thr, nms_thr = prof.pce_score_threshold, prof.pce_oks_nms_threshold
+    kept = [d for d in dets if thr is None or d["score"] >= thr]
+    if nms_thr is None:
+        return kept
+    by_image: dict[Any, list[dict]] = {}
+    for d in kept:
+        by_image.setdefault(d["image_id"], []).append(d)
+    out = []
+    for group in by_image.values():
+        kp = np.asarray([d["keypoints"] for d in group], dtype=np.float64).reshape(len(group), N_JOINTS, 3)
+        out += [group[i] for i in sorted(oks_nms(kp, np.asarray([d["score"] for d in group]), nms_thr,
+                                                 np.asarray(prof.sigmas)))]
+    return out
+
+
+def _batch(gt: dict, dets: list[dict], img_ids: list[Any]) -> tuple[dict, list[dict]]:
+    """One batch with batch-local image ids 0..B-1, as the released code builds it (quirk 5). The ids matter:
+    COCOeval concatenates per-image results in image-id order before its stable score sort, so exact score ties
+    across images rank by batch position."""
+    local = {i: k for k, i in enumerate(img_ids)}
+    sub = {**gt, "images": [{**im, "id": local[im["id"]]} for im in gt["images"] if im["id"] in local],
+           "annotations": [{**a, "image_id": local[a["image_id"]]} for a in gt["annotations"]
+                           if a["image_id"] in local]}
+    return sub, [{**d, "image_id": local[d["image_id"]]} for d in dets if d["image_id"] in local]
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -311,45 +404,66 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def evaluate_pose(gt_coco: dict, detections: list[dict], *, profile: Profile = "clean") -> dict[str, Any]:
+def _count(ids: list[Any], items: list[dict]) -> dict[Any, int]:
+    n = {i: 0 for i in ids}
+    for x in items:
+        n[x["image_id"]] += 1
+    return n
+
+
+def _pce_rows(ids: list[Any], n_gt: dict[Any, int], n_dt: dict[Any, int], prof: PoseProfile,
+              batch: int | None = None) -> list[dict]:
+    """Per-image PCE rows of one evaluation unit; `first-n-positions` keeps positions 0..n-1 only (quirk 8)."""
+    if prof.pce_images == "first-n-positions":
+        ids = ids[:sum(1 for i in ids if n_gt[i] > 0)]
+    extra = {} if batch is None else {"batch": batch}
+    return [{"image_id": i, **extra, "n_gt": n_gt[i], "n_dt": n_dt[i], "error": abs(n_gt[i] - n_dt[i])}
+            for i in ids]
+
+
+def evaluate_pose(gt_coco: dict, detections: list[dict], *,
+                  profile: str | Path | PoseProfile = "clean") -> dict[str, Any]:
     """AP, AP(m), CAP and PCE of keypoint `detections` against `gt_coco` (see the module docstring).
 
-    Returns {"profile", "ap", "ap_m", "cap", "pce", "n_images", "n_gt", "n_dt", "per_image_pce"} (AP/CAP as
-    fractions, None where undefined); `humansd` adds "ap_m_incl_missing" and "batches" (one row per 10 images).
+    Args:
+        gt_coco: COCO keypoint ground truth.
+        detections: COCO keypoint results.
+        profile: a built-in pose profile name (`clean`, `humansd`), a pose-profile YAML file or a `PoseProfile`.
+
+    Returns:
+        {"profile" (name), "profile_version", "profile_sha256", "ap", "ap_m", "cap", "pce", "n_images", "n_gt",
+        "n_dt" (every detection), "n_dt_pce" (the ones PCE counts), "max_dets", "per_image_pce"} (AP/CAP as
+        fractions, None where undefined; per-image `n_dt` is the PCE count); `aggregation: batches` adds
+        "ap_m_incl_missing", "n_batches" and "batches" (one row per batch).
     """
-    if profile not in PROFILES:
-        raise PosebenchError(f"unknown pose-metric profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    gt = _validate_gt(gt_coco, profile)
-    dets = _validate_dets(detections, gt, profile)
+    prof = get_pose_profile(profile)
+    gt = _validate_gt(gt_coco, prof)
+    dets = _validate_dets(detections, gt, prof)
+    counted, n_all = pce_detections(dets, prof), len(dets)
+    dets = scored_detections(dets, prof)
     img_ids = [im["id"] for im in gt["images"]]
-    n_gt = {i: 0 for i in img_ids}
-    for a in gt["annotations"]:
-        n_gt[a["image_id"]] += 1
-    n_dt = {i: 0 for i in img_ids}
-    for d in dets:
-        n_dt[d["image_id"]] += 1
-    result: dict[str, Any] = {"profile": profile, "n_images": len(img_ids), "n_gt": len(gt["annotations"]),
-                              "n_dt": len(dets), "max_dets": 20}
-    if profile == "clean":
-        ap, ap_m, cap = _run(gt, dets, "clean") if img_ids else (None, None, None)
-        per_image = [{"image_id": i, "n_gt": n_gt[i], "n_dt": n_dt[i], "error": abs(n_gt[i] - n_dt[i])}
-                     for i in img_ids]
+    n_gt, n_dt = _count(img_ids, gt["annotations"]), _count(img_ids, counted)
+    result: dict[str, Any] = {"profile": prof.name, "profile_version": prof.version, "profile_sha256": prof.sha256,
+                              "n_images": len(img_ids), "n_gt": len(gt["annotations"]), "n_dt": n_all,
+                              "n_dt_pce": len(counted), "max_dets": prof.max_dets}
+    if prof.aggregation == "dataset":
+        ap, ap_m, cap = _run(gt, dets, prof) if img_ids else (None, None, None)
+        per_image = _pce_rows(img_ids, n_gt, n_dt, prof)
         pce = float(np.mean([r["error"] for r in per_image])) if per_image else None
         result.update(ap=ap, ap_m=ap_m, cap=cap, pce=pce, per_image_pce=per_image)
         return result
 
     batches, per_image = [], []
-    for b, start in enumerate(range(0, len(img_ids), BATCH_SIZE)):
-        ids = img_ids[start:start + BATCH_SIZE]
-        sub_gt, sub_dets = _subset(gt, dets, ids)
-        ap, ap_m, cap = _run(sub_gt, sub_dets, "humansd")
-        n = sum(1 for i in ids if n_gt[i] > 0)  # quirk 5: loop over positions 0..n-1
-        rows = [{"image_id": i, "batch": b, "n_gt": n_gt[i], "n_dt": n_dt[i], "error": abs(n_gt[i] - n_dt[i])}
-                for i in ids[:n]]
+    size = int(prof.batch_size or 1)
+    for b, start in enumerate(range(0, len(img_ids), size)):
+        ids = img_ids[start:start + size]
+        sub_gt, sub_dets = _batch(gt, dets, ids)
+        ap, ap_m, cap = _run(sub_gt, sub_dets, prof)
+        rows = _pce_rows(ids, n_gt, n_dt, prof, batch=b)
         per_image.extend(rows)
         pce = float(np.mean([r["error"] for r in rows])) if rows else None
         batches.append({"batch": b, "image_ids": ids, "ap": ap, "ap_m": ap_m, "cap": cap, "pce": pce,
-                        "pce_images": n, "note": "" if rows else "no image with GT: PCE undefined, left out"})
+                        "pce_images": len(rows), "note": "" if rows else "no image with GT: PCE undefined, left out"})
     ap_m_all = [(-1.0 if r["ap_m"] is None else r["ap_m"]) for r in batches]
     result.update(
         ap=_mean([r["ap"] for r in batches]),

@@ -133,6 +133,21 @@ def load_estimator(name: str, *, weights: Path | None = None, device: str = "cpu
     return model.to(device).eval()
 
 
+def set_refine_fill(model: Any, fill: bool) -> bool:
+    """Quirk 4 of the pose profiles: whether the refine step of an associative-embedding decoder may fill
+    missing joints from the heatmaps (`True`) or reads the log maps UDP's dark adjust leaves behind, as mmpose 0.x
+    does on CPU (`False`; it then almost never fills one). Returns whether `model` has such a decoder."""
+    import dataclasses
+
+    from posebench.pose.ae_decode import AEDecodeConfig
+
+    cfg = getattr(model, "decode_cfg", None)
+    if not isinstance(cfg, AEDecodeConfig):
+        return False
+    model.decode_cfg = dataclasses.replace(cfg, refine_on_dark_maps=not fill)
+    return True
+
+
 def input_size_of(model: Any) -> int:
     """The square input side of an estimator (`input_size`, else `DEFAULT_INPUT_SIZE`)."""
     return int(getattr(model, "input_size", None) or DEFAULT_INPUT_SIZE)
@@ -247,12 +262,13 @@ def _batches(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
 
 
 def detect_arrays(model: Any, images: Sequence[np.ndarray], image_ids: Sequence[int], *, device: str = "cpu",
-                  flip_test: bool = True) -> list[dict]:
-    """Detections of an already built estimator on decoded (H, W, 3) uint8 images, one forward pass.
+                  flip_test: bool = True, swap_rb: bool = False) -> list[dict]:
+    """Detections of an already built estimator on decoded (H, W, 3) uint8 RGB images, one forward pass.
 
     Each image is letterboxed to the estimator's input (see the module docstring); keypoints come back in the
     image's own pixels. `image_ids[k]` is the COCO image id of `images[k]`. Rows are in image order, then in the
-    estimator's person order.
+    estimator's person order. `swap_rb` feeds the estimator B, G, R: HumanSD hands an RGB array to mmpose 0.x,
+    which takes arrays for BGR (quirk 1 of the `humansd` pose profile).
     """
     import torch
 
@@ -264,7 +280,7 @@ def detect_arrays(model: Any, images: Sequence[np.ndarray], image_ids: Sequence[
     padded, boxes = [], []
     for img in images:
         x, box = letterbox(img, size)
-        padded.append(x)
+        padded.append(x[..., ::-1] if swap_rb else x)
         boxes.append(box)
     batch = torch.from_numpy(np.stack(padded)).permute(0, 3, 1, 2).float().div(255.0).to(device)
     results: list[dict] = []
@@ -279,9 +295,10 @@ def detect_arrays(model: Any, images: Sequence[np.ndarray], image_ids: Sequence[
 
 
 def detect_with(model: Any, images: Sequence[Path], image_ids: dict[str, int], *, device: str = "cpu",
-                flip_test: bool = True, batch_size: int = 8, progress: bool = False) -> list[dict]:
+                flip_test: bool = True, batch_size: int = 8, progress: bool = False,
+                swap_rb: bool = False) -> list[dict]:
     """Detections of an already built estimator (anything with `predict`, or a `PoseEstimator`); see
-    `detect_images`."""
+    `detect_images` (and `detect_arrays` for `swap_rb`)."""
     from posebench.images import read_rgb
 
     if batch_size < 1:
@@ -299,7 +316,7 @@ def detect_with(model: Any, images: Sequence[Path], image_ids: dict[str, int], *
         done = 0
         for chunk in _batches(list(images), batch_size):
             results += detect_arrays(model, [read_rgb(path) for path in chunk], ids[done:done + len(chunk)],
-                                     device=device, flip_test=flip_test)
+                                     device=device, flip_test=flip_test, swap_rb=swap_rb)
             done += len(chunk)
             if bar is not None:
                 bar.update(task, completed=done)

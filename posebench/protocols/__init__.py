@@ -24,7 +24,7 @@ METRIC_NAMES = ("fid", "kid", "ssim", "lpips", "psnr")
 SSIM_WINDOWS = ("gaussian", "uniform")
 LPIPS_RANGES = ("minus1_1", "zero_1_normalize", "zero_1_raw")
 PROTOCOL_KINDS = ("image", "pose")
-POSE_PROFILE_NAMES = ("clean", "humansd")  # posebench.metrics.pose.PROFILES (not imported: it pulls in numpy)
+POSE_PROFILE_NAMES = ("clean", "humansd")  # the files of pose_profiles/ (posebench.protocols.pose_profile)
 
 
 class ProfileError(PosebenchError):

@@ -199,3 +199,39 @@ def test_bad_pose_protocols_are_refused(change, message):
     assert parse_protocol(data, "x.yaml").kind == "pose"
     with pytest.raises(ProfileError, match=message):
         parse_protocol({**data, **change}, "x.yaml")
+
+
+class _Recorder:
+    """An estimator double that records what it is fed and finds nobody."""
+
+    input_size = 128  # the synthetic images' size: no letterbox resize, pixels arrive as stored
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def predict(self, images: torch.Tensor, flip_test: bool = True) -> list[list]:
+        self.seen.append(images.clone())
+        return [[] for _ in range(images.shape[0])]
+
+
+@pytest.mark.parametrize("profile", ["clean", "humansd"])
+def test_profile_sets_the_estimator_input_and_is_recorded(world, tmp_path, monkeypatch, profile):
+    from posebench.protocols.pose_profile import POSE_PROFILES
+
+    rec = _Recorder()
+    monkeypatch.setattr("posebench.pose.detect.load_estimator", lambda name, **kw: rec)
+    out = tmp_path / "res.json"
+    r = _eval(world, world["pred"], out, "--pose-estimator", "tiny-random", "--metrics", "ap,pce", "--profile",
+              profile, "--batch-size", "64")
+    assert r.exit_code == 0, r.output
+    first = sorted(world["pred"].rglob("*.png"), key=lambda p: p.relative_to(world["pred"]).as_posix())[0]
+    rgb = torch.from_numpy(np.array(Image.open(first).convert("RGB"))).permute(2, 0, 1).float() / 255
+    fed = rec.seen[0][0]
+    expected = rgb.flip(0) if profile == "humansd" else rgb  # quirk 1: humansd swaps R and B
+    torch.testing.assert_close(fed, expected)
+    res = read_results(out)
+    prof = POSE_PROFILES.get(profile)
+    assert res["profile"] == {"name": profile, "version": 1, "kind": "pose", "sha256": prof.sha256}
+    env = res["env"]["pose_estimator"]
+    assert env["input"] == ("rb-swapped" if profile == "humansd" else "rgb")
+    assert env["refine_fill"] is (profile == "clean")

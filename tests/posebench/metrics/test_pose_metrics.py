@@ -256,3 +256,27 @@ def test_cli_exit_codes(tmp_path):
     bad.write_text(json.dumps([_det(_pose(0, 0, 100), 7)]))
     res = runner.invoke(app, ["eval-pose", str(gt_path), str(bad)])
     assert res.exit_code == 2 and "7" in res.output
+
+
+def test_oks_nms_keeps_the_best_of_duplicates():
+    from posebench.metrics.pose import oks_nms
+
+    a, far = _pose(100, 100, 100), _pose(300, 300, 100)
+    kp = np.stack([a + 0.5, a, far])
+    assert oks_nms(kp, np.array([0.8, 0.9, 0.7]), 0.9) == [1, 2]  # by score: the duplicate at 0.8 goes
+    assert oks_nms(kp, np.array([0.8, 0.9, 0.7]), 1.0) == [1, 0, 2]  # OKS <= 1 always: nothing suppressed
+    assert oks_nms(np.zeros((0, 17, 3)), np.zeros(0), 0.9) == []
+
+
+def test_pce_filter_is_a_profile_setting():
+    """Quirk 7: clean counts a duplicated detection once and ignores a low-score one; humansd counts every
+    detection. AP uses every detection in both."""
+    gt = _gt({0: [_pose(100, 100, 100)]})
+    dup = [_det(_pose(100, 100, 100), 0, 0.9), _det(_pose(100, 100, 100) + 0.5, 0, 0.8)]
+    clean, hs = evaluate_pose(gt, dup, profile="clean"), evaluate_pose(gt, dup, profile="humansd")
+    assert clean["pce"] == 0.0 and clean["n_dt_pce"] == 1 and clean["n_dt"] == 2
+    assert hs["pce"] == 1.0 and hs["n_dt_pce"] == 2
+    assert clean["ap"] == pytest.approx(1.0) and clean["per_image_pce"][0]["n_dt"] == 1
+    low = [_det(_pose(100, 100, 100), 0, 0.9), _det(_pose(300, 300, 100), 0, 0.05)]
+    assert evaluate_pose(gt, low, profile="clean")["pce"] == 0.0
+    assert evaluate_pose(gt, low, profile="humansd")["pce"] == 1.0

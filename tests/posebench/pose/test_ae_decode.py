@@ -171,3 +171,32 @@ def test_post_dark_udp_on_exact_quadratic():
     log_maps = (-((xs - 7.3) ** 2 + (ys - 8.6) ** 2) / 8.0)[None]
     coords = np.array([[[7.0, 9.0]]])
     np.testing.assert_allclose(ae_decode.post_dark_udp(coords, log_maps), [[[7.3, 8.6]]], atol=1e-5)
+
+
+def test_refine_on_dark_maps_never_fills_a_missing_joint():
+    """Quirk 4: with UDP, mmpose 0.x on CPU refines on the log maps post_dark_udp leaves behind (values <= 0 where
+    the heatmap is below 1), so the weak joint stays missing (humansd, refine_fill false); refining on the
+    heatmaps fills it (clean)."""
+    from dataclasses import replace
+
+    from posebench.pose.detect import set_refine_fill
+
+    a, b = _skeleton(4, 4), _skeleton(36, 30)
+    peaks = [np.ones(17), np.ones(17)]
+    peaks[1][16] = 0.05  # below the detection threshold: found only by refine
+    hm, tags = _maps([a, b], [1.0, 4.0], peaks=peaks, sigma=2.0)
+    (filled,) = ae_decode.decode(hm, tags, replace(UDP, refine_on_dark_maps=False), input_size=(SIZE, SIZE))
+    (cpu,) = ae_decode.decode(hm, tags, replace(UDP, refine_on_dark_maps=True), input_size=(SIZE, SIZE))
+    fb, cb = _by_nose(filled)[1], _by_nose(cpu)[1]
+    assert fb.keypoints[16, 2] > 0 and cb.keypoints[16, 2] == 0
+    np.testing.assert_allclose(fb.keypoints[16, :2], b[16], atol=1.0)
+    np.testing.assert_allclose(fb.keypoints[:16], cb.keypoints[:16])  # only the fill differs
+    assert fb.score == pytest.approx(cb.score)
+
+    class Net:
+        decode_cfg = UDP
+
+    net = Net()
+    assert set_refine_fill(net, False) and net.decode_cfg.refine_on_dark_maps
+    assert set_refine_fill(net, True) and not net.decode_cfg.refine_on_dark_maps
+    assert not set_refine_fill(object(), False)  # no grouping decoder: nothing to set

@@ -188,3 +188,17 @@ def test_precomputed_loader(tmp_path):
         with pytest.raises(PosebenchError, match=pattern) as exc:
             load_detections(p)
         assert str(p) in str(exc.value)
+
+
+def test_swap_rb_feeds_the_estimator_bgr():
+    """Quirk 1: the humansd profile hands the estimator R and B swapped (an RGB array given to mmpose 0.x)."""
+    from posebench.pose.detect import detect_arrays
+
+    img = np.zeros((512, 512, 3), dtype=np.uint8)
+    img[..., 0], img[..., 1], img[..., 2] = 200, 100, 10  # R, G, B
+    est = FakeEstimator(np.zeros((17, 2)))
+    detect_arrays(est, [img], [1], flip_test=False)
+    detect_arrays(est, [img], [1], flip_test=False, swap_rb=True)
+    rgb, swapped = (x[0, :, 0, 0] * 255 for x in est.seen)
+    np.testing.assert_allclose(rgb.numpy(), [200, 100, 10], atol=1e-3)
+    np.testing.assert_allclose(swapped.numpy(), [10, 100, 200], atol=1e-3)
