@@ -6,10 +6,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.posebench-installed
+XTC_STAMP := $(VENV)/.xtcocotools-installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: install demo test test-slow lint clean-venv
+.PHONY: install install-xtcocotools demo test test-slow lint clean-venv
 
 install: $(STAMP)
 
@@ -20,13 +21,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -c "import torch, torchvision, torchvision.ops; print('torch', torch.__version__, '/ torchvision', torchvision.__version__)"
 	@touch $(STAMP)
 
+# xtcocotools (HumanSD's COCOeval; the pose-metric parity tests) from source: its PyPI wheel is built against
+# numpy 1 and fails to import under numpy 2. Tests need it, the demo does not (no compiler needed for `make demo`).
+install-xtcocotools: $(XTC_STAMP)
+
+$(XTC_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet cython wheel setuptools
+	$(PY) -m pip install --quiet --no-build-isolation --no-binary xtcocotools xtcocotools==1.14.3
+	$(PY) -c "from xtcocotools.cocoeval import COCOeval; print('xtcocotools', 'imports')"
+	@touch $(XTC_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m posebench demo --out demo-out $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(XTC_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(XTC_STAMP)
 	POSEBENCH_RUN_SLOW=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -45,7 +45,13 @@ OPTIONAL: tuple[tuple[str, str, str], ...] = (
     ("mmpose", "mmpose", "mmpose"),
     ("mmcv", "mmcv", "mmpose"),
     ("scikit-image", "skimage", "dev"),
+    ("xtcocotools", "xtcocotools.cocoeval", "dev"),
 )
+# How to get an optional package when `pip install 'posebench[EXTRA]'` is not the way.
+INSTALL_HINTS: dict[str, str] = {
+    # Its PyPI wheel is built against numpy 1 and fails under numpy 2: the Makefile builds it from source.
+    "xtcocotools": "make install-xtcocotools (builds it from source)",
+}
 
 
 def _dist_version(dist: str) -> str | None:
@@ -100,7 +106,9 @@ def doctor_report(*, check_weights: bool = False) -> dict[str, Any]:
     from posebench import weights
 
     packages = {dist: _probe(dist, module) for dist, module in REQUIRED}
-    optional = {dist: {**_probe(dist, module), "extra": extra} for dist, module, extra in OPTIONAL}
+    optional = {dist: {**_probe(dist, module), "extra": extra,
+                       "install": INSTALL_HINTS.get(dist, f"pip install 'posebench[{extra}]'")}
+                for dist, module, extra in OPTIONAL}
     broken = sorted(name for name, entry in packages.items() if not entry["ok"])
     return {
         "schema_version": DOCTOR_SCHEMA_VERSION,

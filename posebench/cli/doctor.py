@@ -47,7 +47,7 @@ def doctor(
         table.add_row(name, str(entry["version"]), mark, entry["error"] or "")
     for name, entry in report["optional"].items():
         mark = "[green]yes[/]" if entry["ok"] else "[yellow]no[/]"
-        note = "" if entry["ok"] else f"optional: pip install 'posebench[{entry['extra']}]'"
+        note = "" if entry["ok"] else f"optional: {entry['install']}"
         table.add_row(name, str(entry["version"]), mark, note)
     console.print(table)
 
