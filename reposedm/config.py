@@ -74,6 +74,8 @@ class ModelConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     learned_variance: bool = True
+    # ResNet blocks start as the identity and the output at 0 (improved DDPM's zero_module; docs/model.md).
+    zero_init: bool = False
     vlb_weight: float = 1.0
     # What the denoiser predicts: "epsilon" (paper), "sample" (y_0) or "v_prediction" (docs/model.md).
     prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"

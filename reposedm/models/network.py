@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import ModelMixin, UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.resnet import ResnetBlock2D
 
 from reposedm.config import ModelConfig
 from reposedm.models.texture import PoseEncoder, TextureEncoder
@@ -34,6 +35,18 @@ class Condition:
     def cat(self, other: Condition) -> Condition:
         """Batch-concatenate (the conditional and unconditional halves of CFG)."""
         return Condition(torch.cat([self.tokens, other.tokens]), torch.cat([self.pose_embed, other.pose_embed]))
+
+
+def zero_init_residuals(unet: UNet2DConditionModel) -> None:
+    """Start every ResNet block as the identity and the output at 0, as improved DDPM / guided-diffusion (the
+    code base of PIDM) do with `zero_module`; `model.zero_init`, off by default (docs/model.md has the demo's
+    measurements: better B1, worse guided full model). The attention output projections keep diffusers' init."""
+    for module in unet.modules():
+        if isinstance(module, ResnetBlock2D):
+            nn.init.zeros_(module.conv2.weight)
+            nn.init.zeros_(module.conv2.bias)
+    nn.init.zeros_(unet.conv_out.weight)
+    nn.init.zeros_(unet.conv_out.bias)
 
 
 class RePoseDMModel(ModelMixin, ConfigMixin):
@@ -64,6 +77,7 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         rpa_depth: int = 1,
         rpa_heads: int = 4,
         learned_variance: bool = True,
+        zero_init: bool = False,
     ) -> None:
         super().__init__()
         self.pose_encoder = PoseEncoder(pose_channels, pose_embed_channels, latent_factor)
@@ -89,6 +103,8 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
             down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn",
             layers_per_block=layers_per_block, cross_attention_dim=cond_dim, attention_head_dim=attention_head_dim,
             norm_num_groups=norm_num_groups)
+        if zero_init:
+            zero_init_residuals(self.unet)
 
     @classmethod
     def from_model_config(cls, cfg: ModelConfig) -> RePoseDMModel:
@@ -100,7 +116,7 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
             attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups, cond_dim=cfg.cond_dim,
             cond_downsample=cfg.cond_downsample, cfg_drop=cfg.cfg_drop, rpa_iterations=cfg.rpa_iterations,
             rpa_radius=cfg.rpa_radius, rpa_kernel_sizes=cfg.rpa_kernel_sizes, rpa_depth=cfg.rpa_depth,
-            rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance)
+            rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance, zero_init=cfg.zero_init)
 
     @property
     def latent_channels(self) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,9 +15,28 @@ from reposedm.sampling import generators_for, image_seed
 
 
 def _model(variant: str, seed: int = 0) -> tuple:
+    """A fresh tiny model whose U-Net responds to its inputs (a zero-initialized one outputs 0 for any input)."""
     cfg = load_config(f"tiny-{variant}")
+    cfg = replace(cfg, model=replace(cfg.model, zero_init=False))
     torch.manual_seed(seed)
     return cfg, RePoseDMModel.from_model_config(cfg.model).eval()
+
+
+def test_zero_init_starts_residual_blocks_as_identity_and_the_output_at_zero():
+    from diffusers.models.resnet import ResnetBlock2D
+
+    cfg = load_config("tiny-b1")
+    torch.manual_seed(0)
+    zeroed = RePoseDMModel.from_model_config(replace(cfg.model, zero_init=True))
+    source, pose = _inputs(2)
+    latents = torch.randn(2, 3, 32, 22)
+    with torch.no_grad():
+        assert not zeroed(latents, torch.tensor([10, 900]), source * 2 - 1, pose).any()
+        _, plain = _model("b1")
+        assert plain(latents, torch.tensor([10, 900]), source * 2 - 1, pose).abs().min() > 0
+    blocks = [m for m in zeroed.unet.modules() if isinstance(m, ResnetBlock2D)]
+    assert blocks and all(not b.conv2.weight.any() and not b.conv2.bias.any() for b in blocks)
+    assert all(b.conv2.weight.any() for b in plain.unet.modules() if isinstance(b, ResnetBlock2D))
 
 
 def _inputs(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
