@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 protocols_app = typer.Typer(help="Protocols: ls | show.", no_args_is_help=True)
-profiles_app = typer.Typer(help="Metric profiles: ls | show.", no_args_is_help=True)
+profiles_app = typer.Typer(help="Metric profiles (image and pose): ls | show.", no_args_is_help=True)
 
 
 @protocols_app.command("ls")
@@ -46,21 +46,30 @@ def profiles_ls() -> None:
     from rich.table import Table
 
     from posebench.protocols import PROFILES
+    from posebench.protocols.pose_profile import POSE_PROFILES
 
-    table = Table(title="metric profiles")
-    for col in ("name", "version", "description"):
-        table.add_column(col)
-    for name in PROFILES.names():
-        p = PROFILES.get(name)
-        table.add_row(p.name, str(p.version), p.description)
-    Console().print(table)
+    console = Console()
+    for title, registry in (("image-metric profiles", PROFILES), ("pose-metric profiles (--pose)", POSE_PROFILES)):
+        table = Table(title=title)
+        for col in ("name", "version", "description"):
+            table.add_column(col)
+        for name in registry.names():
+            p = registry.get(name)
+            table.add_row(p.name, str(p.version), p.description)
+        console.print(table)
 
 
 @profiles_app.command("show")
-def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or YAML file.")]) -> None:
-    """The resolved profile as JSON (with its content hash)."""
+def profiles_show(
+    name: Annotated[str, typer.Argument(help="Profile name or YAML file.")],
+    pose: Annotated[bool, typer.Option("--pose", help="A pose-metric profile (clean, humansd) instead.")] = False,
+) -> None:
+    """The resolved profile as JSON (with its content hash). `clean` names both an image-metric and a
+    pose-metric profile; --pose picks the latter."""
     from dataclasses import asdict
 
     from posebench.protocols import get_profile
+    from posebench.protocols.pose_profile import get_pose_profile
 
-    typer.echo(json.dumps(asdict(get_profile(name)), indent=1, default=str))
+    profile = get_pose_profile(name) if pose else get_profile(name)
+    typer.echo(json.dumps(asdict(profile), indent=1, default=str))

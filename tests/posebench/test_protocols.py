@@ -70,3 +70,18 @@ def test_custom_profile_file_and_cli(tmp_path):
     assert res.exit_code == 0 and "deepfashion" in res.stdout and "market" in res.stdout
     res = runner.invoke(app, ["profiles", "show", "clen"])
     assert res.exit_code == 2 and "Did you mean: clean" in res.output
+
+
+def test_profiles_cli_lists_and_shows_pose_profiles():
+    import json
+
+    res = runner.invoke(app, ["profiles", "ls"])
+    assert res.exit_code == 0 and "pose-metric profiles" in res.stdout and "humansd" in res.stdout
+    res = runner.invoke(app, ["profiles", "show", "clean", "--pose"])
+    shown = json.loads(res.stdout)
+    assert res.exit_code == 0 and shown["target_frame"] == "center-crop" and shown["estimator_input"] == "rgb"
+    assert "metrics" not in shown  # not the image profile of the same name
+    res = runner.invoke(app, ["profiles", "show", "humansd", "--pose"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["aggregation"] == "batches"
+    res = runner.invoke(app, ["profiles", "show", "humansd"])  # an image profile of that name does not exist
+    assert res.exit_code == 2
