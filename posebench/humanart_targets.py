@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from posebench.errors import PosebenchError
+from posebench.metrics.pose import visible_box
 
 N_JOINTS = 17
 
@@ -89,8 +90,7 @@ def crop_annotation(ann: dict, frame: TargetFrame, visibility_threshold: float =
     out_kp = np.zeros((N_JOINTS, 3))
     out_kp[visible, :2] = xy[visible]
     out_kp[visible, 2] = kp[visible, 2]
-    x0, y0 = out_kp[visible, :2].min(axis=0)
-    x1, y1 = out_kp[visible, :2].max(axis=0)
+    x0, y0, x1, y1 = visible_box(out_kp, ~visible)
     return {"image_id": ann["image_id"], "category_id": 1, "iscrowd": int(ann.get("iscrowd", 0)),
             "keypoints": [float(v) for v in out_kp.reshape(-1)], "num_keypoints": int(visible.sum()),
             "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], "area": float((x1 - x0) * (y1 - y0))}

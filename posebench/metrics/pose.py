@@ -60,8 +60,6 @@ from posebench.datasets.keypoints import COCO17_SIGMAS
 from posebench.errors import PosebenchError
 from posebench.protocols.pose_profile import PoseProfile, get_pose_profile
 
-Profile = Literal["clean", "humansd"]
-PROFILES: tuple[str, ...] = ("clean", "humansd")  # the built-in pose profiles (pose_profiles/*.yaml)
 N_JOINTS = 17
 _SIGMAS = np.asarray(COCO17_SIGMAS, dtype=np.float64)
 

@@ -77,7 +77,7 @@ class Protocol:
     masked_metrics: tuple[str, ...] = ()  # metrics also reported inside the target-pose mask (Market)
     sha256: str = ""
     kind: str = "image"  # "image" (generated vs target image) or "pose" (pose estimator on the generated image)
-    pose_profiles: tuple[str, ...] = ()  # pose-metric profiles (kind pose; posebench.metrics.pose.PROFILES)
+    pose_profiles: tuple[str, ...] = ()  # pose-metric profiles (kind pose; POSE_PROFILE_NAMES)
     default_pose_profile: str | None = None
 
     @property
