@@ -60,7 +60,7 @@ class DemoPlan:
     batch_size: int = 16  # sampling and evaluation
     seed: int = 0
     # Shares of the time budget: the two trainings (b1, full); the rest is data, pose network, sampling, eval.
-    train_share: tuple[float, float] = (0.25, 0.38)
+    train_share: tuple[float, float] = (0.3, 0.47)
 
 
 @dataclass

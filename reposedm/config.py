@@ -171,15 +171,16 @@ _TINY_TRAIN: dict[str, Any] = {
 # `posebench demo`: what a 2-core CPU trains in a few minutes to beat the trivial baselines on synthetic
 # people (posebench.demo points demo-full's guidance at its trained estimator, first order). 64x44 pixels,
 # attention only on the coarsest level (the CPU attention kernels dominate otherwise), y_0-prediction
-# (eps-prediction's y~_0 is still noise after a few hundred steps; docs/model.md).
+# (eps-prediction's y~_0 is still noise after a few hundred steps; docs/model.md), and no classifier-free
+# guidance at sampling (w_c = 1: at the paper's 2 these undertrained models overshoot, and sampling costs twice).
 _DEMO_MODEL: dict[str, Any] = {
     **_TINY_MODEL, "resolution": (64, 44), "block_out_channels": (32, 64, 64),
-    "cross_attention_levels": (False, False, True), "prediction_type": "sample",
+    "cross_attention_levels": (False, False, True), "prediction_type": "sample", "guidance_scale": 1.0,
     # DDIM ignores the learned variance, and its L_vlb in y_0-space outweighs L_mse in the shared trunk.
     "learned_variance": False,
 }
 _DEMO_TRAIN: dict[str, Any] = {
-    **_TINY_TRAIN, "batch_size": 8, "max_steps": 240, "lr": 1e-3, "lr_schedule": "cosine", "ema_decay": 0.98,
+    **_TINY_TRAIN, "batch_size": 8, "max_steps": 300, "lr": 1e-3, "lr_schedule": "cosine", "ema_decay": 0.98,
     "checkpoint_every": 60,
     "log_every": 25, "sample_every": 0, "sample_steps": 20, "num_samples": 8,
 }

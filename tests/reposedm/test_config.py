@@ -369,6 +369,7 @@ def test_demo_configs_and_the_new_keys_are_checked(tmp_path):
     cfg = load_config("demo-full")
     assert cfg.model.prediction_type == "sample" and cfg.train.lr_schedule == "cosine"
     assert not cfg.model.learned_variance and cfg.model.resolution == (64, 44)
+    assert cfg.model.guidance_scale == 1.0 and load_config("deepfashion-256-full").model.guidance_scale == 2.0
     for key, value, what in (("model", {"prediction_type": "x0"}, "model.prediction_type"),
                              ("train", {"lr_schedule": "linear"}, "train.lr_schedule")):
         path = tmp_path / f"{what}.yaml"
