@@ -294,8 +294,6 @@ def run_demo(out: Path, *, minutes: float = 10.0, plan: DemoPlan | None = None, 
 
 
 def _cpus() -> int:
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -438,7 +438,6 @@ class _PoseScorer:
 # ---------------------------------------------------------------------------------------------- main
 
 
-
 def _mean_stderr(values: list[float]) -> tuple[float, float | None, int]:
     arr = np.asarray(values, dtype=np.float64)
     finite = arr[np.isfinite(arr)]

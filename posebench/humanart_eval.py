@@ -587,7 +587,6 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
     return result
 
 
-
 def _rescale_warning(n: int, prep: _Prepared) -> str:
     if prep.pose_profile.target_frame == "annotated":
         return (f"{n} generated images differ in size from their annotated image: the target keypoints, boxes and "

@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
+from posebench.demo import DemoPlan
+
 
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (re-running resumes).")] = Path(
         "demo-out"),
-    minutes: Annotated[float, typer.Option(help="Time budget; the two trainings get about 55% of it.")] = 10.0,
+    minutes: Annotated[float, typer.Option(help=f"Time budget; the two trainings get up to "
+                                          f"{sum(DemoPlan.train_share):.0%} of it.")] = 10.0,
     seed: Annotated[int, typer.Option(help="Seed of the data, the networks and the samples.")] = 0,
     progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:
@@ -20,7 +23,7 @@ def demo(
 
     Example: posebench demo --out demo-out --minutes 10
     """
-    from posebench.demo import DemoPlan, run_demo
+    from posebench.demo import run_demo
 
     run_demo(out, minutes=minutes, plan=DemoPlan(seed=seed), progress=progress)
 
