@@ -3,7 +3,7 @@
 Notation: y_t -> `latents`; y~_0 -> `x0_pred` (Tweedie, eq. 10); P~_t -> the image decoded from y~_0;
 phi -> `PoseEstimator` output (heatmaps or backbone features, `GuidanceConfig.field`); M -> `mask`.
   1. decode y~_0 to an image in [0, 1] (the VAE decoder, or the identity map in pixel space);
-  2. phi(P~_t) from the differentiable pose estimator;
+  2. phi(P~_t) from the differentiable pose estimator (on the image upsampled by `estimator_scale`, bilinear);
   3. M = 1[sum_j H_j(reference) > threshold] (eq. 11, threshold 0.1), resized to phi's grid;
   4. G = sum_{c} mean_{x} M(x) (phi_c(P~_t)(x) - phi_c(reference)(x))^2, one value per sample.
 The reference is either heatmaps rendered from the target keypoints (defined at sampling time, where no
@@ -40,6 +40,9 @@ class PoseField:
         self.cfg = cfg
 
     def _phi(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.estimator_scale != 1:
+            images = F.interpolate(images, scale_factor=self.cfg.estimator_scale, mode="bilinear",
+                                   align_corners=False)
         out = self.estimator(images)
         return (out.heatmaps if self.cfg.field == "heatmaps" else out.features), out.heatmaps
 
@@ -61,9 +64,10 @@ class PoseField:
         if self.cfg.reference == "keypoints":
             if target_xy is None or target_visible is None or image_size is None:
                 raise ValueError("guidance reference 'keypoints' needs target_xy, target_visible and image_size")
-            stride = self.estimator.stride
-            size = (image_size[0] // stride, image_size[1] // stride)
-            maps = keypoint_heatmaps(target_xy, target_visible, size, stride)
+            stride, scale = self.estimator.stride, self.cfg.estimator_scale
+            size = (image_size[0] * scale // stride, image_size[1] * scale // stride)
+            # pixel-centre coordinates through align_corners=False upsampling: x -> (x + 0.5) * scale - 0.5
+            maps = keypoint_heatmaps((target_xy + 0.5) * scale - 0.5, target_visible, size, stride)
             return FieldReference(maps, self._mask(maps, size))
         if target_images is None:
             raise ValueError("guidance reference 'target-image' needs the target images (training only); "

@@ -14,7 +14,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes (re-running resumes).")] = Path(
         "demo-out"),
     minutes: Annotated[float, typer.Option(help=f"Time budget; the two trainings get up to "
-                                          f"{sum(DemoPlan.train_share):.0%} of it.")] = 10.0,
+                                          f"{DemoPlan.train_share:.0%} of it, side by side.")] = 10.0,
     seed: Annotated[int, typer.Option(help="Seed of the data, the networks and the samples.")] = 0,
     progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:

@@ -47,6 +47,7 @@ def test_demo_writes_every_artefact(demo_out: Path) -> None:
     # the full run's guidance is the demo's trained estimator
     cfg = json.loads((demo_out / "runs" / "full" / "config.json").read_text())
     assert cfg["model"]["guidance"]["estimator"] == "synthetic-posenet"
+    assert cfg["model"]["guidance"]["estimator_scale"] == 1  # TOY: a 32-px estimator for 32x22 models
     assert Path(cfg["model"]["guidance"]["estimator_weights"]) == (demo_out / "posenet.safetensors").resolve()
 
 
@@ -55,7 +56,31 @@ def test_demo_rerun_resumes_without_retraining(demo_out: Path) -> None:
     result = run_demo(demo_out, minutes=30, plan=TOY, progress=False)
     after = {p: p.stat().st_mtime_ns for p in (demo_out / "runs").rglob("*.safetensors")}
     assert before == after and before  # checkpoints untouched
-    assert result.stages["train reposedm-b1"] < 5
+    assert result.stages["train"] < 5
+    assert {m: t["steps"] for m, t in result.trained.items()} == {"reposedm-b1": 2, "reposedm-full": 2}
+
+
+def test_full_config_evaluates_the_estimator_at_its_training_scale(tmp_path) -> None:
+    from posebench.demo import _write_full_config
+    from reposedm.config import load_config
+
+    path = tmp_path / "full.yaml"
+    _write_full_config(path, "demo-full", tmp_path / "posenet.safetensors", pose_input=64, steps=900)
+    cfg = load_config(path)
+    assert cfg.model.resolution == (32, 22) and cfg.model.guidance.estimator_scale == 2
+    assert cfg.train.max_steps == 900 and cfg.model.guidance.train_mode == "first-order"
+    _write_full_config(path, "demo-full", tmp_path / "posenet.safetensors", pose_input=32, steps=5)
+    assert load_config(path).model.guidance.estimator_scale == 1
+
+
+def test_a_failing_side_by_side_training_is_named_and_stops_the_demo(demo_out: Path, tmp_path) -> None:
+    from posebench.demo import _train_side_by_side
+
+    runs = {"reposedm-b1": ("tiny-b1", tmp_path / "b1"), "reposedm-broken": (str(tmp_path / "nope.yaml"),
+                                                                            tmp_path / "broken")}
+    with pytest.raises(PosebenchError, match=r"training reposedm-broken failed \(config file .*nope\.yaml does "
+                                             r"not exist\)"):
+        _train_side_by_side(runs, demo_out / "data", 60.0, 1, progress=False)
 
 
 def test_demo_refuses_data_made_with_other_settings(demo_out: Path) -> None:

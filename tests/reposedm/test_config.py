@@ -368,10 +368,12 @@ def test_cli_yaml_unknown_key_exits_2(tmp_path: Path) -> None:
 def test_demo_configs_and_the_new_keys_are_checked(tmp_path):
     cfg = load_config("demo-full")
     assert cfg.model.prediction_type == "sample" and cfg.train.lr_schedule == "cosine"
-    assert not cfg.model.learned_variance and cfg.model.resolution == (64, 44)
+    assert not cfg.model.learned_variance and cfg.model.resolution == (32, 22) and cfg.model.zero_init
     assert cfg.model.guidance_scale == 1.0 and load_config("deepfashion-256-full").model.guidance_scale == 2.0
     for key, value, what in (("model", {"prediction_type": "x0"}, "model.prediction_type"),
-                             ("train", {"lr_schedule": "linear"}, "train.lr_schedule")):
+                             ("train", {"lr_schedule": "linear"}, "train.lr_schedule"),
+                             ("model", {"guidance": {"estimator_scale": 0}}, "model.guidance.estimator_scale"),
+                             ("model", {"guidance": {"estimator_scale": 1.5}}, "model.guidance.estimator_scale")):
         path = tmp_path / f"{what}.yaml"
         path.write_text(f"base: demo-b1\n{key}: {value}\n".replace("'", ""))
         with pytest.raises(ConfigError, match=what.replace(".", r"\.")):

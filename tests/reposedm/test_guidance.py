@@ -83,6 +83,30 @@ def test_keypoint_reference_mask_follows_eq11_threshold():
         _field(cfg, reference="target-image").reference()
 
 
+def test_estimator_scale_is_the_field_of_the_upsampled_image():
+    """estimator_scale 2 on a 32x22 image == scale 1 on the same image upsampled to 64x44 (bilinear, pixel
+    centres kept), keypoints mapped by x -> (x + 0.5) * 2 - 0.5; and phi really runs at 64x44."""
+    import torch.nn.functional as F
+
+    cfg, _ = _tiny_full()
+    plain, scaled = _field(cfg), _field(cfg, estimator_scale=2)
+    g = torch.Generator().manual_seed(4)
+    images = torch.rand(2, 3, 32, 22, generator=g, dtype=torch.float64)
+    xy, visible = _keypoints(2, 32, 22)
+    ref = scaled.reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
+    big = F.interpolate(images, scale_factor=2, mode="bilinear", align_corners=False)
+    ref_big = plain.reference(target_xy=(xy + 0.5) * 2 - 0.5, target_visible=visible, image_size=(64, 44))
+    assert ref.target.shape[-2:] == (64 // 2, 44 // 2)  # tiny-random has stride 2
+    torch.testing.assert_close(ref.target, ref_big.target, rtol=0, atol=1e-12)
+    torch.testing.assert_close(scaled(images, ref), plain(big, ref_big), rtol=0, atol=1e-12)
+    assert not torch.allclose(plain.reference(target_xy=xy, target_visible=visible, image_size=(32, 22)).target[
+        ..., :16, :11], ref.target[..., :16, :11])  # the scale is not a no-op
+    # the field's gradient still reaches the small image
+    y = images.clone().requires_grad_(True)
+    scaled(y, ref).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("mode", ["unet", "tweedie"])
 def test_sampling_gradient_matches_finite_differences(mode):
     """grad_{y_t} G (eq. 12/19) through the denoiser (unet) or through Tweedie's map only (tweedie)."""
@@ -204,8 +228,8 @@ def test_guided_sampling_step_is_the_unguided_step_minus_eta_grad():
 
 def test_guidance_config_defaults_are_the_documented_ones():
     g = GuidanceConfig()
-    assert (g.mask_threshold, g.field, g.reference, g.train_mode, g.sample_grad) == (
-        0.1, "heatmaps", "keypoints", "second-order", "unet")
+    assert (g.mask_threshold, g.field, g.reference, g.train_mode, g.sample_grad, g.estimator_scale) == (
+        0.1, "heatmaps", "keypoints", "second-order", "unet", 1)
 
 
 def test_second_order_training_through_a_vae_decoder():
