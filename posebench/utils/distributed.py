@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,9 @@ class Shard:
 
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+            # A group left alive at interpreter exit can abort it (gloo: SIGABRT, "terminate called without an
+            # active exception", seen once in CI after the results were written): tear it down first.
+            atexit.register(_destroy_process_group)
         return cls(dist.get_rank(), dist.get_world_size())
 
     def barrier(self) -> None:
