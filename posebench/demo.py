@@ -140,6 +140,29 @@ def _synth(plan: DemoPlan, root: Path, progress: bool) -> None:
     atomic_write_text(stamp, json.dumps(want) + "\n")
 
 
+def _finished(config: str, run: Path) -> bool:
+    """Whether `run` finished earlier (steps or time); refuses a run of another model (an older demo's).
+
+    Raises:
+        PosebenchError: the run folder holds a model config other than `config`'s.
+    """
+    from dataclasses import replace
+
+    from reposedm.checkpoints import read_run_config
+    from reposedm.config import load_config
+
+    if not (run / "demo-train.json").is_file():
+        return False
+
+    def model(cfg: Any) -> Any:  # where the estimator file lies is not the model (a moved --out folder)
+        return replace(cfg.model, guidance=replace(cfg.model.guidance, estimator_weights=None))
+
+    if model(read_run_config(run / "config.json")) != model(load_config(config)):
+        raise PosebenchError(f"{run} holds a run of another model than {config} (made by another posebench "
+                             "version?); use another --out")
+    return True
+
+
 def _train(config: str, root: Path, run: Path, seconds: float, max_steps: int | None, progress: bool,
            on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     from posebench.protocols import get_protocol
@@ -150,8 +173,8 @@ def _train(config: str, root: Path, run: Path, seconds: float, max_steps: int | 
     spec = get_protocol(PROTOCOL)
     cfg = load_config(config)
     total = max_steps if max_steps is not None else cfg.train.max_steps
-    if (run / "demo-train.json").is_file():
-        return json.loads((run / "demo-train.json").read_text())  # finished earlier (steps or time)
+    if _finished(config, run):
+        return json.loads((run / "demo-train.json").read_text())
     resume = (run / "config.json").is_file()  # started earlier: train() writes it before step 1
     result = train(cfg, source=PairSource(spec.dataset, root, "train"), out=run, resume=resume, max_steps=total,
                    progress=progress, max_seconds=max(seconds, 1.0), on_step=on_step)
@@ -208,8 +231,8 @@ def _train_side_by_side(runs: dict[str, tuple[str, Path]], root: Path, seconds: 
     procs: dict[str, Any] = {}
     steps: dict[str, Any] = {}
     for method, (config, run) in runs.items():
-        if (run / "demo-train.json").is_file():
-            continue  # finished earlier (steps or time)
+        if _finished(config, run):
+            continue
         steps[method] = ctx.Value("i", 0)
         procs[method] = ctx.Process(target=_train_worker, name=f"train {method}", daemon=True,
                                     args=(config, root, run, seconds, max_steps, threads, steps[method], errors))

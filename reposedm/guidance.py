@@ -67,7 +67,8 @@ class PoseField:
             stride, scale = self.estimator.stride, self.cfg.estimator_scale
             size = (image_size[0] * scale // stride, image_size[1] * scale // stride)
             # pixel-centre coordinates through align_corners=False upsampling: x -> (x + 0.5) * scale - 0.5
-            maps = keypoint_heatmaps((target_xy + 0.5) * scale - 0.5, target_visible, size, stride)
+            xy = target_xy if scale == 1 else (target_xy + 0.5) * scale - 0.5
+            maps = keypoint_heatmaps(xy, target_visible, size, stride)
             return FieldReference(maps, self._mask(maps, size))
         if target_images is None:
             raise ValueError("guidance reference 'target-image' needs the target images (training only); "

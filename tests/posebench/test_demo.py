@@ -60,6 +60,14 @@ def test_demo_rerun_resumes_without_retraining(demo_out: Path) -> None:
     assert {m: t["steps"] for m, t in result.trained.items()} == {"reposedm-b1": 2, "reposedm-full": 2}
 
 
+def test_a_finished_run_of_another_model_is_refused(demo_out: Path) -> None:
+    from posebench.demo import _train_side_by_side
+
+    runs = {"reposedm-b1": ("tiny-b1", demo_out / "runs" / "b1")}  # the demo's b1 is demo-b1
+    with pytest.raises(PosebenchError, match=r"runs/b1 holds a run of another model than tiny-b1"):
+        _train_side_by_side(runs, demo_out / "data", 60.0, 1, progress=False)
+
+
 def test_full_config_evaluates_the_estimator_at_its_training_scale(tmp_path) -> None:
     from posebench.demo import _write_full_config
     from reposedm.config import load_config
