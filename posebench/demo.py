@@ -234,7 +234,7 @@ def _train_side_by_side(runs: dict[str, tuple[str, Path]], root: Path, seconds: 
         if _finished(config, run):
             continue
         steps[method] = ctx.Value("i", 0)
-        procs[method] = ctx.Process(target=_train_worker, name=f"train {method}", daemon=True,
+        procs[method] = ctx.Process(target=_train_worker, name=f"train {method}",
                                     args=(config, root, run, seconds, max_steps, threads, steps[method], errors))
     totals = {m: max_steps if max_steps is not None else load_config(runs[m][0]).train.max_steps for m in procs}
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
