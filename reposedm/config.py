@@ -341,9 +341,6 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
     if g.enabled and m.variant != "full":
         raise ConfigError(f"{where}: model.guidance.enabled is only for variant 'full' (b1/b2 are the "
                           f"ablations without it), got variant {m.variant!r}")
-    if not isinstance(g.estimator_scale, int) or isinstance(g.estimator_scale, bool) or g.estimator_scale < 1:
-        raise ConfigError(f"{where}: model.guidance.estimator_scale must be an integer >= 1, got "
-                          f"{g.estimator_scale!r}")
     if g.estimator_weights is not None and not isinstance(g.estimator_weights, str):
         raise ConfigError(f"{where}: model.guidance.estimator_weights must be a file path, got "
                           f"{g.estimator_weights!r}")
@@ -385,7 +382,8 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
                 m.pose_embed_channels, "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum,
                 "train.max_steps": t.max_steps, "train.checkpoint_every": t.checkpoint_every,
                 "train.keep_checkpoints": t.keep_checkpoints, "train.log_every": t.log_every,
-                "train.sample_steps": t.sample_steps, "train.num_samples": t.num_samples, "train.lr": t.lr}
+                "train.sample_steps": t.sample_steps, "train.num_samples": t.num_samples, "train.lr": t.lr,
+                "model.guidance.estimator_scale": g.estimator_scale}  # an integer: _build checks the type
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{where}: {key} must be positive, got {value}")

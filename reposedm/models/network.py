@@ -39,8 +39,8 @@ class Condition:
 
 def zero_init_residuals(unet: UNet2DConditionModel) -> None:
     """Start every ResNet block as the identity and the output at 0, as improved DDPM / guided-diffusion (the
-    code base of PIDM) do with `zero_module`; `model.zero_init`, off by default (docs/model.md has the demo's
-    measurements: better B1, worse guided full model). The attention output projections keep diffusers' init."""
+    code base of PIDM) do with `zero_module`; `model.zero_init`, off by default, on in the `demo` size
+    (docs/model.md has the measurements). The attention output projections keep diffusers' init."""
     for module in unet.modules():
         if isinstance(module, ResnetBlock2D):
             nn.init.zeros_(module.conv2.weight)
