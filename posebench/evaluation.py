@@ -93,6 +93,7 @@ class EvalConfig(ScoringConfig):
 
     lpips_weights: Path | None = None
     scheme: str | None = None
+    name_map: Path | None = None  # release image names -> dataset names (PCDMs' imgN), JSON or two-column CSV
     best_of: int = 1
     oracle_selection: bool = False
     test_fid: bool = False
@@ -126,7 +127,8 @@ def _list_predictions(pred: Path) -> list[Path]:
 
 
 def match_predictions(files: Sequence[Path], pairs: Sequence[PairKey], known: set[str], scheme: str | None,
-                      allow_missing: bool) -> tuple[dict[PairKey, Path], str, list[str]]:
+                      allow_missing: bool, name_map: dict[str, str] | None = None,
+                      ) -> tuple[dict[PairKey, Path], str, list[str]]:
     """Map generated files to protocol pairs. Unparseable, duplicate, extra and missing files are errors
     (listed together); with allow_missing, missing pairs are reported instead."""
     problems: list[str] = []
@@ -135,7 +137,7 @@ def match_predictions(files: Sequence[Path], pairs: Sequence[PairKey], known: se
     pair_set = set(pairs)
     for f in files:
         try:
-            used, key = parse_generated_name(f.name, scheme=scheme, known=known)
+            used, key = parse_generated_name(f.name, scheme=scheme, known=known, name_map=name_map)
         except ValueError as exc:
             problems.append(f"{f}: {exc}")
             continue
@@ -198,9 +200,16 @@ def prepare(cfg: EvalConfig) -> _Prepared:
         prep.non_canonical.append(f"pose metrics from a synthetic-domain / random estimator "
                                   f"({pose_estimator_name(cfg)}): not comparable with published numbers")
 
+    name_map = None
+    if cfg.name_map is not None:
+        from posebench.datasets.formats import read_name_map
+
+        map_log = ProblemLog()
+        name_map = read_name_map(cfg.name_map, map_log)
+        map_log.raise_if_errors(f"--name-map {cfg.name_map}")
     files = _list_predictions(cfg.pred)
     prep.files, prep.scheme, notes = match_predictions(files, pairs, set(split.images), cfg.scheme,
-                                                       cfg.allow_missing)
+                                                       cfg.allow_missing, name_map)
     prep.warnings += notes
     if set(POSE_METRICS) & set(metrics):
         for key in pairs:  # the ground truth of every scored pair must exist before any compute
@@ -230,8 +239,17 @@ def prepare(cfg: EvalConfig) -> _Prepared:
 # ---------------------------------------------------------------------------------------------- metrics
 
 
+Chain = tuple[tuple[str, tuple[int, int], str], ...]  # resolved resize steps (method, size, output)
+
+
 class _Scorer:
-    """Per-image metrics and feature accumulation for one profile."""
+    """Per-image metrics and feature accumulation for one profile.
+
+    Each metric sees the generated image through its prediction chain and the ground truth through its
+    ground-truth chain (`Profile.prediction_chain_for` / `Profile.chain`), each applied once per batch and
+    shared by every metric with the same pair of chains. Arrays are uint8, or float32 where a profile's
+    reference keeps the float result of a resize (values may overshoot [0, 255], as in the reference).
+    """
 
     def __init__(self, prep: _Prepared, cfg: EvalConfig) -> None:
         import torch
@@ -240,37 +258,37 @@ class _Scorer:
         self.prep = prep
         self.cfg = cfg
         res = prep.protocol.resolution
-        self.chains = {m: [s.resolve(res) for s in prep.profile.chain(m)] for m in prep.metrics
-                       if m not in POSE_METRICS}
+        prof = prep.profile
+        self.chains: dict[str, tuple[Chain, Chain]] = {
+            m: (tuple(st.resolve(res) for st in prof.prediction_chain_for(m)),
+                tuple(st.resolve(res) for st in prof.chain(m)))
+            for m in (*prep.metrics, "fid") if m not in POSE_METRICS and m != "kid"}
         self.per_image: dict[str, list[float]] = {}
         self.prep_resized = False  # set when a prediction had to be resized by the profile's chain
         self.extractor = None
         self.lpips = None
-        self.gen_stats = None
         self.gen_features: list[np.ndarray] = []  # empty without FID/KID (gather_into reads it in any case)
-        prof = prep.profile.metrics
+        spec = prof.metrics
         if "fid" in prep.metrics or "kid" in prep.metrics:
             from posebench.metrics.features import build_extractor
-            from posebench.metrics.stats import FeatureStats
 
-            spec = prof["fid"]
-            weights = cfg.fid_weights
-            self.extractor = build_extractor(spec["extractor"], weights=weights, device=cfg.device)
-            self.gen_stats = FeatureStats(keep_features="kid" in prep.metrics)
+            self.extractor = build_extractor(spec["fid"]["extractor"], weights=cfg.fid_weights, device=cfg.device)
         if "lpips" in prep.metrics:
             from posebench.metrics.lpips_net import build_lpips
 
-            spec = prof["lpips"]
-            self.lpips = build_lpips(spec["net"], spec["version"], weights=cfg.lpips_weights, device=cfg.device)
+            self.lpips = build_lpips(spec["lpips"]["net"], spec["lpips"]["version"], weights=cfg.lpips_weights,
+                                     device=cfg.device)
 
-    def fid_chain(self) -> list[tuple[str, tuple[int, int]]]:
-        return self.chains.get("fid") or self.chains["kid"]
+    def feature_chains(self) -> tuple[Chain, Chain]:
+        """(prediction chain, real-set chain) of the FID/KID features: the `fid` section's, for KID too."""
+        return self.chains["fid"]
 
     def features(self, images: list[np.ndarray]) -> np.ndarray:
         torch = self.torch
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().to(self.cfg.device)
+        floats = any(img.dtype != np.uint8 for img in images)  # a float chain may overshoot [0, 255] on purpose
         with torch.inference_mode():
-            return self.extractor(x).double().cpu().numpy()
+            return self.extractor(x, check_range=not floats).double().cpu().numpy()
 
     def score_batch(self, preds: list[np.ndarray], gts: list[np.ndarray], names: list[PairKey]) -> None:
         from posebench.metrics.functional.psnr import psnr
@@ -278,21 +296,23 @@ class _Scorer:
 
         torch = self.torch
         prof = self.prep.profile.metrics
-        variants: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        prepared: dict[tuple[Chain, Chain], tuple[np.ndarray, np.ndarray]] = {}
 
         def at(metric: str) -> tuple[torch.Tensor, torch.Tensor]:
-            chain = tuple(self.chains[metric])
-            if chain not in variants:
-                variants[chain] = (np.stack([self._pred_at(p, list(chain), n) for p, n in zip(preds, names,
+            chains = self.chains[metric]
+            if chains not in prepared:
+                pred_chain, gt_chain = chains
+                prepared[chains] = (np.stack([self._pred_at(p, pred_chain, n) for p, n in zip(preds, names,
                                                                                             strict=True)]),
-                                   np.stack([apply_chain(g, list(chain)) for g in gts]))
-            p, g = variants[chain]
+                                    np.stack([apply_chain(g, list(gt_chain)) for g in gts]))
+            p, g = prepared[chains]
             return (torch.from_numpy(p).permute(0, 3, 1, 2).double(), torch.from_numpy(g).permute(0, 3, 1, 2).double())
 
         if "ssim" in self.prep.metrics:
             p255, g255 = at("ssim")
             for vname, v in prof["ssim"]["variants"].items():
                 vals = ssim_variant(p255, g255, v)
+                # the reported variant is `ssim`; every other variant has its own key (checked in protocols)
                 key = "ssim" if vname == prof["ssim"]["reported"] else vname
                 self.per_image.setdefault(key, []).extend(vals.tolist())
         if "psnr" in self.prep.metrics:
@@ -301,18 +321,22 @@ class _Scorer:
             self.per_image.setdefault("psnr", []).extend(vals.tolist())
         if self.lpips is not None:
             p255, g255 = at("lpips")
-            dev = self.cfg.device
-            with torch.inference_mode():
-                vals = self.lpips((p255 / 255.0).float().to(dev), (g255 / 255.0).float().to(dev),
-                                  input_range=prof["lpips"]["input_range"])
-            self.per_image.setdefault("lpips", []).extend(vals.double().cpu().tolist())
+            self.per_image.setdefault("lpips", []).extend(self._lpips(p255, g255).tolist())
         for metric in self.prep.protocol.masked_metrics:
             if metric in self.prep.metrics:
                 self._score_masked(metric, *at(metric), names)
         if self.extractor is not None:
-            chain = self.fid_chain()
-            imgs = [self._pred_at(p, chain, n) for p, n in zip(preds, names, strict=True)]
+            pred_chain, _ = self.feature_chains()
+            imgs = [self._pred_at(p, pred_chain, n) for p, n in zip(preds, names, strict=True)]
             self.gen_features.append(self.features(imgs))
+
+    def _lpips(self, p255: torch.Tensor, g255: torch.Tensor) -> torch.Tensor:
+        """LPIPS of [0, 255] images as the profile feeds them; float chains keep their overshoot."""
+        dev = self.cfg.device
+        with self.torch.inference_mode():
+            vals = self.lpips((p255 / 255.0).float().to(dev), (g255 / 255.0).float().to(dev),
+                              input_range=self.prep.profile.metrics["lpips"]["input_range"], check_range=False)
+        return vals.double().cpu()
 
     def _score_masked(self, metric: str, p255: torch.Tensor, g255: torch.Tensor, names: list[PairKey]) -> None:
         """mask-SSIM (PATN) / mask-LPIPS (GFLA): both images multiplied by the target's pose mask."""
@@ -334,23 +358,20 @@ class _Scorer:
         if metric == "ssim":
             vals = ssim_variant(pm, gm, prof["ssim"]["variants"][prof["ssim"]["reported"]])
         else:
-            dev = self.cfg.device
-            with torch.inference_mode():
-                vals = self.lpips((pm / 255).float().to(dev), (gm / 255).float().to(dev),
-                                  input_range=prof["lpips"]["input_range"]).double().cpu()
+            vals = self._lpips(pm, gm)
         self.per_image.setdefault(f"{metric}_masked", []).extend(vals.tolist())
 
-    def _pred_at(self, img: np.ndarray, chain: list[tuple[str, tuple[int, int]]], name: PairKey) -> np.ndarray:
+    def _pred_at(self, img: np.ndarray, chain: Chain, name: PairKey) -> np.ndarray:
         target = chain[-1][1]
         if img.shape[:2] == target:
             return img
         if not self.prep.profile.resize_predictions:
             raise PosebenchError(
-                f"generated image for {name} is {img.shape[0]}x{img.shape[1]}, the protocol needs "
+                f"{self.prep.files[name]}: generated image is {img.shape[0]}x{img.shape[1]}, the protocol needs "
                 f"{target[0]}x{target[1]}; profile {self.prep.profile.name} does not resize predictions. "
                 "Generate at the protocol resolution (or use a legacy profile that reproduces a resize)")
         self.prep_resized = True
-        return apply_chain(img, chain)
+        return apply_chain(img, list(chain))
 
 
 def pose_estimator_name(cfg: EvalConfig) -> str:
@@ -438,6 +459,36 @@ class _PoseScorer:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def kept_by_drop_last(n: int, spec: dict[str, Any]) -> int:
+    """How many of `n` images a metric keeps under its profile section: all without drop-last; with drop-last,
+    the whole batches of min(batch_size, n) images. The reference scripts (GFLA, PIDM, PCDMs) shrink a batch
+    larger than the data to the data size ("batch size is bigger than the data size"), then drop the remainder."""
+    if not spec.get("drop_last") or n == 0:
+        return n
+    bs = min(int(spec["batch_size"]), n)
+    return (n // bs) * bs
+
+
+DROP_LAST_TRIALS = 20  # random choices of the dropped generated images behind `drop_last_range`
+
+
+def drop_last_fid_range(feats: np.ndarray, n_keep: int, real: Any, *, trials: int = DROP_LAST_TRIALS,
+                        seed: int = 0) -> dict[str, Any]:
+    """FID over `trials` seeded random choices of which generated images a drop-last batching keeps.
+
+    GFLA, PIDM and PCDMs list the generated folder in directory order (`glob`, unsorted) and drop the last
+    images, so which ones they drop, and their FID, depends on the file system; posebench keeps the first in
+    sorted order. This range shows how far that choice alone moves the number (the real set stays as scored).
+    """
+    from posebench.metrics.functional.frechet import frechet_distances_of_subsets
+
+    rng = np.random.default_rng(seed)
+    subsets = [np.sort(rng.choice(len(feats), n_keep, replace=False)) for _ in range(trials)]
+    values = frechet_distances_of_subsets(feats, subsets, real.mean(), real.cov())
+    return {"min": min(values), "max": max(values), "trials": trials, "seed": seed, "kept": n_keep,
+            "of": len(feats), "what": "FID with the kept generated images chosen at random (directory order)"}
+
+
 def _mean_stderr(values: list[float]) -> tuple[float, float | None, int]:
     arr = np.asarray(values, dtype=np.float64)
     finite = arr[np.isfinite(arr)]
@@ -462,7 +513,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     scorer = _Scorer(prep, cfg)
     pose = _PoseScorer(prep, cfg) if set(POSE_METRICS) & set(prep.metrics) else None
     split = prep.index.splits[prep.protocol.split]
-    keys = [p for p in prep.pairs if p in prep.files]
+    # Scoring order = the sorted listing of the generated files, the order the reference scripts sort them in
+    # (`sorted(glob(...))`), so drop-last keeps the images they keep where they sort (LPIPS), and a deterministic
+    # choice where they do not (FID lists the folder unsorted).
+    keys = sorted((p for p in prep.pairs if p in prep.files), key=lambda k: prep.files[k].name)
     image_id = {k: i + 1 for i, k in enumerate(keys)}  # pose ground truth and detections
     prof = prep.profile.metrics
     shard = _Shard.current(cfg.device)
@@ -487,12 +541,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         for name, values in scorer.per_image.items():
             spec_name = name.removesuffix("_masked")
             spec_name = "ssim" if spec_name.startswith("ssim") else spec_name
-            drop = prof.get(spec_name, {}).get("drop_last", False)
-            bs = prof.get(spec_name, {}).get("batch_size", len(values))
-            used = values[: (len(values) // bs) * bs] if drop else values
-            mean, se, n = _mean_stderr(used)
+            spec = prof.get(spec_name, {})
+            n_used = kept_by_drop_last(len(values), spec)
+            mean, se, n = _mean_stderr(values[:n_used])
+            details: dict[str, Any] = {"dropped": len(values) - n_used}
+            if spec_name == "ssim":
+                variant = prof["ssim"]["reported"] if name.removesuffix("_masked") == "ssim" else \
+                    name.removesuffix("_masked")
+                details.update(variant=variant, spec=prof["ssim"]["variants"][variant])
             metrics_out[name] = {"value": mean, "stderr": se, "higher_is_better": HIGHER_IS_BETTER.get(spec_name, True),
-                                 "n": n, "details": {"dropped": len(values) - len(used)}}
+                                 "n": n, "details": details}
 
         per_image_columns = dict(scorer.per_image)
         if pose is not None:
@@ -506,12 +564,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
             spec = prof["fid"]
             feats = np.concatenate(scorer.gen_features) if scorer.gen_features else np.zeros((0, 2048))
-            n_gen = (len(feats) // spec["batch_size"]) * spec["batch_size"] if spec.get("drop_last") else len(feats)
+            n_gen = kept_by_drop_last(len(feats), spec)
             if n_gen < 2:
                 raise PosebenchError(f"FID needs at least 2 generated images after drop-last; got {n_gen}")
             gen = FeatureStats(keep_features="kid" in prep.metrics)
             gen.update(feats[:n_gen])
-            chain = scorer.fid_chain()
+            _, chain = scorer.feature_chains()
             for real_name in prep.protocol.real_sets[: 2 if cfg.test_fid else 1]:
                 rsplit = prep.index.splits.get(real_name)
                 if rsplit is None:
@@ -531,18 +589,20 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                              f"{prep.profile.version}__{scorer.extractor.name}__{real_name}"
                 real, meta = real_set_stats(
                     stats_name, key_parts, paths,
-                    lambda batch: scorer.features([apply_chain(read_rgb(p), chain) for p in batch]),
-                    batch_size=int(spec["batch_size"]), drop_last=bool(spec.get("drop_last")),
+                    lambda batch: scorer.features([apply_chain(read_rgb(p), list(chain)) for p in batch]),
+                    batch_size=max(1, min(int(spec["batch_size"]), len(paths))), drop_last=bool(spec.get("drop_last")),
                     keep_features="kid" in prep.metrics, progress=bar if cfg.progress else None,
                     use_cache=cfg.use_cache)
                 real_meta[real_name] = meta
                 suffix = "" if real_name == prep.protocol.real_sets[0] else f"_{real_name}"
                 if "fid" in prep.metrics:
                     value = frechet_distance(gen.mean(), gen.cov(), real.mean(), real.cov())
+                    fid_details = {"real_set": real_name, "real_n": meta["n"], "dropped": len(feats) - n_gen,
+                                   "real_dropped": meta["dropped"]}
+                    if n_gen < len(feats):
+                        fid_details["drop_last_range"] = drop_last_fid_range(feats, n_gen, real)
                     metrics_out["fid" + suffix] = {"value": value, "stderr": None, "higher_is_better": False,
-                                                   "n": n_gen, "details": {"real_set": real_name, "real_n": meta["n"],
-                                                                           "dropped": len(feats) - n_gen,
-                                                                           "real_dropped": meta["dropped"]}}
+                                                   "n": n_gen, "details": fid_details}
                 if "kid" in prep.metrics:
                     kspec = prof.get("kid", {"subsets": 100, "subset_size": 1000, "seed": 0})
                     mean, std = kid(gen.features(), real.features(), num_subsets=int(kspec["subsets"]),

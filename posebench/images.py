@@ -2,7 +2,10 @@
 
 `read_rgb` accepts 8-bit RGB only and names the file and what to do otherwise (RGBA, grayscale, 16-bit,
 truncated or corrupt files are errors, never silent conversions). `resize` implements the resize methods
-that metric profiles name; every method returns uint8 (the references quantise after resizing).
+that metric profiles name, with the output each reference produces: the reference repositories do not all
+quantise after resizing. PIDM and PCDMs resize float32 arrays with cv2 and keep the float result (no rounding,
+no clipping: cubic overshoot past [0, 255] stays); CFLD truncates to uint8 (`clamp(0, 255).to(torch.uint8)`);
+the PIL and cv2 uint8 paths round inside the library.
 """
 
 from __future__ import annotations
@@ -49,17 +52,47 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return arr
 
 
-def resize(img: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
-    """Resize a (H, W, 3) uint8 image to `size` = (H', W') with a profile's method; returns uint8.
+RESIZE_OUTPUTS = ("uint8", "uint8-truncate", "float32")
+# Which outputs each method can produce, as its reference code produced them.
+METHOD_OUTPUTS = {
+    "pil-bicubic": ("uint8",),
+    "cv2-linear": ("uint8", "float32"),
+    "cv2-cubic": ("uint8", "float32"),
+    "torch-bicubic-antialias": ("uint8", "uint8-truncate"),
+}
 
-    Methods: `pil-bicubic` (PIL BICUBIC on uint8: PIDM/NTED data preparation, clean ground truth),
-    `cv2-linear` (cv2.resize default INTER_LINEAR: PIDM metrics), `cv2-cubic` (INTER_CUBIC: PCDMs),
-    `torch-bicubic-antialias` (F.interpolate bicubic, antialias=True on [0, 1] floats, then round to
-    uint8: CFLD).
+
+def resize(img: np.ndarray, size: tuple[int, int], method: str, output: str = "uint8") -> np.ndarray:
+    """Resize a (H, W, 3) image to `size` = (H', W') with a profile's method and output.
+
+    Methods:
+        `pil-bicubic`: PIL BICUBIC on uint8 (PIDM/NTED data preparation; torchvision `Resize` on a PIL image,
+            CFLD's ground truth; the clean ground truth). Output uint8.
+        `cv2-linear`, `cv2-cubic`: `cv2.resize` with INTER_LINEAR (PIDM metrics) or INTER_CUBIC (PCDMs).
+            Output `uint8`: cv2 on the uint8 array (rounds and saturates inside cv2). Output `float32`: cv2 on
+            `img.astype(np.float32)`, the result kept as float32 with no rounding and no clipping, as PIDM's
+            and PCDMs' metric scripts do (`cv2.resize(imread(f).astype(np.float32), ...)`).
+        `torch-bicubic-antialias`: `F.interpolate(x, mode="bicubic", antialias=True)` on float32 x = img / 255,
+            then `* 255` and `clamp(0, 255)`; output `uint8` rounds to nearest, `uint8-truncate` truncates as
+            `.to(torch.uint8)` does (CFLD's sampler).
+
+    An image that already has the size is returned unchanged (each reference's resize is the identity there:
+    checked for cv2 and the antialiased bicubic).
+
+    Returns:
+        uint8 or (output `float32`) float32 array of shape (H', W', 3).
     """
+    if output not in METHOD_OUTPUTS.get(method, ()):
+        if method not in METHOD_OUTPUTS:
+            raise PosebenchError(f"unknown resize method {method!r}; known: {', '.join(METHOD_OUTPUTS)}")
+        raise PosebenchError(f"resize {method} cannot give output {output!r}; it gives "
+                             f"{', '.join(METHOD_OUTPUTS[method])}")
     h, w = size
     if img.shape[:2] == (h, w):
         return img
+    if img.dtype != np.uint8 and not (method.startswith("cv2") and output == "float32"):
+        raise PosebenchError(f"resize {method} ({output}) takes uint8 images, got {img.dtype}: a chain can resize "
+                             "a float result only with a cv2 float32 step")
     if method == "pil-bicubic":
         from PIL import Image
 
@@ -68,22 +101,22 @@ def resize(img: np.ndarray, size: tuple[int, int], method: str) -> np.ndarray:
         import cv2
 
         flag = cv2.INTER_LINEAR if method == "cv2-linear" else cv2.INTER_CUBIC
-        return cv2.resize(img, (w, h), interpolation=flag)
-    if method == "torch-bicubic-antialias":
-        import torch
-        import torch.nn.functional as F
+        src = img.astype(np.float32) if output == "float32" else img
+        return cv2.resize(src, (w, h), interpolation=flag)
+    import torch
+    import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].double() / 255.0
-        y = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
-        # CFLD quantises to uint8 before dividing by 255 again (rounding here; floor vs round unverified)
-        return (y.clamp(0, 1) * 255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    raise PosebenchError(f"unknown resize method {method!r}")
+    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+    y = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False) * 255.0
+    y = y.clamp(0, 255)
+    y = y.round() if output == "uint8" else y  # `.to(torch.uint8)` truncates the fraction
+    return y.to(torch.uint8)[0].permute(1, 2, 0).numpy()
 
 
-def apply_chain(img: np.ndarray, steps: list[tuple[str, tuple[int, int]]]) -> np.ndarray:
-    """Apply resize steps in order; a step whose size the image already has is skipped."""
-    for method, size in steps:
-        img = resize(img, size, method)
+def apply_chain(img: np.ndarray, steps: list[tuple[str, tuple[int, int], str]]) -> np.ndarray:
+    """Apply resize steps (method, size, output) in order; a step whose size the image already has is skipped."""
+    for method, size, output in steps:
+        img = resize(img, size, method, output)
     return img
 
 

@@ -25,6 +25,9 @@ def eval_(
     fid_weights: Annotated[Path | None, typer.Option(help="Inception weights file instead of the registry's.")] = None,
     lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS backbone weights file.")] = None,
     scheme: Annotated[str | None, typer.Option(help="Naming scheme: posebench|patn|gfla|nted|pidm|pcdms.")] = None,
+    name_map: Annotated[Path | None, typer.Option(
+        help="Map of a release's own image names to dataset names (PCDMs' imgN files): JSON {name: dataset "
+        "name} or two columns per line.", dir_okay=False)] = None,
     allow_missing: Annotated[bool, typer.Option(help="Score a subset when pairs are missing.")] = False,
     allow_lossy: Annotated[bool, typer.Option(help="Accept JPEG predictions (flagged).")] = False,
     best_of: Annotated[int, typer.Option(help="Declare best-of-N sampling (recorded).")] = 1,
@@ -79,7 +82,7 @@ def eval_(
                              f"{','.join(POSE_METRICS)} to --metrics (e.g. --metrics ssim,ap)")
 
     cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile, metrics=wanted,
-                     fid_weights=fid_weights, lpips_weights=lpips_weights, scheme=scheme,
+                     fid_weights=fid_weights, lpips_weights=lpips_weights, scheme=scheme, name_map=name_map,
                      allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of,
                      oracle_selection=oracle_selection, test_fid=test_fid, batch_size=batch_size, device=device,
                      use_cache=not no_cache, real_limit=real_limit, pose_estimator=pose_estimator,
@@ -104,6 +107,7 @@ def _eval_pose(args: dict) -> None:
     from posebench.humanart_eval import PoseEvalConfig, evaluate_humanart
 
     unused = {"--lpips-weights": args["lpips_weights"] is not None, "--scheme": args["scheme"] is not None,
+              "--name-map": args["name_map"] is not None,
               "--best-of": args["best_of"] != 1, "--oracle-selection": args["oracle_selection"],
               "--test-fid": args["test_fid"], "--real-limit": args["real_limit"] is not None,
               "--compare": args["compare"] is not None}

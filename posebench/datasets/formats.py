@@ -228,3 +228,48 @@ def write_annotation_csv_rows(keypoints: dict[str, Keypoints]) -> str:
         arr = np.rint(kp.to_array(-1)).astype(int)
         rows.append(f"{name}:{json.dumps(arr[:, 1].tolist())}:{json.dumps(arr[:, 0].tolist())}")
     return "\n".join(rows) + "\n"
+
+
+def read_name_map(path: Path, log: ProblemLog) -> dict[str, str]:
+    """A map from a release's own image names to dataset names (PCDMs renamed DeepFashion to `img1.png` ..
+    `img52712.png`): a JSON object `{"img1": "fashionWOMEN...jpg", ...}`, or a CSV / TSV / whitespace file of
+    two columns per line (an optional header line `name,dataset_name`). Both sides are keyed by stem.
+    Malformed lines, empty names and a name mapped twice are logged with file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        log.error(path, None, f"cannot read the name map ({type(exc).__name__}: {exc})")
+        return {}
+    out: dict[str, str] = {}
+    if text.lstrip().startswith("{"):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            log.error(path, exc.lineno, f"not valid JSON: {exc.msg}")
+            return {}
+        for k, v in raw.items():
+            if not isinstance(v, str) or not k or not v:
+                log.error(path, None, f"entry {k!r}: expected a non-empty dataset name string, got {v!r}")
+                continue
+            out[stem(k)] = stem(v)
+        return out
+    seen: dict[str, int] = {}
+    for i, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        cells = [c.strip() for c in (line.split(",") if "," in line else line.split())]
+        if i == 1 and cells and cells[0].lower() in ("name", "pcdms", "from", "release_name"):
+            continue  # header
+        if len(cells) != 2 or not all(cells):
+            log.error(path, i, f"expected two names (release name, dataset name), got {line!r}")
+            continue
+        key = stem(cells[0])
+        if key in seen:
+            log.error(path, i, f"{cells[0]!r} is mapped twice (first on line {seen[key]})", "keep one line")
+            continue
+        seen[key] = i
+        out[key] = stem(cells[1])
+    if not out and not log.errors:
+        log.error(path, None, "the name map is empty")
+    return out

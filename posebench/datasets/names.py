@@ -142,12 +142,14 @@ GENERATED_SCHEMES: dict[str, re.Pattern[str]] = {
     "posebench": re.compile(rf"^{_STEM.format('src')}__{_STEM.format('tgt')}\.(?:png|jpg|jpeg|bmp|webp)$"),
     # PATN: {from}___{to}_vis.(png|jpg), from/to may keep their .jpg
     "patn": re.compile(rf"^{_STEM.format('src')}___{_STEM.format('tgt')}_vis\.(?:png|jpg|jpeg)$"),
-    # PCDMs: {imgA}_to_{imgB}.png with PCDMs' own imgN names (needs a name map)
-    "pcdms": re.compile(r"^(?P<src>img\d+)_to_(?P<tgt>img\d+)\.(?:png|jpg|jpeg)$"),
+    # PCDMs: {source}_to_{target}.png (stage 2/3 test scripts: source stem + '_to_' + target file name), with
+    # dataset names, or PCDMs' renamed imgN images (then a name map gives the dataset names)
+    "pcdms": re.compile(rf"^{_STEM.format('src')}_to_{_STEM.format('tgt')}\.(?:png|jpg|jpeg)$"),
     # GFLA / NTED / PIDM: {src}_2_{tgt}_vis.(png|jpg)
     "gfla": re.compile(rf"^{_STEM.format('src')}_2_{_STEM.format('tgt')}_vis\.(?:png|jpg|jpeg)$"),
 }
 SCHEME_ALIASES = {"nted": "gfla", "pidm": "gfla"}
+_PCDMS_RENAMED = re.compile(r"^img\d+$")  # PCDMs' processed-data names (img1 .. img52712)
 
 
 def _split_candidates(filename: str, scheme: str) -> list[tuple[str, str]]:
@@ -155,10 +157,7 @@ def _split_candidates(filename: str, scheme: str) -> list[tuple[str, str]]:
     pattern = GENERATED_SCHEMES[scheme]
     if pattern.match(filename) is None:
         return []
-    if scheme == "pcdms":
-        m = pattern.match(filename)
-        return [(m["src"], m["tgt"])]
-    sep = {"posebench": "__", "patn": "___", "gfla": "_2_"}[scheme]
+    sep = {"posebench": "__", "patn": "___", "gfla": "_2_", "pcdms": "_to_"}[scheme]
     body = re.sub(r"(_vis)?\.(png|jpg|jpeg|bmp|webp)$", "", filename, flags=re.IGNORECASE)
     out = []
     start = 0
@@ -181,7 +180,8 @@ def parse_generated_name(
         scheme: one of GENERATED_SCHEMES (or an alias: nted, pidm); None tries each in order.
         known: image stems of the dataset; when given, a split is accepted only if both sides are known,
             which resolves names that contain the separator.
-        name_map: for schemes with their own image names (PCDMs `imgN`), their name -> dataset stem.
+        name_map: generated-side image name -> dataset stem, for a release that renamed the images (PCDMs'
+            `imgN`); names it does not hold stay as they are.
 
     Raises:
         ValueError: no scheme matches, or the split is ambiguous / refers to unknown images.
@@ -193,8 +193,11 @@ def parse_generated_name(
             raise PosebenchError(f"unknown naming scheme {scheme!r}; known: {', '.join(GENERATED_SCHEMES)}, "
                                  f"{', '.join(SCHEME_ALIASES)}")
         candidates = _split_candidates(filename, name)
-        if name == "pcdms" and candidates and name_map is None:
-            raise ValueError(f"{filename!r} uses PCDMs' imgN names; pass a name map (imgN -> dataset name)")
+        if name == "pcdms" and name_map is None and any(
+                _PCDMS_RENAMED.match(s) and _PCDMS_RENAMED.match(t) and not (known_set and {s, t} <= known_set)
+                for s, t in candidates):
+            raise ValueError(f"{filename!r} uses PCDMs' renamed imgN images; pass their name map (--name-map: "
+                             "imgN -> dataset name), or name the files {source}_to_{target}.png with dataset names")
         if name_map is not None:
             candidates = [(name_map.get(s, s), name_map.get(t, t)) for s, t in candidates]
         if known_set is not None:
@@ -208,7 +211,7 @@ def parse_generated_name(
         f"{filename!r} matches no known naming scheme"
         + (" with images of this dataset" if known_set is not None else "")
         + ": expected {source}__{target}.png (posebench), {from}___{to}_vis.png (PATN), "
-        "{src}_2_{tgt}_vis.png (GFLA/NTED/PIDM) or imgA_to_imgB.png (PCDMs)"
+        "{src}_2_{tgt}_vis.png (GFLA/NTED/PIDM) or {source}_to_{target}.png (PCDMs)"
     )
 
 

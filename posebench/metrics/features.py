@@ -306,11 +306,13 @@ class InceptionExtractor:
         return (f"InceptionExtractor(name={self.name!r}, version={self.version}, backend={self.backend!r}, "
                 f"weights_sha256={self.weights_sha256[:16]!r}, device={str(self.device)!r})")
 
-    def __call__(self, images: Tensor) -> Tensor:
+    def __call__(self, images: Tensor, *, check_range: bool = True) -> Tensor:
         """Features of a batch.
 
         Args:
             images: (B, 3, H, W) RGB, uint8 or float with values in [0, 255], at the evaluation size.
+            check_range: refuse float values outside [0, 255]; the evaluator turns it off for profiles whose float
+                resize leaves cubic overshoot in the images (PCDMs feeds them to the network as they are).
 
         Returns:
             (B, 2048) float32 on the extractor's device.
@@ -318,7 +320,7 @@ class InceptionExtractor:
         Raises:
             ValueError: wrong shape, dtype or value range.
         """
-        _check_images(images)
+        _check_images(images, check_range)
         with torch.inference_mode():
             x = images
             if self._pre_resize is not None:
@@ -328,14 +330,14 @@ class InceptionExtractor:
             return feats.reshape(x.shape[0], DIMS).float()
 
 
-def _check_images(images: Tensor) -> None:
+def _check_images(images: Tensor, check_range: bool = True) -> None:
     if not isinstance(images, Tensor):
         raise ValueError(f"expected a torch.Tensor of shape Bx3xHxW, got {type(images).__name__}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape Bx3xHxW, got {tuple(images.shape)}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise ValueError(f"expected uint8 or float images in [0, 255], got dtype {images.dtype}")
-    if images.is_floating_point() and images.numel():
+    if check_range and images.is_floating_point() and images.numel():
         lo, hi = float(images.min()), float(images.max())
         if lo < -1e-3 or hi > 255.001:
             raise ValueError(f"expected pixel values in [0, 255], got min {lo:g}, max {hi:g}")

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from posebench.errors import PosebenchError
+from posebench.images import METHOD_OUTPUTS  # resize methods and the outputs each can give
 from posebench.registry import Registry
 from posebench.utils.keys import read_yaml_mapping
 
-RESIZE_METHODS = ("pil-bicubic", "cv2-linear", "cv2-cubic", "torch-bicubic-antialias")
+RESIZE_METHODS = tuple(METHOD_OUTPUTS)
 METRIC_NAMES = ("fid", "kid", "ssim", "lpips", "psnr")
 SSIM_WINDOWS = ("gaussian", "uniform")
 LPIPS_RANGES = ("minus1_1", "zero_1_normalize", "zero_1_raw")
@@ -35,9 +36,10 @@ class ProfileError(PosebenchError):
 class ResizeStep:
     method: str
     size: tuple[int, int] | None  # None = the protocol resolution
+    output: str = "uint8"  # posebench.images.RESIZE_OUTPUTS: uint8 | uint8-truncate | float32
 
-    def resolve(self, resolution: tuple[int, int]) -> tuple[str, tuple[int, int]]:
-        return self.method, self.size or resolution
+    def resolve(self, resolution: tuple[int, int]) -> tuple[str, tuple[int, int], str]:
+        return self.method, self.size or resolution, self.output
 
 
 @dataclass(frozen=True)
@@ -50,16 +52,27 @@ class Profile:
     metrics: dict[str, dict[str, Any]]
     changelog: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     sha256: str = ""
+    prediction_chain: tuple[ResizeStep, ...] | None = None  # None: predictions follow the ground-truth chain
 
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
 
     def chain(self, metric: str) -> tuple[ResizeStep, ...]:
-        """Resize steps that bring an image to the size `metric` is computed at."""
+        """Resize steps that bring a ground-truth (or FID real-set) image to what `metric` is computed on."""
         spec = self.metrics.get(metric, {})
         return tuple(_steps(spec["chain"], f"{self.name}.metrics.{metric}.chain")) if "chain" in spec \
             else self.ground_truth_chain
+
+    def prediction_chain_for(self, metric: str) -> tuple[ResizeStep, ...]:
+        """Resize steps for a generated image: the metric's `prediction_chain`, else its own `chain` (the same
+        preparation as the ground truth), else the profile's `prediction_chain`, else its ground-truth chain."""
+        spec = self.metrics.get(metric, {})
+        if "prediction_chain" in spec:
+            return tuple(_steps(spec["prediction_chain"], f"{self.name}.metrics.{metric}.prediction_chain"))
+        if "chain" in spec:
+            return self.chain(metric)
+        return self.prediction_chain if self.prediction_chain is not None else self.ground_truth_chain
 
 
 @dataclass(frozen=True)
@@ -100,14 +113,26 @@ def _steps(raw: Any, where: str) -> list[ResizeStep]:
         raise ProfileError(f"{where}: expected a list of resize steps")
     out = []
     for i, step in enumerate(raw):
+        if not isinstance(step, dict):
+            raise ProfileError(f"{where}[{i}]: expected a mapping like {{resize: pil-bicubic, size: protocol}}")
+        unknown = set(step) - {"resize", "size", "output"}
+        if unknown:
+            raise ProfileError(f"{where}[{i}]: unknown keys {sorted(unknown)}; a step has resize, size, output")
         method = _need(step, "resize", f"{where}[{i}]")
         if method not in RESIZE_METHODS:
             raise ProfileError(f"{where}[{i}]: unknown resize {method!r}; known: {', '.join(RESIZE_METHODS)}")
+        output = step.get("output", "uint8")
+        if output not in METHOD_OUTPUTS[method]:
+            raise ProfileError(f"{where}[{i}]: resize {method} cannot give output {output!r}; it gives "
+                               f"{', '.join(METHOD_OUTPUTS[method])}")
+        if out and out[-1].output == "float32" and not method.startswith("cv2"):
+            raise ProfileError(f"{where}[{i}]: {method} cannot follow a float32 step (only cv2 float32 resizes "
+                               "take float images)")
         size = step.get("size", "protocol")
         if size == "protocol":
-            out.append(ResizeStep(method, None))
+            out.append(ResizeStep(method, None, output))
         elif isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
-            out.append(ResizeStep(method, (size[0], size[1])))
+            out.append(ResizeStep(method, (size[0], size[1]), output))
         else:
             raise ProfileError(f"{where}[{i}]: size must be 'protocol' or [H, W], got {size!r}")
     return out
@@ -120,9 +145,15 @@ def _check_metrics(metrics: dict[str, Any], where: str) -> None:
     ssim = metrics.get("ssim")
     if ssim:
         variants = _need(ssim, "variants", f"{where}.ssim")
-        if _need(ssim, "reported", f"{where}.ssim") not in variants:
-            raise ProfileError(f"{where}.ssim: reported variant {ssim['reported']!r} is not among {list(variants)}")
+        reported = _need(ssim, "reported", f"{where}.ssim")
+        if reported not in variants:
+            raise ProfileError(f"{where}.ssim: reported variant {reported!r} is not among {list(variants)}")
         for vname, v in variants.items():
+            # Results key the reported variant as `ssim` and every other variant by its own name, so another
+            # variant named `ssim` would share the key (two SSIMs averaged into one headline number).
+            if vname != reported and (vname == "ssim" or not vname.startswith("ssim_")):
+                raise ProfileError(f"{where}.ssim.variants.{vname}: a variant that is not the reported one is "
+                                   "reported under its own name, which must start with 'ssim_' (e.g. ssim_win51)")
             if v.get("window") not in SSIM_WINDOWS:
                 raise ProfileError(f"{where}.ssim.{vname}: window must be one of {SSIM_WINDOWS}")
             dr = v.get("data_range")
@@ -145,9 +176,12 @@ def parse_profile(data: dict[str, Any], where: str) -> Profile:
         metrics=metrics,
         changelog=tuple(data.get("changelog", ())),
         sha256=_hash(data),
+        prediction_chain=(tuple(_steps(data["prediction_chain"], f"{where}.prediction_chain"))
+                          if "prediction_chain" in data else None),
     )
-    for metric in metrics:
-        prof.chain(metric)  # validates chains now, not at evaluation time
+    for metric in metrics:  # validates chains now, not at evaluation time
+        prof.chain(metric)
+        prof.prediction_chain_for(metric)
     return prof
 
 

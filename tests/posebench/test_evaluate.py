@@ -220,9 +220,17 @@ def test_legacy_profile_resizes_and_records(world):
     assert res.exit_code == 0, res.output
     r = read_results(world["base"] / "pidm.json")
     assert r["profile"]["name"] == "pidm" and "ssim_256" not in r["metrics"]  # reported variant is named ssim
-    assert set(r["metrics"]) == {"ssim", "psnr", "lpips"} | {"ssim"}
-    # PIDM: drop-last batches of 64 for LPIPS: fewer than 64 pairs leaves none, which the result says
-    assert r["metrics"]["lpips"]["details"]["dropped"] == len(world["pairs"])
+    # the other SSIM variant under its own key, each over every pair once (v1 averaged both into `ssim`)
+    assert set(r["metrics"]) == {"ssim", "ssim_win51", "psnr", "lpips"}
+    n = len(world["pairs"])
+    assert r["metrics"]["ssim"]["n"] == r["metrics"]["ssim_win51"]["n"] == n
+    assert r["metrics"]["ssim"]["details"]["variant"] == "ssim_256"
+    assert r["metrics"]["ssim"]["value"] != pytest.approx(r["metrics"]["ssim_win51"]["value"], abs=1e-3)
+    header = (world["base"] / "pidm.per_image.csv").read_text().splitlines()[0]
+    assert header == "source,target,lpips,psnr,ssim,ssim_win51"
+    # PIDM: LPIPS in batches of 64 with drop-last, but a batch larger than the data shrinks to the data size
+    # (the script's "batch size is bigger than the data size"), so fewer than 64 pairs are all kept
+    assert n < 64 and r["metrics"]["lpips"]["details"]["dropped"] == 0 and r["metrics"]["lpips"]["n"] == n
 
 
 def test_profile_and_protocol_errors(world):

@@ -1,0 +1,269 @@
+"""End to end: the numbers `posebench eval --profile X` writes (results JSON and per-image CSV) equal what each
+paper's own metric script computes on the same files, re-implemented independently in `tests/peer_scripts.py`.
+
+One synthetic DeepFashion root of 13 test identities (156 test pairs: not a multiple of 64 or 128) and 20 training
+identities (80 real images: drop-last of 64 keeps 64; a batch of 128 shrinks to 80), with images at 640x440 so that
+every profile's ground-truth resize actually runs. Each profile gets generated images in its repository's size and
+naming (GFLA/PIDM `{src}_2_{tgt}_vis.png` at 256x256, PCDMs `{src}_to_{tgt}.png` at 512x512, CFLD 512x512 samples,
+clean at the protocol size) and the folders its script reads (ground truth and real set prepared as the papers'
+data preparation did). The networks are test-sized: an Inception-shaped trunk (`peer_scripts.TinyInception`) given
+to both sides through the same weights file, and a random AlexNet for LPIPS.
+
+The 512x352 runs score the first 45 pairs (`--allow-missing`), to keep the suite's time: their code paths are those
+of 256x176 with other sizes.
+
+Tolerances: SSIM, LPIPS and PSNR 1e-6 absolute (mean and every image); FID 1e-4 relative (float32 features summed
+in another order, the Frechet distance by eigen-decomposition against `scipy.linalg.sqrtm`). Where the script's
+SSIM runs in float32 (CFLD, PCDMs on scikit-image >= 0.19) its per-image values carry ~1e-6 of float32 round-off:
+there the mean must agree to 1e-6 and every image to 1e-7 with the same call in float64 (`@f64`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import peer_scripts as peers
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from posebench.cli import app
+
+runner = CliRunner()
+ROOT_SIZE = (640, 440)  # H, W of the synthetic root: larger than both protocols, so every GT resize runs
+TOL = 1e-6
+TOL_F64 = 1e-7  # per image against the script's own SSIM call redone in float64 (module doc)
+FID_REL = 1e-4
+SUBSET_512 = 45  # pairs scored at 512x352 (module doc)
+
+
+# ---------------------------------------------------------------------------------------------- world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from posebench.datasets.synth import synthesize
+
+    base = tmp_path_factory.mktemp("parity")
+    root = base / "df"
+    synthesize("deepfashion", root, identities=33, poses=4, size=ROOT_SIZE, seed=11, test_fraction=13 / 33,
+               progress=False)
+    rows = (root / "fasion-resize-pairs-test.csv").read_text().split()[1:]
+    pairs = [tuple(r.split(",")) for r in rows]
+    train = sorted((root / "train").iterdir())
+    assert len(pairs) == 156 and len(train) == 80
+    inception = peers.tiny_inception(seed=1)
+    torch.save(inception.state_dict(), base / "tiny-inception.pth")
+    import torchvision
+
+    torch.manual_seed(2)
+    alex = torchvision.models.alexnet(weights=None)
+    torch.save(alex.state_dict(), base / "alex.pth")
+    return {"base": base, "root": root, "pairs": pairs, "train": train, "inception": inception,
+            "lpips": peers.lpips_alex(alex.state_dict())}
+
+
+@pytest.fixture(autouse=True)
+def _tiny_inception(monkeypatch):
+    """posebench builds its Inception trunk from the test network's architecture (the weights come from the file)."""
+    from posebench.metrics import features
+
+    monkeypatch.setattr(features, "tv_inception_v3_skeleton", peers.TinyInception)
+    monkeypatch.setattr(features, "fid_inception_skeleton", peers.TinyInception)
+
+
+def _pil_bicubic(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB").resize((size_hw[1], size_hw[0]), Image.BICUBIC))
+
+
+def _prediction(world, src: str, tgt: str, size_hw: tuple[int, int], k: int) -> np.ndarray:
+    """A plausible generated image: mostly the target, some of the source, noise and a brightness drift."""
+    rng = np.random.default_rng(k)
+    t = _pil_bicubic(world["root"] / "test" / tgt, size_hw).astype(np.float64)
+    s = _pil_bicubic(world["root"] / "test" / src, size_hw).astype(np.float64)
+    img = 0.7 * t + 0.3 * s + rng.normal(0, 14, t.shape) + rng.uniform(-10, 10)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def _stem(name: str) -> str:
+    return Path(name).stem
+
+
+def _write(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path, compress_level=1)  # lossless either way; level 1 encodes 5x faster
+    return path
+
+
+def _eval(world, pred: Path, profile: str, protocol: str = "deepfashion-256x176", out: str | None = None,
+          extra: tuple[str, ...] = ()) -> tuple[dict, dict[tuple[str, str], dict[str, float]]]:
+    out_path = world["base"] / (out or f"{profile}-{protocol}.json")
+    res = runner.invoke(app, [
+        "eval", "--protocol", protocol, "--root", str(world["root"]), "--pred", str(pred), "--out", str(out_path),
+        "--profile", profile, "--metrics", "fid,ssim,lpips,psnr", "--fid-weights", str(world["base"] /
+                                                                                       "tiny-inception.pth"),
+        "--lpips-weights", str(world["base"] / "alex.pth"), "--batch-size", "16", *extra])
+    assert res.exit_code == 0, res.output
+    results = json.loads(out_path.read_text())
+    with open(out_path.with_suffix(".per_image.csv"), newline="") as fh:
+        per = {(r["source"], r["target"]): {k: float(v) for k, v in r.items() if k not in ("source", "target")}
+               for r in csv.DictReader(fh)}
+    return results, per
+
+
+def _compare(results: dict, per: dict, ref: dict, keymap: dict[str, str], names: dict[str, tuple[str, str]],
+             n_expected: dict[str, int]) -> None:
+    """posebench key -> reference key; `names`: generated file name -> (source stem, target stem)."""
+    m = results["metrics"]
+    assert set(m) == set(keymap) | {"fid"}, sorted(m)
+    for ours, theirs in keymap.items():
+        assert m[ours]["value"] == pytest.approx(ref[theirs], abs=TOL), ours
+        assert m[ours]["n"] == n_expected[ours] == ref["n"][theirs], ours
+        got = {name: per[key][ours] for name, key in names.items() if theirs in ref["per_image"].get(name, {})}
+        assert len(got) == ref["n"][theirs], ours
+        for name, value in got.items():
+            row = ref["per_image"][name]
+            if f"{theirs}@f64" in row:
+                assert value == pytest.approx(row[f"{theirs}@f64"], abs=TOL_F64), (ours, name)
+            else:
+                assert value == pytest.approx(row[theirs], abs=TOL), (ours, name)
+    assert m["fid"]["value"] == pytest.approx(ref["fid"], rel=FID_REL)
+    assert m["fid"]["n"] == ref["n"]["fid"] and m["fid"]["details"]["real_n"] == ref["n"]["fid_real"]
+
+
+def _kept(n: int, batch: int) -> int:
+    """Images a drop-last loop keeps: whole batches, a batch larger than the data shrinking to the data size."""
+    bs = min(batch, n)
+    return (n // bs) * bs
+
+
+def _check_drop_range(results: dict, n_pairs: int, kept: int) -> None:
+    fid = results["metrics"]["fid"]
+    if kept == n_pairs:
+        assert "drop_last_range" not in fid["details"]
+        return
+    rng = fid["details"]["drop_last_range"]
+    assert rng["trials"] == 20 and rng["kept"] == kept and rng["of"] == n_pairs
+    assert rng["min"] < rng["max"] and np.isfinite([rng["min"], rng["max"]]).all()
+
+
+# ---------------------------------------------------------------------------------------------- profiles
+
+
+def test_legacy_gfla_equals_gflas_script(world):
+    base, pairs = world["base"] / "gfla", world["pairs"]
+    names = {}
+    for k, (s, t) in enumerate(pairs):
+        name = f"{_stem(s)}_2_{_stem(t)}_vis.png"
+        _write(base / "gen" / name, _prediction(world, s, t, (256, 256), k))
+        names[name] = (_stem(s), _stem(t))
+    for t in {t for _, t in pairs}:  # GFLA's maintainer: bicubic to 256x256 (saved lossless here)
+        _write(base / "gt" / f"{_stem(t)}.png", _pil_bicubic(world["root"] / "test" / t, (256, 256)))
+    for f in world["train"]:
+        _write(base / "real" / f"{f.stem}.png", _pil_bicubic(f, (256, 256)))
+    ref = peers.gfla(base / "gen", base / "gt", base / "real", world["inception"], world["lpips"])
+    results, per = _eval(world, base / "gen", "legacy-gfla")
+    assert results["profile"]["version"] == 2
+    n = len(pairs)
+    _compare(results, per, ref, {"ssim": "ssim_256", "ssim_win51": "ssim", "psnr": "psnr", "lpips": "lpips"},
+             names, {"ssim": n, "ssim_win51": n, "psnr": n, "lpips": 128})
+    assert results["metrics"]["fid"]["n"] == 128 and results["metrics"]["fid"]["details"]["real_n"] == 64
+    _check_drop_range(results, n, 128)
+
+
+def test_pidm_equals_pidms_script(world):
+    base, pairs = world["base"] / "pidm", world["pairs"]
+    names = {}
+    for k, (s, t) in enumerate(pairs):
+        name = f"{_stem(s)}_2_{_stem(t)}_vis.png"
+        _write(base / "gen" / name, _prediction(world, s, t, (256, 256), k))
+        names[name] = (_stem(s), _stem(t))
+    for t in {t for _, t in pairs}:  # test_256x256_pngs: PIL bicubic, 'deep' + name (maintainer, PIDM#37)
+        _write(base / "gt" / f"deep{_stem(t)}.png", _pil_bicubic(world["root"] / "test" / t, (256, 256)))
+    for f in world["train"]:
+        _write(base / "real" / f"{f.stem}.png", _pil_bicubic(f, (256, 256)))
+    ref = peers.pidm(base / "gen", base / "gt", base / "real", world["inception"], world["lpips"])
+    results, per = _eval(world, base / "gen", "pidm")
+    n = len(pairs)
+    _compare(results, per, ref, {"ssim": "ssim_256", "ssim_win51": "ssim", "psnr": "psnr", "lpips": "lpips"},
+             names, {"ssim": n, "ssim_win51": n, "psnr": n, "lpips": 128})
+    _check_drop_range(results, n, 128)
+
+
+SIZES = [("deepfashion-256x176", (256, 176)), ("deepfashion-512x352", (512, 352))]
+
+
+def _pairs_for(world, size: tuple[int, int]) -> tuple[list, tuple[str, ...]]:
+    """All pairs at 256x176; the first SUBSET_512 at 512x352, scored with --allow-missing."""
+    if size[0] == 256:
+        return world["pairs"], ()
+    return world["pairs"][:SUBSET_512], ("--allow-missing",)
+
+
+@pytest.mark.parametrize("protocol,size", SIZES)
+def test_pcdms_equals_pcdms_scripts(world, protocol, size):
+    base, (pairs, extra) = world["base"] / f"pcdms-{size[0]}", _pairs_for(world, size)
+    names = {}
+    for k, (s, t) in enumerate(pairs):
+        name = f"{_stem(s)}_to_{_stem(t)}.png"  # the stage-2/3 test scripts' names, with dataset names
+        _write(base / "gen" / name, _prediction(world, s, t, (512, 512), k))
+        names[name] = (_stem(s), _stem(t))
+    for t in {t for _, t in pairs}:  # its test_lst_*_png: the ground truth as PNG; the script resizes it
+        with Image.open(world["root"] / "test" / t) as im:
+            _write(base / "gt" / f"{_stem(t)}.png", np.asarray(im.convert("RGB")))
+    ref = peers.pcdms(base / "gen", base / "gt", world["root"] / "train", world["inception"], world["lpips"],
+                      img_size=(size[1], size[0]))
+    results, per = _eval(world, base / "gen", "pcdms", protocol, extra=extra)
+    assert results["predictions"]["scheme"] == "pcdms"
+    n = len(pairs)
+    lpips_n, fid_n = _kept(n, 64), _kept(n, 128)
+    _compare(results, per, ref, {"ssim": "ssim_256", "psnr": "psnr", "lpips": "lpips"}, names,
+             {"ssim": n, "psnr": n, "lpips": lpips_n})
+    # FID in batches of 128 (156 generated images keep 128; 45 are one batch); 80 real images are one batch
+    assert results["metrics"]["fid"]["n"] == fid_n and results["metrics"]["fid"]["details"]["real_n"] == 80
+    _check_drop_range(results, n, fid_n)
+
+
+@pytest.mark.parametrize("protocol,size", SIZES)
+def test_cfld_equals_cflds_test_script(world, protocol, size):
+    base, (pairs, extra) = world["base"] / f"cfld-{size[0]}", _pairs_for(world, size)
+    names, ref_pairs = {}, []
+    for k, (s, t) in enumerate(pairs):  # CFLD decodes 512x512 samples and scores them in memory
+        name = f"{_stem(s)}__{_stem(t)}.png"
+        ref_pairs.append((_write(base / "gen" / name, _prediction(world, s, t, (512, 512), k)),
+                          world["root"] / "test" / t))
+        names[name] = (_stem(s), _stem(t))
+    ref = peers.cfld(ref_pairs, world["root"] / "train", world["inception"], world["lpips"], size)
+    results, per = _eval(world, base / "gen", "cfld", protocol, extra=extra)
+    n = len(pairs)
+    _compare(results, per, ref, {"ssim": "ssim_256", "ssim_win51": "ssim", "psnr": "psnr", "lpips": "lpips"},
+             names, {"ssim": n, "ssim_win51": n, "psnr": n, "lpips": n})
+    assert results["metrics"]["fid"]["n"] == n and results["metrics"]["fid"]["details"]["real_n"] == 80
+    _check_drop_range(results, n, n)
+
+
+@pytest.mark.parametrize("protocol,size", SIZES)
+def test_clean_equals_skimage_lpips_cleanfid(world, protocol, size):
+    base, (pairs, extra) = world["base"] / f"clean-{size[0]}", _pairs_for(world, size)
+    names, ref_pairs = {}, []
+    for k, (s, t) in enumerate(pairs):
+        name = f"{_stem(s)}__{_stem(t)}.png"
+        gt = base / "gt" / f"{_stem(t)}.png"
+        if not gt.exists():
+            _write(gt, _pil_bicubic(world["root"] / "test" / t, size))
+        ref_pairs.append((_write(base / "gen" / name, _prediction(world, s, t, size, k)), gt))
+        names[name] = (_stem(s), _stem(t))
+    for f in world["train"]:
+        _write(base / "real" / f"{f.stem}.png", _pil_bicubic(f, size))
+    # at 256x176 through clean-fid's own frechet_distance (scipy sqrtm); at 512x352 the closed form
+    ref = peers.clean(ref_pairs, base / "real", world["inception"], world["lpips"], cleanfid_sqrtm=size[0] == 256)
+    results, per = _eval(world, base / "gen", "clean", protocol, extra=extra)
+    n = len(pairs)
+    _compare(results, per, ref, {"ssim": "ssim", "psnr": "psnr", "lpips": "lpips"}, names,
+             {"ssim": n, "psnr": n, "lpips": n})
+    assert results["metrics"]["fid"]["details"]["real_n"] == 80
