@@ -288,7 +288,8 @@ def gfla(gen_dir: Path, gt_dir: Path, real_dir: Path, inception: nn.Module, lpip
         imgs /= 255
         return imgs
 
-    real, gen = _ttur_activations(fid_imgs(real_dir), inception, 64), _ttur_activations(fid_imgs(gen_dir), inception, 64)
+    real = _ttur_activations(fid_imgs(real_dir), inception, 64)
+    gen = _ttur_activations(fid_imgs(gen_dir), inception, 64)
     gt_list, distorted = _gfla_pairs(gt_dir, gen_dir, "", ".png")
     per = _reconstruction(list(zip(distorted, gt_list, strict=True)), load01, 1.5, uniform=True, old_skimage=True)
     lp = _lpips_batches(distorted, gt_list, lambda f: imread(f).astype(np.float32) / 127.5 - 1, lpips_model)
@@ -312,7 +313,8 @@ def pidm(gen_dir: Path, gt_dir: Path, real_dir: Path, inception: nn.Module, lpip
         imgs /= 255
         return imgs
 
-    real, gen = _ttur_activations(fid_imgs(real_dir), inception, 64), _ttur_activations(fid_imgs(gen_dir), inception, 64)
+    real = _ttur_activations(fid_imgs(real_dir), inception, 64)
+    gen = _ttur_activations(fid_imgs(gen_dir), inception, 64)
     gt_list, distorted = _gfla_pairs(gt_dir, gen_dir, "deep", ".png")
     lp = _lpips_batches(distorted, gt_list,
                         lambda f: cv2.resize(imread(f).astype(np.float32), (176, 256)) / 127.5 - 1, lpips_model)
@@ -414,8 +416,8 @@ def clean(pairs: list[tuple[Path, Path]], real_dir: Path, inception: nn.Module, 
     protocol size); SSIM = skimage Gaussian sigma 1.5, population covariance, data range 255 on uint8; PSNR =
     skimage with data range 255; LPIPS = lpips on `im2tensor` ([-1, 1]); FID = clean-fid (`clean` resize: PIL
     bicubic on float32 per channel to 299, clipped; pytorch-FID input x/255 -> 2x-1; mean/cov; its
-    `frechet_distance` when `cleanfid_sqrtm`, else `frechet_from_activations`). `masks` (generated name -> bool mask): PATN mask-SSIM (uint8 images times the mask) and
-    GFLA mask-LPIPS (`(img / 127.5 - 1) * mask`)."""
+    `frechet_distance` when `cleanfid_sqrtm`, else `frechet_from_activations`). `masks` (generated name -> bool
+    mask): PATN mask-SSIM (uint8 images times the mask) and GFLA mask-LPIPS (`(img / 127.5 - 1) * mask`)."""
     import lpips
     from cleanfid.resize import make_resizer
 
