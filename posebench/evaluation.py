@@ -353,12 +353,12 @@ class _Scorer:
                 raise PosebenchError(f"masked {metric} needs keypoints of target {key.target}; the root has none")
             masks.append(pose_mask(people[0].rescale(size)))
         m = torch.from_numpy(np.stack(masks))[:, None].double()
-        pm, gm = p255 * m, g255 * m
         prof = self.prep.profile.metrics
-        if metric == "ssim":
-            vals = ssim_variant(pm, gm, prof["ssim"]["variants"][prof["ssim"]["reported"]])
-        else:
-            vals = self._lpips(pm, gm)
+        if metric == "ssim":  # PATN: the 8-bit images times the mask (black outside it)
+            vals = ssim_variant(p255 * m, g255 * m, prof["ssim"]["variants"][prof["ssim"]["reported"]])
+        else:  # GFLA calculate_mask_lpips: the network's input times the mask, `(img / 127.5 - 1) * mask`
+            fill = 0.0 if prof["lpips"]["input_range"] == "zero_1_raw" else 127.5  # the value that maps to 0
+            vals = self._lpips(p255 * m + fill * (1 - m), g255 * m + fill * (1 - m))
         self.per_image.setdefault(f"{metric}_masked", []).extend(vals.tolist())
 
     def _pred_at(self, img: np.ndarray, chain: Chain, name: PairKey) -> np.ndarray:

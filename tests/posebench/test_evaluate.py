@@ -97,7 +97,7 @@ def test_oracle_and_copy_source(world, runs):
     n_train = len((world["root"] / "train.lst").read_text().split())
     assert m["ssim"]["n"] == n and m["fid"]["n"] == n and m["fid"]["details"]["real_n"] == n_train
     assert oracle["canonical"] is False and any("non-canonical" in w for w in oracle["warnings"])
-    assert oracle["profile"]["name"] == "clean" and oracle["profile"]["version"] == 1
+    assert oracle["profile"]["name"] == "clean" and oracle["profile"]["version"] == 2
     assert oracle["env"]["extractor"]["name"] == "clean"
 
     copy = runs["copy"]["metrics"]

@@ -267,3 +267,83 @@ def test_clean_equals_skimage_lpips_cleanfid(world, protocol, size):
     _compare(results, per, ref, {"ssim": "ssim", "psnr": "psnr", "lpips": "lpips"}, names,
              {"ssim": n, "psnr": n, "lpips": n})
     assert results["metrics"]["fid"]["details"]["real_n"] == 80
+
+
+# ---------------------------------------------------------------------------------------------- Market-1501
+
+
+def _produce_ma_mask(kp_array: np.ndarray, img_size=(128, 64), point_radius=4) -> np.ndarray:
+    """GFLA `script/metrics.py::produce_ma_mask` (PATN's): limb rectangles, joint disks, 5x5 closing."""
+    from skimage.draw import disk, polygon
+    from skimage.morphology import dilation, erosion, footprint_rectangle
+
+    missing = -1
+    mask = np.zeros(shape=img_size, dtype=bool)
+    limbs = [[2, 3], [2, 6], [3, 4], [4, 5], [6, 7], [7, 8], [2, 9], [9, 10], [10, 11], [2, 12], [12, 13],
+             [13, 14], [2, 1], [1, 15], [15, 17], [1, 16], [16, 18], [2, 17], [2, 18], [9, 12], [12, 6], [9, 3],
+             [17, 18]]
+    for f, t in np.array(limbs) - 1:
+        if missing in (kp_array[f][0], kp_array[f][1], kp_array[t][0], kp_array[t][1]):
+            continue
+        norm_vec = kp_array[f] - kp_array[t]
+        norm_vec = np.array([-norm_vec[1], norm_vec[0]])
+        norm_vec = point_radius * norm_vec / np.linalg.norm(norm_vec)
+        vetexes = np.array([kp_array[f] + norm_vec, kp_array[f] - norm_vec, kp_array[t] - norm_vec,
+                            kp_array[t] + norm_vec])
+        yy, xx = polygon(vetexes[:, 0], vetexes[:, 1], shape=img_size)
+        mask[yy, xx] = True
+    for joint in kp_array:
+        if joint[0] == missing or joint[1] == missing:
+            continue
+        yy, xx = disk((joint[0], joint[1]), radius=point_radius, shape=img_size)  # skimage.draw.circle's successor
+        mask[yy, xx] = True
+    square = footprint_rectangle((5, 5))
+    return erosion(dilation(mask, square), square)
+
+
+def test_clean_market_with_masked_metrics(tmp_path):
+    """market-128x64 under clean, with PATN mask-SSIM and GFLA mask-LPIPS from the annotation CSV's keypoints."""
+    from posebench.datasets.synth import synthesize
+
+    root = tmp_path / "market"
+    synthesize("market", root, identities=20, poses=4, seed=5, test_fraction=0.5, progress=False)
+    pairs = [r.split(",") for r in (root / "market-pairs-test.csv").read_text().split()[1:]]
+    annotations = {}
+    for line in (root / "market-annotation-test.csv").read_text().splitlines()[1:]:
+        name, ys, xs = line.split(":")
+        annotations[name] = np.stack([json.loads(ys), json.loads(xs)], axis=1)
+    where = {p.name: p for folder in ("bounding_box_test", "query") for p in (root / folder).glob("*.jpg")}
+    torch.manual_seed(2)
+    import torchvision
+
+    alex = torchvision.models.alexnet(weights=None)
+    torch.save(alex.state_dict(), tmp_path / "alex.pth")
+    inception = peers.tiny_inception(seed=3)
+    torch.save(inception.state_dict(), tmp_path / "tiny.pth")
+    rng = np.random.default_rng(0)
+    ref_pairs, names, masks = [], {}, {}
+    for s, t in pairs:
+        with Image.open(where[t]) as a, Image.open(where[s]) as b:
+            img = 0.7 * np.asarray(a.convert("RGB"), np.float64) + 0.3 * np.asarray(b.convert("RGB"), np.float64)
+        img = np.clip(np.round(img + rng.normal(0, 12, img.shape)), 0, 255).astype(np.uint8)
+        name = f"{_stem(s)}__{_stem(t)}.png"
+        ref_pairs.append((_write(tmp_path / "gen" / name, img), where[t]))
+        names[name] = (_stem(s), _stem(t))
+        masks[name] = _produce_ma_mask(annotations[t])
+    ref = peers.clean(ref_pairs, root / "bounding_box_train", inception, peers.lpips_alex(alex.state_dict()),
+                      masks=masks)
+    out = tmp_path / "market.json"
+    res = runner.invoke(app, ["eval", "--protocol", "market-128x64", "--root", str(root), "--pred",
+                              str(tmp_path / "gen"), "--out", str(out), "--metrics", "fid,ssim,lpips,psnr",
+                              "--fid-weights", str(tmp_path / "tiny.pth"), "--lpips-weights", str(tmp_path / "alex.pth")])
+    assert res.exit_code == 0, res.output
+    results = json.loads(out.read_text())
+    with open(out.with_suffix(".per_image.csv"), newline="") as fh:
+        per = {(r["source"], r["target"]): {k: float(v) for k, v in r.items() if k not in ("source", "target")}
+               for r in csv.DictReader(fh)}
+    n = len(pairs)
+    keys = {"ssim": "ssim", "psnr": "psnr", "lpips": "lpips", "ssim_masked": "ssim_masked",
+            "lpips_masked": "lpips_masked"}
+    _compare(results, per, ref, keys, names, dict.fromkeys(keys, n))
+    assert n > 100 and results["metrics"]["fid"]["details"]["real_n"] == len(list((root / "bounding_box_train")
+                                                                                   .glob("*.jpg")))
