@@ -233,6 +233,30 @@ def test_legacy_profile_resizes_and_records(world):
     assert n < 64 and r["metrics"]["lpips"]["details"]["dropped"] == 0 and r["metrics"]["lpips"]["n"] == n
 
 
+def test_pcdms_renamed_images_with_a_name_map(world, tmp_path):
+    """PCDMs' processed data renames the images imgN: its outputs `imgA_to_imgB.png` are scored through
+    --name-map; without it, or with a broken map, the error names what to do / the file and line."""
+    pred = tmp_path / "pcdms"
+    pred.mkdir()
+    stems = sorted({Path(n).stem for p in world["pairs"] for n in p})
+    number = {s: f"img{i + 1}" for i, s in enumerate(stems)}
+    for src, tgt in world["pairs"]:
+        shutil.copy(world["base"] / "oracle" / f"{Path(src).stem}__{Path(tgt).stem}.png",
+                    pred / f"{number[Path(src).stem]}_to_{number[Path(tgt).stem]}.png")
+    name_map = tmp_path / "names.csv"
+    name_map.write_text("".join(f"{n}.png,{s}.jpg\n" for s, n in number.items()))
+    res = _eval(world, pred, "--metrics", "ssim", "--name-map", str(name_map), out="pcdms-map.json")
+    assert res.exit_code == 0, res.output
+    r = read_results(world["base"] / "pcdms-map.json")
+    assert r["predictions"]["scheme"] == "pcdms" and r["metrics"]["ssim"]["value"] == pytest.approx(1.0, abs=1e-12)
+    res = _eval(world, pred, "--metrics", "ssim", out="pcdms-nomap.json")
+    assert res.exit_code == 2 and "--name-map" in res.output
+    name_map.write_text("img1.png\n")
+    res = _eval(world, pred, "--metrics", "ssim", "--name-map", str(name_map), out="pcdms-bad.json")
+    assert res.exit_code == 2 and f"{name_map}:1" in res.output and "expected two names" in res.output
+    assert not (world["base"] / "pcdms-bad.json").exists()
+
+
 def test_profile_and_protocol_errors(world):
     res = _eval(world, "oracle", profile="pidmm")
     assert res.exit_code == 2 and "Did you mean: pidm" in res.output

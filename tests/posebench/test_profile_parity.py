@@ -335,7 +335,8 @@ def test_clean_market_with_masked_metrics(tmp_path):
     out = tmp_path / "market.json"
     res = runner.invoke(app, ["eval", "--protocol", "market-128x64", "--root", str(root), "--pred",
                               str(tmp_path / "gen"), "--out", str(out), "--metrics", "fid,ssim,lpips,psnr",
-                              "--fid-weights", str(tmp_path / "tiny.pth"), "--lpips-weights", str(tmp_path / "alex.pth")])
+                              "--fid-weights", str(tmp_path / "tiny.pth"),
+                              "--lpips-weights", str(tmp_path / "alex.pth")])
     assert res.exit_code == 0, res.output
     results = json.loads(out.read_text())
     with open(out.with_suffix(".per_image.csv"), newline="") as fh:

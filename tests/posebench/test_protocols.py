@@ -23,6 +23,14 @@ def test_builtins():
     assert get_profile("pcdms").metrics["lpips"]["input_range"] == "zero_1_raw"
     assert get_profile("clean").metrics["fid"]["drop_last"] is False
     assert [s.method for s in pidm.chain("fid")] == ["pil-bicubic", "cv2-linear"]
+    assert pidm.chain("fid")[-1].output == "float32" and pidm.prediction_chain_for("fid") == pidm.chain("fid")
+    cfld = get_profile("cfld")  # ground truth as torchvision Resize on PIL images; samples truncated after resizing
+    assert [(s.method, s.output) for s in cfld.chain("fid")] == [("pil-bicubic", "uint8")]
+    assert [(s.method, s.output) for s in cfld.prediction_chain_for("ssim")] == [("torch-bicubic-antialias",
+                                                                                  "uint8-truncate")]
+    for name in ("legacy-gfla", "pidm", "cfld"):  # reported variant -> `ssim`, the other one under its own key
+        variants = get_profile(name).metrics["ssim"]["variants"]
+        assert sorted(variants) == ["ssim_256", "ssim_win51"] and get_profile(name).version == 2
     for proto in PROTOCOLS.names():
         p = PROTOCOLS.get(proto)
         assert p.default_profile in p.profiles and all(x in PROFILES for x in p.profiles)
@@ -43,6 +51,17 @@ def _clean_dict():
     (lambda d: d.update(ground_truth_chain=[{"resize": "nearest"}]), "unknown resize"),
     (lambda d: d.update(ground_truth_chain=[{"resize": "cv2-cubic", "size": [256]}]), "size must be"),
     (lambda d: d.pop("version"), "missing key 'version'"),
+    # a second variant named `ssim` would share the results key with the reported one (v1's averaged headline)
+    (lambda d: d["metrics"]["ssim"].update(reported="ssim_256", variants={
+        "ssim": {"window": "uniform", "win_size": 51, "data_range": 1.0},
+        "ssim_256": {"window": "gaussian", "sigma": 1.5, "data_range": "prediction"}}), "must start with 'ssim_'"),
+    (lambda d: d["metrics"]["ssim"]["variants"].update(win51={"window": "uniform", "data_range": 1.0}),
+     "must start with 'ssim_'"),
+    (lambda d: d.update(ground_truth_chain=[{"resize": "pil-bicubic", "output": "float32"}]), "cannot give output"),
+    (lambda d: d.update(prediction_chain=[{"resize": "cv2-cubic", "output": "uint8-truncate"}]), "cannot give output"),
+    (lambda d: d.update(ground_truth_chain=[{"resize": "cv2-cubic", "output": "float32"},
+                                            {"resize": "pil-bicubic"}]), "cannot follow a float32 step"),
+    (lambda d: d.update(ground_truth_chain=[{"resize": "cv2-cubic", "sise": [2, 2]}]), "unknown keys"),
 ])
 def test_bad_profiles_are_refused(mutate, message):
     data = _clean_dict()

@@ -90,6 +90,38 @@ def test_pcdms_needs_a_name_map():
         ("pcdms", PairKey("a", "b"))
 
 
+def test_pcdms_names_with_dataset_names():
+    """PCDMs' test scripts write `{source stem}_to_{target file}`; with dataset names no map is needed, and the
+    dataset's names resolve a `_to_` inside a name."""
+    src, tgt = "fashionWOMENBlouses_Shirtsid0000000102_1front", "fashionWOMENBlouses_Shirtsid0000000102_2side"
+    assert parse_generated_name(f"{src}_to_{tgt}.png") == ("pcdms", PairKey(src, tgt))
+    assert parse_generated_name("a_to_b_to_c.png", known={"a_to_b", "c"}) == ("pcdms", PairKey("a_to_b", "c"))
+
+
+def test_read_name_map_formats_and_errors(tmp_path):
+    from posebench.datasets.formats import read_name_map
+    from posebench.datasets.problems import ProblemLog
+
+    js = tmp_path / "map.json"
+    js.write_text('{"img1.png": "fashionA_1front.jpg", "img2": "fashionA_2side"}')
+    log = ProblemLog()
+    assert read_name_map(js, log) == {"img1": "fashionA_1front", "img2": "fashionA_2side"} and not log.errors
+    csv_file = tmp_path / "map.csv"
+    csv_file.write_text("name,dataset_name\nimg1.png,fashionA_1front.jpg\n\nimg2 fashionA_2side.jpg\n")
+    assert read_name_map(csv_file, log) == {"img1": "fashionA_1front", "img2": "fashionA_2side"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("img1,a.jpg\nimg2\nimg1,b.jpg\n")
+    log = ProblemLog()
+    read_name_map(bad, log)
+    assert [(p.line, p.message.split(" (")[0]) for p in log.errors] == [
+        (2, "expected two names"), (3, "'img1' is mapped twice")]
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"img1": ')
+    log = ProblemLog()
+    read_name_map(broken, log)
+    assert log.errors and "not valid JSON" in log.errors[0].message
+
+
 def test_unknown_names_and_scheme():
     with pytest.raises(ValueError, match="matches no known naming scheme"):
         parse_generated_name("random.png")

@@ -318,3 +318,20 @@ def test_feature_stats_rejects_nan() -> None:
     st.update(np.ones((2, 3)))
     with pytest.raises(ValueError, match="D = 4"):
         st.update(np.ones((2, 4)))
+
+
+def test_frechet_of_subsets_equals_the_full_formula():
+    """Drop-last ranges: each subset's FID equals frechet_distance on that subset's mean and covariance,
+    with fewer rows than dimensions (n x n Gram form) and more (D x D form)."""
+    from posebench.metrics.functional.frechet import frechet_distance, frechet_distances_of_subsets
+
+    rng = np.random.default_rng(0)
+    for n, d in ((30, 50), (90, 20)):
+        feats = rng.normal(size=(n, d))
+        real = rng.normal(size=(200, d)) * 1.3 + 0.2
+        mu_r, s_r = real.mean(0), np.cov(real, rowvar=False)
+        subsets = [np.sort(rng.choice(n, n - 7, replace=False)) for _ in range(3)]
+        got = frechet_distances_of_subsets(feats, subsets, mu_r, s_r)
+        want = [frechet_distance(feats[i].mean(0), np.cov(feats[i], rowvar=False), mu_r, s_r) for i in subsets]
+        # 1e-6: with n < D the D x D route sums square roots of ~1e-16 round-off eigenvalues (~1e-8 each)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
