@@ -463,6 +463,24 @@ def measured_entry(results: dict[str, Any], method: str, metrics: Sequence[str],
             "results": {k: v for k, v in prov.items() if v is not None}}
 
 
+def _refuse_superseded_profile(results: dict[str, Any]) -> None:
+    """Results made with an older version of a built-in profile are refused: a version bump means its numbers
+    moved (e.g. `pidm@1` reported the mean of two SSIM variants as `ssim`), and a board row must be comparable
+    with a fresh run. The error quotes the changelog lines since that version."""
+    from posebench.protocols import PROFILES
+
+    prof = results.get("profile") or {}
+    name, version = prof.get("name"), prof.get("version")
+    if name not in PROFILES or not isinstance(version, int):
+        return
+    current = PROFILES.get(name)
+    if version < current.version:
+        changes = "; ".join(f"v{c.get('version')}: {' '.join(str(c.get('change', '')).split())}"
+                            for c in current.changelog if int(c.get("version", 0)) > version)
+        raise BoardError(f"the results were made with profile {name}@{version}, superseded by {name}@"
+                         f"{current.version} ({changes}). Re-run posebench eval to add them to a board")
+
+
 def _dump_plain(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200, allow_unicode=True)
 
@@ -516,6 +534,7 @@ def add_measured(board_path: str | os.PathLike[str], results: dict[str, Any] | s
     if got != board.protocol:
         raise BoardError(f"the results are for protocol {got!r}, but board {board.name!r} takes "
                          f"{board.protocol!r} results; use the board of that protocol")
+    _refuse_superseded_profile(results)
     entry = measured_entry(results, method, list(board.metrics), results_file, file_sha)
     new_index = len(board.entries)
     text = board_path.read_text(encoding="utf-8")

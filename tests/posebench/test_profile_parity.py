@@ -39,6 +39,18 @@ TOL = 1e-6
 TOL_F64 = 1e-7  # per image against the script's own SSIM call redone in float64 (module doc)
 FID_REL = 1e-4
 SUBSET_512 = 45  # pairs scored at 512x352 (module doc)
+# Largest deviations seen, per run, written to $POSEBENCH_PARITY_REPORT (a JSON file) when that is set: the
+# figures docs/metrics.md quotes.
+DEVIATIONS: dict[str, dict[str, float]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_deviations():
+    yield
+    import os
+
+    if os.environ.get("POSEBENCH_PARITY_REPORT"):
+        Path(os.environ["POSEBENCH_PARITY_REPORT"]).write_text(json.dumps(DEVIATIONS, indent=1, sort_keys=True))
 
 
 # ---------------------------------------------------------------------------------------------- world
@@ -121,7 +133,12 @@ def _compare(results: dict, per: dict, ref: dict, keymap: dict[str, str], names:
     """posebench key -> reference key; `names`: generated file name -> (source stem, target stem)."""
     m = results["metrics"]
     assert set(m) == set(keymap) | {"fid"}, sorted(m)
+    seen = DEVIATIONS.setdefault(f"{results['protocol']['name']} {results['profile']['name']}", {})
     for ours, theirs in keymap.items():
+        seen[f"{ours} mean"] = abs(m[ours]["value"] - ref[theirs])
+        seen[f"{ours} per image"] = max(abs(v - ref["per_image"][k].get(f"{theirs}@f64", ref["per_image"][k][theirs]))
+                                        for k, v in ((k, per[names[k]][ours]) for k in names)
+                                        if theirs in ref["per_image"].get(k, {}))
         assert m[ours]["value"] == pytest.approx(ref[theirs], abs=TOL), ours
         assert m[ours]["n"] == n_expected[ours] == ref["n"][theirs], ours
         got = {name: per[key][ours] for name, key in names.items() if theirs in ref["per_image"].get(name, {})}
@@ -132,6 +149,7 @@ def _compare(results: dict, per: dict, ref: dict, keymap: dict[str, str], names:
                 assert value == pytest.approx(row[f"{theirs}@f64"], abs=TOL_F64), (ours, name)
             else:
                 assert value == pytest.approx(row[theirs], abs=TOL), (ours, name)
+    seen["fid relative"] = abs(m["fid"]["value"] - ref["fid"]) / abs(ref["fid"])
     assert m["fid"]["value"] == pytest.approx(ref["fid"], rel=FID_REL)
     assert m["fid"]["n"] == ref["n"]["fid"] and m["fid"]["details"]["real_n"] == ref["n"]["fid_real"]
 

@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from posebench.cli import app
+from posebench.protocols import get_profile
 from posebench.results.leaderboard import (
     BoardError,
     add_measured,
@@ -28,6 +29,7 @@ from posebench.results.schema import HIGHER_IS_BETTER, write_results
 runner = CliRunner()
 BOARDS = default_board_dir()
 WIDE = {"COLUMNS": "240"}  # rich tables without wrapping
+CLEAN_VERSION = get_profile("clean").version
 
 
 def _results(protocol: str = "deepfashion-256x176", canonical: bool = True, **values: Any) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def _results(protocol: str = "deepfashion-256x176", canonical: bool = True, **va
         "schema_version": 1, "posebench": "0.0.0-test", "created": "2025-01-01T00:00:00+00:00",
         "canonical": canonical, "non_canonical_reasons": [] if canonical else ["real set capped at 100 images"],
         "protocol": {"name": protocol, "version": 1, "sha256": "b" * 64},
-        "profile": {"name": "clean", "version": 1, "sha256": "p" * 64},
+        "profile": {"name": "clean", "version": CLEAN_VERSION, "sha256": "p" * 64},
         "dataset": {"name": "deepfashion", "split": "test", "pairs": 8570, "pairs_sha256": "a" * 64},
         "predictions": {"dir": "samples", "count": 8570, "images_sha256": "c" * 64},
         "flags": [],
@@ -236,12 +238,12 @@ def test_add_appends_a_measured_entry_with_provenance(board_dir, tmp_path):
     e = board.entries[-1]
     assert (e.kind, e.method, e.index) == ("measured", "Mine", 10)
     assert e.values == {"fid": 6.01234567, "ssim": 0.7345, "lpips": 0.1712}  # psnr is not a board metric
-    assert e.results["profile"] == {"name": "clean", "version": 1, "sha256": "p" * 64}
+    assert e.results["profile"] == {"name": "clean", "version": CLEAN_VERSION, "sha256": "p" * 64}
     assert e.results["pairs_sha256"] == "a" * 64 and e.results["images_sha256"] == "c" * 64
     assert e.results["file"] == "../runs/results.json" and len(e.results["file_sha256"]) == 64
-    assert e.how == "measured: clean@1" and e.display("fid") == "6.0123"
+    assert e.how == f"measured: clean@{CLEAN_VERSION}" and e.display("fid") == "6.0123"
     res = runner.invoke(app, ["leaderboard", "show", "deepfashion-256x176", "--dir", str(board_dir)], env=WIDE)
-    assert "measured: clean@1" in res.output and "†" not in res.output
+    assert f"measured: clean@{CLEAN_VERSION}" in res.output and "†" not in res.output
     assert runner.invoke(app, ["leaderboard", "validate", "--dir", str(board_dir)]).exit_code == 0
     # the same method and profile again: refused, file unchanged
     res = runner.invoke(app, ["leaderboard", "add", "deepfashion-256x176", str(rfile), "--method", "Mine",
@@ -262,6 +264,20 @@ def test_add_refuses_another_protocol_and_boards_without_one(board_dir, tmp_path
         add_measured(board_dir / "market-reid.yaml", _results(protocol="market-reid"), "X")
 
 
+def test_add_refuses_results_of_a_superseded_profile_version(board_dir, tmp_path):
+    """pidm@1 (like legacy-gfla@1 and cfld@1) reported the mean of two SSIM variants as `ssim`: such results
+    never reach a board; the error quotes what changed."""
+    rfile = tmp_path / "old.json"
+    old = _results()
+    old["profile"] = {"name": "pidm", "version": 1, "sha256": "p" * 64}
+    write_results(rfile, old)
+    before = (board_dir / "deepfashion-256x176.yaml").read_text()
+    res = runner.invoke(app, ["leaderboard", "add", "deepfashion-256x176", str(rfile), "--method", "X",
+                              "--dir", str(board_dir)])
+    assert res.exit_code == 2 and "pidm@1, superseded by pidm@2" in res.output and "ssim_win51" in res.output
+    assert (board_dir / "deepfashion-256x176.yaml").read_text() == before
+
+
 def test_add_non_canonical_and_infinite_values(board_dir, tmp_path):
     rfile = tmp_path / "r.json"
     write_results(rfile, _results(canonical=False, fid=math.inf, ssim=0.5, lpips=math.nan))  # stored as "inf"/"nan"
@@ -271,4 +287,4 @@ def test_add_non_canonical_and_infinite_values(board_dir, tmp_path):
     assert board.ranked("fid")[-1].method == "Broken"  # inf FID ranks last
     assert board.ranked("lpips")[-1].method == "Broken"  # NaN goes last whatever the direction
     text = render_markdown([board])
-    assert "measured: clean@1†" in text and "non-canonical: real set capped at 100 images" in text
+    assert f"measured: clean@{CLEAN_VERSION}†" in text and "non-canonical: real set capped at 100 images" in text

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from posebench.cli import app
 from posebench.datasets.names import PairKey
+from posebench.protocols import get_profile
 from posebench.results.report import select_samples
 
 runner = CliRunner()
@@ -91,7 +92,7 @@ def test_report_contents(world):
             assert sha in html
         assert f"{data['metrics']['ssim']['value']:.4f}" in html
         assert all(w in html for w in data["warnings"])
-    assert "clean@1" in html and "deepfashion-256x176 v1" in html
+    assert f"clean@{get_profile('clean').version}" in html and "deepfashion-256x176 v1" in html
     assert len(world["report"].read_bytes()) < 3_000_000  # downscaled grids keep the page small
 
 
