@@ -288,11 +288,12 @@ def _board(path: Path, metrics: list[str], results: dict[str, Path]) -> None:
     """A fresh board of the demo's measured rows (replaced on every run)."""
     import yaml
 
+    from posebench.metrics.registry import higher_is_better
     from posebench.results.leaderboard import add_measured, measured_entry
-    from posebench.results.schema import HIGHER_IS_BETTER, read_results
+    from posebench.results.schema import read_results
     from posebench.utils.io import sha256_file
 
-    directions = {m: "higher" if HIGHER_IS_BETTER[m] else "lower" for m in metrics}
+    directions = {m: "higher" if higher_is_better(m) else "lower" for m in metrics}
     head = {"schema_version": 1, "board": BOARD,
             "title": "posebench demo: synthetic people in DeepFashion format (non-canonical)",
             "protocol": PROTOCOL, "metrics": directions,
@@ -423,13 +424,13 @@ def _cpus() -> int:
 def _print_summary(console: Any, result: DemoResult, budget: float) -> None:
     from rich.table import Table
 
-    from posebench.results.schema import HIGHER_IS_BETTER
+    from posebench.metrics.registry import known_direction
 
     names = list(next(iter(result.metrics.values())))
     table = Table(title="posebench demo · deepfashion-256x176 on synthetic people (non-canonical)")
     table.add_column("method")
     for m in names:
-        table.add_column(f"{m} {'↑' if HIGHER_IS_BETTER.get(m, True) else '↓'}", justify="right")
+        table.add_column(f"{m} {'↓' if known_direction(m) is False else '↑'}", justify="right")
     for method, values in result.metrics.items():
         table.add_row(method, *(f"{values[m]:.4f}" if math.isfinite(values[m]) else "–" for m in names))
     console.print(table)

@@ -54,9 +54,10 @@ from posebench.datasets.names import stem
 from posebench.errors import PosebenchError
 from posebench.evaluation import ScoringConfig
 from posebench.humanart_targets import crop_annotation, target_frame
+from posebench.metrics.registry import higher_is_better
 from posebench.protocols import Protocol, get_profile, get_protocol
 from posebench.protocols.pose_profile import PoseProfile, get_pose_profile, is_custom
-from posebench.results.schema import HIGHER_IS_BETTER, write_results
+from posebench.results.schema import write_results
 from posebench.utils.io import atomic_write_text, files_sha256, sha256_file
 
 DEFAULT_POSE_ESTIMATOR = "higherhrnet-w48-humanart-udp"
@@ -373,33 +374,43 @@ def get_detections(cfg: PoseEvalConfig, prep: _Prepared, keys: Sequence[str]) ->
 
 
 class _Features:
-    """The image profile's FID extractor and resize chain at the protocol resolution."""
+    """The image profile's FID/KID (`posebench.metrics.fid.FID`, `posebench.metrics.kid.KID`) at the protocol
+    resolution: one feature extractor, per-scenario metrics and the pooled ones, fed the same features."""
 
     def __init__(self, prep: _Prepared, cfg: PoseEvalConfig) -> None:
-        from posebench.metrics.features import build_extractor
+        from posebench.metrics.fid import FID
 
         self.cfg = cfg
+        self.prep = prep
         self.profile = get_profile(prep.protocol.default_profile)
-        self.spec = self.profile.metrics["fid"]
-        self.kid_spec = self.profile.metrics.get("kid", {"subsets": 100, "subset_size": 1000, "seed": 0})
-        self.chain = [s.resolve(prep.protocol.resolution) for s in self.profile.chain("fid")]
-        self.extractor = build_extractor(self.spec["extractor"], weights=cfg.fid_weights, device=cfg.device)
+        self.section = self.profile.section("fid")
+        self.base = FID(self.profile, weights=cfg.fid_weights, device=cfg.device,
+                        resolution=prep.protocol.resolution, drop_last_range=False)
+        self.extractor = self.base.extractor
         self.resized = 0
 
-    def __call__(self, paths: Sequence[Path], *, generated: bool = False) -> np.ndarray:
-        import torch
+    def metrics(self) -> dict[str, Any]:
+        """A fresh {fid, kid} pair sharing the extractor (the requested ones)."""
+        from posebench.metrics.fid import FID
+        from posebench.metrics.kid import KID
 
-        from posebench.images import apply_chain, read_rgb
+        out: dict[str, Any] = {}
+        common = {"extractor": self.extractor, "resolution": self.prep.protocol.resolution}
+        if "fid" in self.prep.metrics:
+            out["fid"] = FID(self.profile, drop_last_range=False, **common)
+        if "kid" in self.prep.metrics:
+            out["kid"] = KID(self.profile, **common)
+        return out
 
-        arrays = []
-        for p in paths:
-            img = read_rgb(p)
-            if generated and img.shape[:2] != self.chain[-1][1]:
-                self.resized += 1
-            arrays.append(img if img.shape[:2] == self.chain[-1][1] else apply_chain(img, self.chain))
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().to(self.cfg.device)
-        with torch.inference_mode():
-            return self.extractor(x).double().cpu().numpy()
+    def generated(self, paths: Sequence[Path]) -> np.ndarray:
+        """Features of generated files (resized through the chain when not at the protocol size, counted)."""
+        from posebench.images import read_rgb
+        from posebench.metrics.inputs import ImagePairs
+
+        pairs = ImagePairs([read_rgb(p) for p in paths], labels=[str(p) for p in paths])
+        feats = self.base.pred_features(pairs, resize=True)
+        self.resized += len(pairs.resized)
+        return feats
 
     def env(self) -> dict[str, Any]:
         e = self.extractor
@@ -411,58 +422,59 @@ class _Features:
 def _fid_kid(feats: _Features, prep: _Prepared, keys: Sequence[str], cfg: PoseEvalConfig,
              bar: Any) -> tuple[dict[str, dict[str, float]], dict[str, Any], dict[str, Any]]:
     """Per-scenario FID/KID ({scenario: {fid, kid, kid_std, n, real_n}}), pooled values and real-set metadata."""
-    from posebench.metrics.functional.frechet import frechet_distance
-    from posebench.metrics.functional.kid import kid
     from posebench.metrics.stats import FeatureStats
     from posebench.real_stats import real_set_stats
 
     need_kid = "kid" in prep.metrics
-    bs = int(feats.spec["batch_size"])
+    bs = feats.section.batch_size
     scenarios = sorted({prep.images[k].scenario for k in keys})
     out: dict[str, dict[str, float]] = {}
     real_meta: dict[str, Any] = {}
-    gen_all = FeatureStats(keep_features=need_kid)
+    pooled_metrics = feats.metrics()
     real_all = FeatureStats(keep_features=need_kid)
     ext = feats.extractor
+    position = 0
     for scenario in scenarios:
         mine = [k for k in keys if prep.images[k].scenario == scenario]
-        gen = FeatureStats(keep_features=need_kid)
+        scenario_metrics = feats.metrics()
         for lo in range(0, len(mine), bs):
-            gen.update(feats([prep.files[k] for k in mine[lo:lo + bs]], generated=True))
+            f = feats.generated([prep.files[k] for k in mine[lo:lo + bs]])
+            index = list(range(position, position + len(f)))
+            position += len(f)
+            for m in (*scenario_metrics.values(), *pooled_metrics.values()):
+                m.update_features(f, index=index)
         paths = [im.real for k, im in sorted(prep.images.items()) if im.scenario == scenario]
         key_parts = {
             "profile": [feats.profile.name, feats.profile.version, feats.profile.sha256],
-            "extractor": [ext.name, ext.version, ext.weights_sha256], "chain": feats.chain,
+            "extractor": [ext.name, ext.version, ext.weights_sha256], "chain": feats.base.gt_chain,
             "dataset": "humanart", "split": f"validation/{scenario}",
             "names": hashlib.sha256("\n".join(p.as_posix() for p in paths).encode()).hexdigest(),
             "bytes": sum(p.stat().st_size for p in paths), "drop_last": False, "batch_size": bs,
         }
         name = f"{prep.protocol.name}-v{prep.protocol.version}__{feats.profile.name}-v{feats.profile.version}__" \
                f"{ext.name}__{scenario}"
-        real, meta = real_set_stats(name, key_parts, paths, feats, batch_size=bs, drop_last=False,
-                                    keep_features=need_kid, progress=bar, use_cache=cfg.use_cache)
+        real, meta = real_set_stats(name, key_parts, paths, feats.base.featurize_files, batch_size=bs,
+                                    drop_last=False, keep_features=need_kid, progress=bar, use_cache=cfg.use_cache)
         real_meta[scenario] = meta
-        out[scenario] = _distances(gen, real, feats, need_kid, frechet_distance, kid)
-        gen_all.merge(gen)
+        out[scenario] = _distances(scenario_metrics, real, len(mine))
         real_all.merge(real)
     # one scenario: the pooled value is that scenario's (a 2048-d FID costs seconds of eigendecompositions)
-    pooled = out[scenarios[0]] if len(scenarios) == 1 else _distances(gen_all, real_all, feats, need_kid,
-                                                                      frechet_distance, kid)
+    pooled = out[scenarios[0]] if len(scenarios) == 1 else _distances(pooled_metrics, real_all, len(keys))
     return out, pooled, real_meta
 
 
-def _distances(gen: Any, real: Any, feats: _Features, need_kid: bool, frechet: Any, kid: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"n": gen.n, "real_n": real.n}
-    if gen.n < 2 or real.n < 2:
+def _distances(metrics: dict[str, Any], real: Any, n_gen: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"n": n_gen, "real_n": real.n}
+    if n_gen < 2 or real.n < 2:
         row.update(fid=math.nan, kid=math.nan, kid_std=math.nan,
                    note="FID/KID need at least 2 generated and 2 real images")
         return row
-    row["fid"] = float(frechet(gen.mean(), gen.cov(), real.mean(), real.cov()))
-    if need_kid:
-        mean, std = kid(gen.features(), real.features(), num_subsets=int(feats.kid_spec["subsets"]),
-                        max_subset_size=int(feats.kid_spec["subset_size"]),
-                        rng=np.random.RandomState(int(feats.kid_spec["seed"])))
-        row.update(kid=float(mean), kid_std=float(std))
+    for name, m in metrics.items():
+        m.set_real(real)
+        entry = m.summary()
+        row[name] = float(entry["value"])
+        if name == "kid":
+            row["kid_std"] = float(entry["stderr"])
     return row
 
 
@@ -521,7 +533,7 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
         for m in POSE_METRICS:
             if m in prep.metrics:
                 extra = {"undefined": "no ground truth in the medium area range"} if overall[m] is None else {}
-                metrics_out[m] = {"value": _value(overall[m]), "stderr": None, "higher_is_better": HIGHER_IS_BETTER[m],
+                metrics_out[m] = {"value": _value(overall[m]), "stderr": None, "higher_is_better": higher_is_better(m),
                                   "n": overall["n_images"], "details": {**details, **extra}}
 
     real_meta: dict[str, Any] = {}
@@ -538,7 +550,7 @@ def evaluate_humanart(cfg: PoseEvalConfig) -> dict[str, Any]:
                     breakdown[s]["kid_std"] = row["kid_std"]
             metrics_out[m] = {
                 "value": _nanmean([row[m] for row in per_scenario.values()]), "stderr": None,
-                "higher_is_better": HIGHER_IS_BETTER[m], "n": len(keys),
+                "higher_is_better": higher_is_better(m), "n": len(keys),
                 "details": {"aggregate": "mean over scenarios of the per-scenario value (Stable-Pose)",
                             "scenarios": sum(math.isfinite(row[m]) for row in per_scenario.values()),
                             "pooled": pooled[m], "real_set": "validation images of the same scenario",

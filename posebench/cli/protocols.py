@@ -71,5 +71,5 @@ def profiles_show(
     from posebench.protocols import get_profile
     from posebench.protocols.pose_profile import get_pose_profile
 
-    profile = get_pose_profile(name) if pose else get_profile(name)
-    typer.echo(json.dumps(asdict(profile), indent=1, default=str))
+    shown = asdict(get_pose_profile(name)) if pose else get_profile(name).as_dict()
+    typer.echo(json.dumps(shown, indent=1, default=str))

@@ -149,7 +149,7 @@ class InceptionPool3(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-def _trunk_from_file(skeleton: Callable[[], nn.Module], path: Path) -> InceptionPool3:
+def trunk_from_file(skeleton: Callable[[], nn.Module], path: Path) -> InceptionPool3:
     """Build the trunk on the meta device (no wasted random init) and assign the checkpoint's tensors to it."""
     with torch.device("meta"):
         trunk = InceptionPool3(skeleton())
@@ -394,7 +394,7 @@ def _build_clean(spec: ExtractorSpec, resolved: _weights.ResolvedFile, device: t
         backend, channels_last = "torchscript", False
         norm = "(x - 128) / 128 and the TorchScript TF Inception (cleanfid InceptionV3W)"
     else:
-        trunk = _trunk_from_file(fid_inception_skeleton, resolved.path)
+        trunk = trunk_from_file(fid_inception_skeleton, resolved.path)
         network, backend = _PytorchFIDNet(trunk), "pytorch-fid-state-dict"
         norm = "x / 255, 2x - 1 and the pytorch-fid FID Inception (cleanfid feature_extractor('pytorch_inception'))"
     log.info("FID extractor %s: %s network from %s", spec.name, backend, resolved.path)
@@ -407,7 +407,7 @@ def _build_clean(spec: ExtractorSpec, resolved: _weights.ResolvedFile, device: t
 
 def _build_torchvision(spec: ExtractorSpec, resolved: _weights.ResolvedFile, device: torch.device,
                        channels_last: bool) -> InceptionExtractor:
-    trunk = _trunk_from_file(tv_inception_v3_skeleton, resolved.path)
+    trunk = trunk_from_file(tv_inception_v3_skeleton, resolved.path)
     log.info("FID extractor %s: torchvision Inception-v3 from %s", spec.name, resolved.path)
     return InceptionExtractor(
         name=spec.name, version=spec.version, network=_TorchvisionLegacyNet(trunk), resolved=resolved,

@@ -15,64 +15,85 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from posebench.errors import PosebenchError
-from posebench.images import METHOD_OUTPUTS  # resize methods and the outputs each can give
+from posebench.protocols.specs import (
+    SECTIONS,
+    Chain,
+    ProfileError,
+    ResizeStep,
+    Section,
+    parse_section,
+    parse_steps,
+    section_as_dict,
+)
 from posebench.registry import Registry
 from posebench.utils.keys import read_yaml_mapping
 
-RESIZE_METHODS = tuple(METHOD_OUTPUTS)
-METRIC_NAMES = ("fid", "kid", "ssim", "lpips", "psnr")
-SSIM_WINDOWS = ("gaussian", "uniform")
-LPIPS_RANGES = ("minus1_1", "zero_1_normalize", "zero_1_raw")
+__all__ = ["PROFILES", "PROTOCOLS", "Profile", "ProfileError", "Protocol", "ResizeStep", "get_profile",
+           "get_protocol", "parse_profile", "parse_protocol"]
+
 PROTOCOL_KINDS = ("image", "pose")
 POSE_PROFILE_NAMES = ("clean", "humansd")  # the files of pose_profiles/ (posebench.protocols.pose_profile)
-
-
-class ProfileError(PosebenchError):
-    """A protocol or profile file that does not follow the schema."""
-
-
-@dataclass(frozen=True)
-class ResizeStep:
-    method: str
-    size: tuple[int, int] | None  # None = the protocol resolution
-    output: str = "uint8"  # posebench.images.RESIZE_OUTPUTS: uint8 | uint8-truncate | float32
-
-    def resolve(self, resolution: tuple[int, int]) -> tuple[str, tuple[int, int], str]:
-        return self.method, self.size or resolution, self.output
+_PROFILE_KEYS = ("name", "version", "description", "changelog", "resize_predictions", "ground_truth_chain",
+                 "prediction_chain", "metrics")
+# sections with no chain of their own: their images are the `fid` section's
+_FEATURES_OF = {"kid": "fid"}
 
 
 @dataclass(frozen=True)
 class Profile:
+    """A metric profile: how images are prepared and scored, per metric (typed sections,
+    `posebench.protocols.specs`)."""
+
     name: str
     version: int
     description: str
     resize_predictions: bool
-    ground_truth_chain: tuple[ResizeStep, ...]
-    metrics: dict[str, dict[str, Any]]
+    ground_truth_chain: Chain
+    metrics: dict[str, Any]  # metric name -> its section (FIDSection, SSIMSection, ...)
     changelog: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     sha256: str = ""
-    prediction_chain: tuple[ResizeStep, ...] | None = None  # None: predictions follow the ground-truth chain
+    prediction_chain: Chain | None = None  # None: predictions follow the ground-truth chain
 
     @property
     def id(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def chain(self, metric: str) -> tuple[ResizeStep, ...]:
-        """Resize steps that bring a ground-truth (or FID real-set) image to what `metric` is computed on."""
-        spec = self.metrics.get(metric, {})
-        return tuple(_steps(spec["chain"], f"{self.name}.metrics.{metric}.chain")) if "chain" in spec \
-            else self.ground_truth_chain
+    def section(self, metric: str) -> Any:
+        """The typed section of `metric`; a metric the profile does not define is an error naming the profile."""
+        if metric not in self.metrics:
+            raise ProfileError(f"profile {self.name} defines no metric {metric!r} (it has "
+                               f"{', '.join(self.metrics)}); add a `{metric}` section or drop the metric")
+        return self.metrics[metric]
 
-    def prediction_chain_for(self, metric: str) -> tuple[ResizeStep, ...]:
+    def chain(self, metric: str) -> Chain:
+        """Resize steps that bring a ground-truth (or FID real-set) image to what `metric` is computed on."""
+        own = self.metrics.get(_FEATURES_OF.get(metric, metric))
+        if isinstance(own, Section) and own.chain is not None:
+            return own.chain
+        return self.ground_truth_chain
+
+    def prediction_chain_for(self, metric: str) -> Chain:
         """Resize steps for a generated image: the metric's `prediction_chain`, else its own `chain` (the same
         preparation as the ground truth), else the profile's `prediction_chain`, else its ground-truth chain."""
-        spec = self.metrics.get(metric, {})
-        if "prediction_chain" in spec:
-            return tuple(_steps(spec["prediction_chain"], f"{self.name}.metrics.{metric}.prediction_chain"))
-        if "chain" in spec:
-            return self.chain(metric)
+        own = self.metrics.get(_FEATURES_OF.get(metric, metric))
+        if isinstance(own, Section):
+            if own.prediction_chain is not None:
+                return own.prediction_chain
+            if own.chain is not None:
+                return own.chain
         return self.prediction_chain if self.prediction_chain is not None else self.ground_truth_chain
+
+    def as_dict(self) -> dict[str, Any]:
+        """The resolved profile as plain values (`posebench profiles show`)."""
+        def steps(chain: Chain | None) -> list[dict[str, Any]] | None:
+            return None if chain is None else [{"resize": s.method, "size": list(s.size) if s.size else "protocol",
+                                                "output": s.output} for s in chain]
+        out = {"name": self.name, "version": self.version, "description": self.description,
+               "resize_predictions": self.resize_predictions, "ground_truth_chain": steps(self.ground_truth_chain),
+               "prediction_chain": steps(self.prediction_chain),
+               "metrics": {m: section_as_dict(sec) for m, sec in self.metrics.items()},
+               "changelog": list(self.changelog), "sha256": self.sha256}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -108,81 +129,42 @@ def _need(data: dict[str, Any], key: str, where: str) -> Any:
     return data[key]
 
 
-def _steps(raw: Any, where: str) -> list[ResizeStep]:
-    if not isinstance(raw, list):
-        raise ProfileError(f"{where}: expected a list of resize steps")
-    out = []
-    for i, step in enumerate(raw):
-        if not isinstance(step, dict):
-            raise ProfileError(f"{where}[{i}]: expected a mapping like {{resize: pil-bicubic, size: protocol}}")
-        unknown = set(step) - {"resize", "size", "output"}
-        if unknown:
-            raise ProfileError(f"{where}[{i}]: unknown keys {sorted(unknown)}; a step has resize, size, output")
-        method = _need(step, "resize", f"{where}[{i}]")
-        if method not in RESIZE_METHODS:
-            raise ProfileError(f"{where}[{i}]: unknown resize {method!r}; known: {', '.join(RESIZE_METHODS)}")
-        output = step.get("output", "uint8")
-        if output not in METHOD_OUTPUTS[method]:
-            raise ProfileError(f"{where}[{i}]: resize {method} cannot give output {output!r}; it gives "
-                               f"{', '.join(METHOD_OUTPUTS[method])}")
-        if out and out[-1].output == "float32" and not method.startswith("cv2"):
-            raise ProfileError(f"{where}[{i}]: {method} cannot follow a float32 step (only cv2 float32 resizes "
-                               "take float images)")
-        size = step.get("size", "protocol")
-        if size == "protocol":
-            out.append(ResizeStep(method, None, output))
-        elif isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
-            out.append(ResizeStep(method, (size[0], size[1]), output))
-        else:
-            raise ProfileError(f"{where}[{i}]: size must be 'protocol' or [H, W], got {size!r}")
-    return out
-
-
-def _check_metrics(metrics: dict[str, Any], where: str) -> None:
-    unknown = set(metrics) - set(METRIC_NAMES)
-    if unknown:
-        raise ProfileError(f"{where}: unknown metrics {sorted(unknown)}; known: {', '.join(METRIC_NAMES)}")
-    ssim = metrics.get("ssim")
-    if ssim:
-        variants = _need(ssim, "variants", f"{where}.ssim")
-        reported = _need(ssim, "reported", f"{where}.ssim")
-        if reported not in variants:
-            raise ProfileError(f"{where}.ssim: reported variant {reported!r} is not among {list(variants)}")
-        for vname, v in variants.items():
-            # Results key the reported variant as `ssim` and every other variant by its own name, so another
-            # variant named `ssim` would share the key (two SSIMs averaged into one headline number).
-            if vname != reported and (vname == "ssim" or not vname.startswith("ssim_")):
-                raise ProfileError(f"{where}.ssim.variants.{vname}: a variant that is not the reported one is "
-                                   "reported under its own name, which must start with 'ssim_' (e.g. ssim_win51)")
-            if v.get("window") not in SSIM_WINDOWS:
-                raise ProfileError(f"{where}.ssim.{vname}: window must be one of {SSIM_WINDOWS}")
-            dr = v.get("data_range")
-            if not (dr == "prediction" or isinstance(dr, (int, float))):
-                raise ProfileError(f"{where}.ssim.{vname}: data_range must be a number or 'prediction'")
-    lp = metrics.get("lpips")
-    if lp and lp.get("input_range") not in LPIPS_RANGES:
-        raise ProfileError(f"{where}.lpips: input_range must be one of {LPIPS_RANGES}")
-
-
 def parse_profile(data: dict[str, Any], where: str) -> Profile:
-    metrics = _need(data, "metrics", where)
-    _check_metrics(metrics, where)
-    prof = Profile(
-        name=_need(data, "name", where),
-        version=int(_need(data, "version", where)),
+    unknown = sorted(set(data) - set(_PROFILE_KEYS))
+    if unknown:
+        raise ProfileError(f"{where}: unknown keys {unknown}; a profile has {', '.join(_PROFILE_KEYS)}")
+    raw_metrics = _need(data, "metrics", where)
+    if not isinstance(raw_metrics, dict) or not raw_metrics:
+        raise ProfileError(f"{where}.metrics: expected a non-empty mapping of metric sections")
+    unknown = sorted(set(raw_metrics) - set(SECTIONS))
+    if unknown:
+        raise ProfileError(f"{where}: unknown metrics {unknown}; known: {', '.join(SECTIONS)}")
+    if "kid" in raw_metrics and "fid" not in raw_metrics:
+        raise ProfileError(f"{where}.metrics.kid: KID uses the fid section's extractor and chains; add a fid section")
+    version = _need(data, "version", where)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ProfileError(f"{where}.version: expected an integer >= 1, got {version!r}")
+    resize_predictions = _need(data, "resize_predictions", where)
+    if not isinstance(resize_predictions, bool):
+        raise ProfileError(f"{where}.resize_predictions: expected true or false, got {resize_predictions!r}")
+    changelog = data.get("changelog", [])
+    if not isinstance(changelog, list) or not all(isinstance(c, dict) for c in changelog):
+        raise ProfileError(f"{where}.changelog: expected a list of {{version, date, change}} mappings")
+    name = _need(data, "name", where)
+    if not isinstance(name, str) or not name:
+        raise ProfileError(f"{where}.name: expected a non-empty string")
+    return Profile(
+        name=name,
+        version=version,
         description=str(data.get("description", "")).strip(),
-        resize_predictions=bool(_need(data, "resize_predictions", where)),
-        ground_truth_chain=tuple(_steps(_need(data, "ground_truth_chain", where), f"{where}.ground_truth_chain")),
-        metrics=metrics,
-        changelog=tuple(data.get("changelog", ())),
+        resize_predictions=resize_predictions,
+        ground_truth_chain=parse_steps(_need(data, "ground_truth_chain", where), f"{where}.ground_truth_chain"),
+        metrics={m: parse_section(m, raw, f"{where}.metrics.{m}") for m, raw in raw_metrics.items()},
+        changelog=tuple(changelog),
         sha256=_hash(data),
-        prediction_chain=(tuple(_steps(data["prediction_chain"], f"{where}.prediction_chain"))
+        prediction_chain=(parse_steps(data["prediction_chain"], f"{where}.prediction_chain")
                           if "prediction_chain" in data else None),
     )
-    for metric in metrics:  # validates chains now, not at evaluation time
-        prof.chain(metric)
-        prof.prediction_chain_for(metric)
-    return prof
 
 
 def _pose_fields(data: dict[str, Any], where: str) -> tuple[str, tuple[str, ...], str | None]:

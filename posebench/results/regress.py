@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posebench.errors import PosebenchError
-from posebench.results.schema import HIGHER_IS_BETTER, _clean, dig
+from posebench.metrics.registry import known_direction
+from posebench.results.schema import _clean, dig
 from posebench.utils.io import atomic_write_text
 
 REPORT_SCHEMA_VERSION = 1
@@ -196,8 +197,8 @@ def _direction(name: str, new_m: dict[str, Any] | None, base_m: dict[str, Any] |
         raise RegressError(f"metric {name!r}: higher_is_better differs between the new results and the baseline")
     if dirs:
         return dirs.pop()
-    known = next((HIGHER_IS_BETTER[p] for p in (name, *name.split("_")) if p in HIGHER_IS_BETTER), None)
-    if known is not None:  # e.g. mask_ssim, fid_test
+    known = known_direction(name)
+    if known is not None:  # e.g. ssim_masked, fid_test
         return known
     raise RegressError(f"metric {name!r}: no higher_is_better in either results file; cannot tell its direction")
 

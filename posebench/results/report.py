@@ -28,7 +28,8 @@ import numpy as np
 from posebench._version import __version__
 from posebench.datasets.names import IMAGE_SUFFIXES, PairKey, parse_generated_name
 from posebench.errors import PosebenchError
-from posebench.results.schema import HIGHER_IS_BETTER, read_results
+from posebench.metrics.registry import known_direction
+from posebench.results.schema import read_results
 from posebench.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ class ReportRun:
         m = self.data["metrics"].get(metric)
         if isinstance(m, dict) and "higher_is_better" in m:
             return bool(m["higher_is_better"])
-        return HIGHER_IS_BETTER.get(metric.split("_")[0], True)
+        known = known_direction(metric)
+        return True if known is None else known
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -22,8 +22,6 @@ from posebench.utils.io import atomic_write_text
 
 SCHEMA_VERSION = 1
 
-HIGHER_IS_BETTER = {"fid": False, "kid": False, "ssim": True, "lpips": False, "psnr": True,
-                    "ap": True, "ap_m": True, "cap": True, "pce": False}  # pose metrics: humanart-val
 REQUIRED_KEYS = ("schema_version", "posebench", "protocol", "profile", "dataset", "predictions", "metrics",
                  "canonical", "warnings", "env")
 

@@ -19,9 +19,9 @@ def test_builtins():
         prof = PROFILES.get(name)
         assert prof.version >= 1 and len(prof.sha256) == 64 and prof.changelog
     pidm = get_profile("pidm")
-    assert pidm.metrics["ssim"]["variants"]["ssim_256"]["sigma"] == 1.2  # PIDM/PCDMs use 1.2, not 1.5
-    assert get_profile("pcdms").metrics["lpips"]["input_range"] == "zero_1_raw"
-    assert get_profile("clean").metrics["fid"]["drop_last"] is False
+    assert pidm.section("ssim").variants["ssim_256"].sigma == 1.2  # PIDM/PCDMs use 1.2, not 1.5
+    assert get_profile("pcdms").section("lpips").input_range == "zero_1_raw"
+    assert get_profile("clean").section("fid").drop_last is False
     assert [s.method for s in pidm.chain("fid")] == ["pil-bicubic", "cv2-linear"]
     assert pidm.chain("fid")[-1].output == "float32" and pidm.prediction_chain_for("fid") == pidm.chain("fid")
     cfld = get_profile("cfld")  # ground truth as torchvision Resize on PIL images; samples truncated after resizing
@@ -29,7 +29,7 @@ def test_builtins():
     assert [(s.method, s.output) for s in cfld.prediction_chain_for("ssim")] == [("torch-bicubic-antialias",
                                                                                   "uint8-truncate")]
     for name in ("legacy-gfla", "pidm", "cfld"):  # reported variant -> `ssim`, the other one under its own key
-        variants = get_profile(name).metrics["ssim"]["variants"]
+        variants = get_profile(name).section("ssim").variants
         assert sorted(variants) == ["ssim_256", "ssim_win51"] and get_profile(name).version == 2
     for proto in PROTOCOLS.names():
         p = PROTOCOLS.get(proto)
@@ -44,10 +44,20 @@ def _clean_dict():
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["metrics"].update(fidd={}), "unknown metrics"),
+    (lambda d: d["metrics"].update(fidd={}), r"unknown metrics \['fidd'\]"),
     (lambda d: d["metrics"]["ssim"].update(reported="nope"), "reported variant"),
-    (lambda d: d["metrics"]["ssim"]["variants"]["ssim"].update(window="box"), "window must be"),
-    (lambda d: d["metrics"]["lpips"].update(input_range="0_255"), "input_range"),
+    (lambda d: d["metrics"]["ssim"]["variants"]["ssim"].update(window="box"),
+     r"metrics.ssim.variants.ssim.window: expected one of 'gaussian', 'uniform', got 'box'"),
+    (lambda d: d["metrics"]["lpips"].update(input_range="0_255"), r"metrics.lpips.input_range: expected one of"),
+    # typed sections: every key is known and read, and has the right type
+    (lambda d: d["metrics"]["fid"].update(batchsize=32), r"metrics.fid: unknown keys \['batchsize'\]"),
+    (lambda d: d["metrics"]["fid"].update(drop_last="yes"), r"metrics.fid.drop_last: expected bool"),
+    (lambda d: d["metrics"]["fid"].update(batch_size=0), r"metrics.fid.batch_size: must be >= 1"),
+    (lambda d: d["metrics"]["fid"].pop("weights"), r"metrics.fid: missing keys \['weights'\]"),
+    (lambda d: d["metrics"]["ssim"]["variants"]["ssim"].update(win_size=7), r"a gaussian window has no win_size"),
+    (lambda d: d["metrics"].pop("fid"), "KID uses the fid section"),
+    (lambda d: d.update(resize_predictions="no"), "resize_predictions: expected true or false"),
+    (lambda d: d.update(extra=1), r"unknown keys \['extra'\]"),
     (lambda d: d.update(ground_truth_chain=[{"resize": "nearest"}]), "unknown resize"),
     (lambda d: d.update(ground_truth_chain=[{"resize": "cv2-cubic", "size": [256]}]), "size must be"),
     (lambda d: d.pop("version"), "missing key 'version'"),

@@ -21,6 +21,8 @@ they equal a *valid* (unpadded) convolution, which is what both functions comput
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -205,19 +207,19 @@ def _data_range(data_range: float | Tensor, n: int, device: torch.device) -> Ten
     return dr
 
 
-def ssim_variant(preds255: Tensor, target255: Tensor, variant: dict) -> Tensor:
+def ssim_variant(preds255: Tensor, target255: Tensor, variant: Any) -> Tensor:
     """The SSIM a metric profile's variant describes, on images with values in [0, 255].
 
-    `variant` is a profile entry such as `{window: gaussian, sigma: 1.5, data_range: 255}` or
-    `{window: uniform, win_size: 51, data_range: 1.0}`. Gaussian variants work on the x255 scale (as
-    `ssim_256` in the reference code), uniform ones on [0, 1] floats (as their `ssim`); `data_range:
-    prediction` means the per-image `max - min` of the prediction on that scale.
+    `variant` is a `posebench.protocols.specs.SSIMVariant` (window, data_range, sigma, win_size), e.g. the Gaussian
+    sigma 1.5 window with a fixed data range 255, or the uniform 51 window with data range 1. Gaussian variants work
+    on the x255 scale (as `ssim_256` in the reference code), uniform ones on [0, 1] floats (as their `ssim`);
+    `data_range: prediction` means the per-image `max - min` of the prediction on that scale.
     """
-    if variant["window"] == "gaussian":
+    if variant.window == "gaussian":
         x, y = preds255, target255
     else:
         x, y = preds255 / 255.0, target255 / 255.0
-    dr = legacy_data_range(x) if variant["data_range"] == "prediction" else float(variant["data_range"])
-    if variant["window"] == "gaussian":
-        return ssim_gaussian(x, y, sigma=float(variant.get("sigma", 1.5)), data_range=dr)
-    return ssim_uniform(x, y, win_size=int(variant.get("win_size", 51)), data_range=dr)
+    dr = legacy_data_range(x) if variant.data_range == "prediction" else float(variant.data_range)
+    if variant.window == "gaussian":
+        return ssim_gaussian(x, y, sigma=float(variant.sigma), data_range=dr)
+    return ssim_uniform(x, y, win_size=int(variant.win_size), data_range=dr)

@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from posebench.cli import app
+from posebench.metrics.registry import higher_is_better
 from posebench.protocols import get_profile
 from posebench.results.leaderboard import (
     BoardError,
@@ -24,7 +25,7 @@ from posebench.results.leaderboard import (
     load_boards,
     render_markdown,
 )
-from posebench.results.schema import HIGHER_IS_BETTER, write_results
+from posebench.results.schema import write_results
 
 runner = CliRunner()
 BOARDS = default_board_dir()
@@ -43,7 +44,7 @@ def _results(protocol: str = "deepfashion-256x176", canonical: bool = True, **va
         "dataset": {"name": "deepfashion", "split": "test", "pairs": 8570, "pairs_sha256": "a" * 64},
         "predictions": {"dir": "samples", "count": 8570, "images_sha256": "c" * 64},
         "flags": [],
-        "metrics": {k: {"value": v, "stderr": None, "higher_is_better": HIGHER_IS_BETTER[k], "n": 8570, "details": {}}
+        "metrics": {k: {"value": v, "stderr": None, "higher_is_better": higher_is_better(k), "n": 8570, "details": {}}
                     for k, v in values.items()},
         "warnings": [], "env": {},
     }

@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from posebench.cli import app
+from posebench.metrics.registry import higher_is_better
 from posebench.results.regress import RegressError, compare, parse_tolerances
-from posebench.results.schema import HIGHER_IS_BETTER, read_results, write_results
+from posebench.results.schema import read_results, write_results
 
 runner = CliRunner()
 BASE = {"fid": 6.0, "ssim": 0.73, "lpips": 0.17}
@@ -29,7 +30,7 @@ def _results(**values: Any) -> dict[str, Any]:
         "dataset": {"name": "deepfashion", "split": "test", "pairs": 8570, "pairs_sha256": "a" * 64},
         "predictions": {"dir": "samples", "count": 8570, "images_sha256": "c" * 64},
         "flags": [],
-        "metrics": {k: {"value": v, "stderr": None, "higher_is_better": HIGHER_IS_BETTER[k], "n": 8570, "details": {}}
+        "metrics": {k: {"value": v, "stderr": None, "higher_is_better": higher_is_better(k), "n": 8570, "details": {}}
                     for k, v in {**BASE, **values}.items()},
         "warnings": [], "env": {},
     }
