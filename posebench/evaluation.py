@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POSE_METRICS = ("ap", "ap_m", "cap", "pce")  # on request only: an estimator runs on the generated images
+# on request only: an estimator runs on the generated images (every metric that consumes "pose")
+POSE_METRICS = tuple(n for n in METRICS.names() if METRICS.get(n).consumes == "pose")
 SYNTHETIC_ESTIMATORS = ("synthetic-posenet", "tiny-random")
 
 
@@ -92,6 +93,7 @@ class EvalConfig(ScoringConfig):
     posebench.pose.detect's default estimator unless `pose_estimator` names one."""
 
     lpips_weights: Path | None = None
+    is_weights: Path | None = None  # Inception Score classifier file instead of the profile's
     scheme: str | None = None
     name_map: Path | None = None  # release image names -> dataset names (PCDMs' imgN), JSON or two-column CSV
     best_of: int = 1
@@ -294,18 +296,27 @@ class _Metrics:
                         owner = owner or m
                         m.real_set_name = real
                         self.sets[name + suffix] = m
+        self.inception: dict[str, Any] = {}  # results key -> IS (generated images only)
+        if "is" in metrics:
+            from posebench.metrics.inception_score import IS
+
+            self.inception["is"] = IS(prof, weights=cfg.is_weights, device=cfg.device, **common)
+            if "is" in masked:
+                self.inception["is_masked"] = IS(prof, classifier=self.inception["is"].classifier, masked=True,
+                                                 **common)
         self.pose = None
         if set(POSE_METRICS) & set(metrics):
             self.pose = _PoseScorer(prep, cfg)
         self.resized = False
 
     def all(self) -> list[Any]:
-        return [*self.per_image.values(), *self.sets.values(), *([self.pose.metric] if self.pose else [])]
+        return [*self.per_image.values(), *self.sets.values(), *self.inception.values(),
+                *(self.pose.metrics() if self.pose else [])]
 
     def update(self, pairs: Any, keys: list[PairKey], positions: list[int]) -> None:
         for m in self.per_image.values():
             m.update(pairs, index=positions)
-        for m in self.sets.values():
+        for m in (*self.sets.values(), *self.inception.values()):
             m.update(pairs, index=positions)
         if self.pose is not None:
             self.pose.update(pairs, keys, positions)
@@ -331,14 +342,20 @@ class _PoseScorer:
     """
 
     def __init__(self, prep: _Prepared, cfg: EvalConfig) -> None:
+        from posebench.metrics.pckh import PCKh
+        from posebench.metrics.pose_accuracy import POSE_METRICS as ACCURACY
         from posebench.metrics.pose_accuracy import PoseAccuracy
         from posebench.pose.detect import load_estimator, set_refine_fill
+        from posebench.protocols.pose_profile import get_pose_profile
 
         self.prep = prep
         self.cfg = cfg
         self.name = pose_estimator_name(cfg)
-        self.metric = PoseAccuracy("clean", sync_on_compute=False)
-        self.profile = self.metric.profile
+        self.accuracy = [m for m in ACCURACY if m in prep.metrics]
+        self.metric = PoseAccuracy("clean", sync_on_compute=False) if self.accuracy else None
+        self.pckh = PCKh(prep.profile.section("pckh").alpha, sync_on_compute=False) if "pckh" in prep.metrics \
+            else None
+        self.profile = get_pose_profile("clean")
         self.model = load_estimator(self.name, weights=cfg.pose_weights, device=cfg.device)
         set_refine_fill(self.model, self.profile.refine_fill)
         self._env: dict[str, Any] | None = None
@@ -350,10 +367,15 @@ class _PoseScorer:
         dets = detect_arrays(self.model, pairs.preds, ids, device=self.cfg.device, flip_test=self.cfg.flip_test,
                              swap_rb=self.profile.swap_rb)
         keypoints = self.prep.index.splits[self.prep.protocol.split].keypoints
+        targets = [keypoints[key.target][0].rescale(img.shape[:2]) for img, key in zip(pairs.preds, keys, strict=True)]
+        if self.pckh is not None:
+            self.pckh.update([[d for d in dets if d["image_id"] == i] for i in ids], targets, index=positions)
+        if self.metric is None:
+            return
         images, anns = [], []
-        for img, key, image_id in zip(pairs.preds, keys, ids, strict=True):
+        for img, target, image_id in zip(pairs.preds, targets, ids, strict=True):
             h, w = img.shape[:2]
-            kp = keypoints[key.target][0].rescale((h, w)).convert("coco17")  # prepare() checked that it exists
+            kp = target.convert("coco17")  # prepare() checked that it exists
             flat = np.zeros((kp.num_joints, 3), dtype=np.float64)
             flat[kp.visible, :2] = kp.xy[kp.visible]
             flat[kp.visible, 2] = 2.0
@@ -371,18 +393,26 @@ class _PoseScorer:
             self._env = estimator_env(self.name, self.cfg.pose_weights, self.cfg.flip_test)
         return self._env
 
-    def results(self, n_keys: int) -> tuple[dict[str, Any], list[float]]:
-        """The requested pose metrics (results entries) and the per-image PCE in scoring order."""
+    def metrics(self) -> list[Any]:
+        return [m for m in (self.metric, self.pckh) if m is not None]
+
+    def results(self, n_keys: int) -> tuple[dict[str, Any], dict[str, list[float]]]:
+        """The requested pose metrics (results entries) and their per-image columns (pce, pckh) in scoring order."""
         out: dict[str, Any] = {}
+        columns: dict[str, list[float]] = {}
         estimator = {k: v for k, v in self.env().items() if k in ("name", "weights_sha256")}
-        for m in POSE_METRICS:
-            if m in self.prep.metrics:
-                entry = self.metric.summary(m)
-                entry["details"]["estimator"] = estimator
-                out[m] = {"value": entry["value"], "stderr": None, "higher_is_better": higher_is_better(m),
-                          "n": entry["n"], "details": entry["details"]}
-        by_id = {i: float(r["error"]) for i, r in self.metric.per_image_pce().items()}
-        return out, [by_id[i + 1] for i in range(n_keys)]
+        entries = {m: self.metric.summary(m) for m in self.accuracy}
+        if self.pckh is not None:
+            entries["pckh"] = self.pckh.summary()
+            columns["pckh"] = self.pckh.per_image()[1].tolist()
+        for m, entry in entries.items():
+            entry["details"]["estimator"] = estimator
+            out[m] = {"value": entry["value"], "stderr": None, "higher_is_better": higher_is_better(m),
+                      "n": entry["n"], "details": entry["details"]}
+        if self.metric is not None:  # the per-image people count error comes with any of ap, ap_m, cap, pce
+            by_id = {i: float(r["error"]) for i, r in self.metric.per_image_pce().items()}
+            columns["pce"] = [by_id[i + 1] for i in range(n_keys)]
+        return out, columns
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -405,7 +435,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     keys = sorted((p for p in prep.pairs if p in prep.files), key=lambda k: prep.files[k].name)
     position = {k: i for i, k in enumerate(keys)}
     shard = Shard.current(cfg.device)
-    masked = bool(prep.protocol.masked_metrics)
+    masked = bool(set(prep.protocol.masked_metrics) & set(prep.metrics))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not (cfg.progress and shard.is_main)) as bar:
         mine = keys[shard.rank::shard.world]  # under accelerate/torchrun each process scores a strided shard
@@ -433,9 +463,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                                 "higher_is_better": higher_is_better(key), "n": entry["n"], "details": entry["details"]}
             per_image_columns[key] = m.per_image()[1].tolist()
         if metrics.pose is not None:
-            pose_out, per_image_columns["pce"] = metrics.pose.results(len(keys))
+            pose_out, pose_columns = metrics.pose.results(len(keys))
             metrics_out.update(pose_out)
+            per_image_columns.update(pose_columns)
         real_meta = _score_real_sets(prep, cfg, metrics, metrics_out, bar)
+        for key, m in metrics.inception.items():
+            entry = m.summary()
+            metrics_out[key] = {"value": entry["value"], "stderr": entry["stderr"], "higher_is_better": True,
+                                "n": entry["n"], "details": entry["details"]}
 
     if metrics.resized:
         prep.warnings.append("generated images were resized to the metric size (profile resize chain)")

@@ -63,6 +63,7 @@ class TinyInception(nn.Module):
         self.Mixed_7a = conv(16, 24, s=2)
         self.Mixed_7b = conv(24, 24, p=1)
         self.Mixed_7c = conv(24, 2048, k=1)
+        self.fc = nn.Linear(2048, 10)  # ImageNet-style logits for the Inception Score (the FID trunk ignores it)
 
 
 def tiny_inception(seed: int = 0) -> TinyInception:
@@ -471,3 +472,23 @@ def clean(pairs: list[tuple[Path, Path]], real_dir: Path, inception: nn.Module, 
         out[metric] = float(np.mean([r[metric] for r in rows.values()]))
         out["n"][metric] = len(rows)
     return out
+
+
+# ---------------------------------------------------------------------------------------------- Inception Score
+
+
+def inception_score_of(inception: nn.Module, images: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """PATN `get_inception_score` (10 splits of consecutive images, exp of the mean KL to the split's marginal)
+    on (N, H, W, 3) uint8 images, with posebench's stated network input: x / 255, bilinear 299x299, 2x - 1,
+    the trunk and `fc`, softmax."""
+    from scipy.special import rel_entr, softmax
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        logits = inception.fc(_blocks(inception)(2 * x - 1).flatten(1)).double().numpy()
+    p = softmax(logits, axis=1)
+    n = len(p)
+    scores = [np.exp(np.mean([rel_entr(row, part.mean(axis=0)).sum() for row in part]))
+              for part in (p[i * n // splits:(i + 1) * n // splits] for i in range(splits))]
+    return float(np.mean(scores)), float(np.std(scores))

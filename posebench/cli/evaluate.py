@@ -20,10 +20,13 @@ def eval_(
         "results.json"),
     profile: Annotated[str | None, typer.Option(help="Metric profile (default: the protocol's).")] = None,
     metrics: Annotated[str | None, typer.Option(
-        help="Comma list, e.g. fid,kid,ssim,lpips,psnr; pose accuracy ap,ap_m,cap,pce on request (an estimator "
-        "runs on the generated images).")] = None,
+        help="Comma list, e.g. fid,kid,ssim,lpips,psnr; on request: is (Inception Score), pose accuracy "
+        "ap,ap_m,cap,pce and pckh (an estimator runs on the generated images).")] = None,
     fid_weights: Annotated[Path | None, typer.Option(help="Inception weights file instead of the registry's.")] = None,
     lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS backbone weights file.")] = None,
+    is_weights: Annotated[Path | None, typer.Option(
+        help="Inception Score classifier (a full torchvision Inception-v3 state dict) instead of the "
+        "profile's.")] = None,
     scheme: Annotated[str | None, typer.Option(help="Naming scheme: posebench|patn|gfla|nted|pidm|pcdms.")] = None,
     name_map: Annotated[Path | None, typer.Option(
         help="Map of a release's own image names to dataset names (PCDMs' imgN files): JSON {name: dataset "
@@ -82,7 +85,8 @@ def eval_(
                              f"{','.join(POSE_METRICS)} to --metrics (e.g. --metrics ssim,ap)")
 
     cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile, metrics=wanted,
-                     fid_weights=fid_weights, lpips_weights=lpips_weights, scheme=scheme, name_map=name_map,
+                     fid_weights=fid_weights, lpips_weights=lpips_weights, is_weights=is_weights, scheme=scheme,
+                     name_map=name_map,
                      allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of,
                      oracle_selection=oracle_selection, test_fid=test_fid, batch_size=batch_size, device=device,
                      use_cache=not no_cache, real_limit=real_limit, pose_estimator=pose_estimator,
@@ -107,7 +111,7 @@ def _eval_pose(args: dict) -> None:
     from posebench.humanart_eval import PoseEvalConfig, evaluate_humanart
 
     unused = {"--lpips-weights": args["lpips_weights"] is not None, "--scheme": args["scheme"] is not None,
-              "--name-map": args["name_map"] is not None,
+              "--name-map": args["name_map"] is not None, "--is-weights": args["is_weights"] is not None,
               "--best-of": args["best_of"] != 1, "--oracle-selection": args["oracle_selection"],
               "--test-fid": args["test_fid"], "--real-limit": args["real_limit"] is not None,
               "--compare": args["compare"] is not None}

@@ -21,6 +21,8 @@ _EXPORTS = {
     "SSIM": "posebench.metrics.ssim",
     "LPIPS": "posebench.metrics.lpips",
     "PSNR": "posebench.metrics.psnr",
+    "IS": "posebench.metrics.inception_score",
+    "PCKh": "posebench.metrics.pckh",
     "PoseAccuracy": "posebench.metrics.pose_accuracy",
     "ImagePairs": "posebench.metrics.inputs",
 }

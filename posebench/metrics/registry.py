@@ -88,6 +88,11 @@ register_metric(MetricSpec("lpips", 1, False, "pixels", "mean", "posebench.metri
                            "LPIPS with the profile's net, weight version and input range", masked=True))
 register_metric(MetricSpec("psnr", 1, True, "pixels", "mean", "posebench.metrics.psnr:PSNR", "psnr",
                            "PSNR with the profile's data range"))
+register_metric(MetricSpec("is", 1, True, "features", "set", "posebench.metrics.inception_score:IS", "is",
+                           "Inception Score (torchvision ImageNet Inception logits, 10 splits; stderr = std over "
+                           "splits)", masked=True))
+register_metric(MetricSpec("pckh", 1, True, "pose", "set", "posebench.metrics.pckh:PCKh", "pckh",
+                           "PCKh@0.5 of the estimator's best person against the target joints (PATN's rule)"))
 register_metric(MetricSpec("ap", 1, True, "pose", "set", "posebench.metrics.pose_accuracy:PoseAccuracy", "",
                            "COCO keypoint AP of the estimator's detections on the generated images"))
 register_metric(MetricSpec("ap_m", 1, True, "pose", "set", "posebench.metrics.pose_accuracy:PoseAccuracy", "",

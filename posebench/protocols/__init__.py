@@ -202,8 +202,8 @@ def parse_protocol(data: dict[str, Any], where: str) -> Protocol:
 
 
 def _masked(raw: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(raw, list) or any(m not in ("ssim", "lpips") for m in raw):
-        raise ProfileError(f"{where}: masked_metrics must be a list of ssim and/or lpips")
+    if not isinstance(raw, list) or any(m not in ("ssim", "lpips", "is") for m in raw):
+        raise ProfileError(f"{where}: masked_metrics must be a list of ssim, lpips and is")
     return tuple(raw)
 
 

@@ -352,8 +352,8 @@ def test_clean_market_with_masked_metrics(tmp_path):
                       masks=masks)
     out = tmp_path / "market.json"
     res = runner.invoke(app, ["eval", "--protocol", "market-128x64", "--root", str(root), "--pred",
-                              str(tmp_path / "gen"), "--out", str(out), "--metrics", "fid,ssim,lpips,psnr",
-                              "--fid-weights", str(tmp_path / "tiny.pth"),
+                              str(tmp_path / "gen"), "--out", str(out), "--metrics", "fid,ssim,lpips,psnr,is",
+                              "--fid-weights", str(tmp_path / "tiny.pth"), "--is-weights", str(tmp_path / "tiny.pth"),
                               "--lpips-weights", str(tmp_path / "alex.pth")])
     assert res.exit_code == 0, res.output
     results = json.loads(out.read_text())
@@ -363,6 +363,16 @@ def test_clean_market_with_masked_metrics(tmp_path):
     n = len(pairs)
     keys = {"ssim": "ssim", "psnr": "psnr", "lpips": "lpips", "ssim_masked": "ssim_masked",
             "lpips_masked": "lpips_masked"}
+    inception_scores = {k: results["metrics"].pop(k) for k in ("is", "is_masked")}
     _compare(results, per, ref, keys, names, dict.fromkeys(keys, n))
+    # PATN's IS and mask-IS (the generated image times the target-pose mask), in the scoring order
+    order = sorted(names)
+    gen = np.stack([np.asarray(Image.open(tmp_path / "gen" / k).convert("RGB")) for k in order])
+    mask = np.stack([masks[k] for k in order])[..., None].astype(np.uint8)
+    for key, images in (("is", gen), ("is_masked", gen * mask)):
+        mean, std = peers.inception_score_of(inception, images)
+        assert inception_scores[key]["value"] == pytest.approx(mean, rel=1e-5), key
+        assert inception_scores[key]["stderr"] == pytest.approx(std, rel=1e-3, abs=1e-6) and \
+            inception_scores[key]["n"] == n
     assert n > 100 and results["metrics"]["fid"]["details"]["real_n"] == len(list((root / "bounding_box_train")
                                                                                    .glob("*.jpg")))

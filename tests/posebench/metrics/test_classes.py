@@ -27,8 +27,8 @@ def _images(seed: int, n: int = 4, h: int = 64, w: int = 48) -> torch.Tensor:
 def test_public_api_and_registry():
     from posebench.metrics.registry import METRICS, base_name, higher_is_better
 
-    assert {"FID", "KID", "LPIPS", "PSNR", "SSIM"} <= set(dir(pm)) and pm.SSIM is SSIM
-    assert METRICS.names() == ["ap", "ap_m", "cap", "fid", "kid", "lpips", "pce", "psnr", "ssim"]
+    assert {"FID", "IS", "KID", "LPIPS", "PCKh", "PSNR", "SSIM"} <= set(dir(pm)) and pm.SSIM is SSIM
+    assert METRICS.names() == ["ap", "ap_m", "cap", "fid", "is", "kid", "lpips", "pce", "pckh", "psnr", "ssim"]
     for name in METRICS.names():
         spec = METRICS.get(name)
         assert spec.cls().__name__ and spec.consumes in ("pixels", "features", "pose")
