@@ -54,7 +54,7 @@ def build(base: Path, pairs_wanted: int) -> tuple[Path, Path, Path, Path, int]:
 
 
 def ours(root: Path, pred: Path, fid_w: Path, alex_w: Path, out: Path) -> float:
-    from posebench.evaluation import EvalConfig, evaluate
+    from posebench.run.evaluator import EvalConfig, evaluate
 
     cfg = EvalConfig(protocol="deepfashion-256x176", root=root, pred=pred, out=out, profile="clean",
                      metrics=("fid", "ssim", "lpips", "psnr"), fid_weights=fid_w, lpips_weights=alex_w,

@@ -12,7 +12,7 @@ from posebench._version import __version__
 from posebench.errors import PosebenchError
 
 if TYPE_CHECKING:
-    from posebench.evaluation import EvalConfig
+    from posebench.run.config import EvalConfig
 
 __all__ = ["PosebenchError", "__version__", "evaluate", "load_results"]
 
@@ -20,19 +20,17 @@ __all__ = ["PosebenchError", "__version__", "evaluate", "load_results"]
 def evaluate(config: EvalConfig | None = None, /, **kwargs: Any) -> dict[str, Any]:
     """Score generated images; the Python API behind `posebench eval`.
 
-    Pass an `EvalConfig`, or its fields as keywords, e.g.
-    `posebench.evaluate(protocol="deepfashion-256x176", root=..., pred=..., out="results.json")`.
+    Pass an `EvalConfig` (`posebench.run.config`), or its fields as keywords, e.g.
+    `posebench.evaluate(protocol="deepfashion-256x176", root=..., pred=..., out="results.json")`, or two plain
+    folders: `posebench.evaluate(protocol=None, root=None, pred=..., gt=..., out=...)`.
     Returns the results dict that was written to `out`.
     """
-    from pathlib import Path
-
-    from posebench.evaluation import EvalConfig
-    from posebench.evaluation import evaluate as _evaluate
+    from posebench.run.config import EvalConfig
+    from posebench.run.evaluator import evaluate as _evaluate
 
     if config is None:
-        for key in ("root", "pred", "out", "fid_weights", "lpips_weights", "pose_weights"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = Path(kwargs[key])
+        kwargs.setdefault("protocol", None)
+        kwargs.setdefault("root", None)
         config = EvalConfig(**kwargs)
     return _evaluate(config)
 

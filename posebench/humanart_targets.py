@@ -105,8 +105,8 @@ def targets_coco(root: Path, protocol: str = "humanart-val", profile: str = "cle
     Raises:
         PosebenchError: not a pose protocol, a profile whose targets are not a centre crop, a bad root.
     """
+    from posebench.datasets.humanart import read_validation
     from posebench.datasets.keypoints import COCO17_NAMES
-    from posebench.humanart_eval import read_validation
     from posebench.protocols import get_protocol
     from posebench.protocols.pose_profile import get_pose_profile
 

@@ -172,7 +172,7 @@ _TINY_TRAIN: dict[str, Any] = {
     "num_workers": 0, "lr": 2e-4, "warmup_steps": 10,
 }
 # `posebench demo`: what a 2-core CPU trains in a few minutes to beat the trivial baselines on synthetic
-# people (posebench.demo points demo-full's guidance at its trained estimator, first order, at that estimator's
+# people (posebench.run.demo points demo-full's guidance at its trained estimator, first order, at that estimator's
 # scale). 32x22 pixels: 1200 steps fit the budget where 64x44 fit 300, and more steps beat more pixels here
 # (docs/model.md). y_0-prediction (eps-prediction's y~_0 is still noise after a few hundred steps), ResNet
 # blocks started as the identity, and no classifier-free guidance at sampling (w_c = 1: at the paper's 2 these

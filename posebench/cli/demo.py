@@ -1,4 +1,4 @@
-"""`posebench demo` and `posebench baseline` (thin layers over posebench.demo and posebench.baselines)."""
+"""`posebench demo` and `posebench baseline` (thin layers over posebench.run.demo and posebench.run.baselines)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from posebench.demo import DemoPlan
+from posebench.run.demo import DemoPlan
 
 
 def demo(
@@ -23,7 +23,7 @@ def demo(
 
     Example: posebench demo --out demo-out --minutes 10
     """
-    from posebench.demo import run_demo
+    from posebench.run.demo import run_demo
 
     run_demo(out, minutes=minutes, plan=DemoPlan(seed=seed), progress=progress)
 
@@ -39,7 +39,7 @@ def baseline(
 
     Example: posebench baseline --kind copy-source --protocol deepfashion-256x176 --root data/df --out gen/copy
     """
-    from posebench.baselines import write_baseline
+    from posebench.run.baselines import write_baseline
 
     n = write_baseline(kind, protocol, root, out, progress=progress)
     typer.echo(f"{out}: {n} images written")

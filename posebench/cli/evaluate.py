@@ -13,15 +13,20 @@ from posebench.errors import PosebenchError
 
 
 def eval_(
-    protocol: Annotated[str, typer.Option(help="See `posebench protocols ls`.")],
-    root: Annotated[Path, typer.Option(help="Dataset root (your copy).", file_okay=False)],
     pred: Annotated[Path, typer.Option(help="Folder of generated images, one per test pair.", file_okay=False)],
+    protocol: Annotated[str | None, typer.Option(help="See `posebench protocols ls` (omit with --gt).")] = None,
+    root: Annotated[Path | None, typer.Option(help="Dataset root (your copy).", file_okay=False)] = None,
     out: Annotated[Path, typer.Option(help="Results JSON to write (a per-image CSV goes beside it).")] = Path(
         "results.json"),
     profile: Annotated[str | None, typer.Option(help="Metric profile (default: the protocol's).")] = None,
     metrics: Annotated[str | None, typer.Option(
         help="Comma list, e.g. fid,kid,ssim,lpips,psnr; on request: is (Inception Score), pose accuracy "
         "ap,ap_m,cap,pce and pckh (an estimator runs on the generated images).")] = None,
+    gt: Annotated[Path | None, typer.Option(
+        help="Two plain folders instead of a protocol: ground truth matched to --pred by file name, no dataset "
+        "root (non-canonical).", file_okay=False)] = None,
+    real: Annotated[Path | None, typer.Option(
+        help="With --gt: the FID real set (default: the --gt folder).", file_okay=False)] = None,
     fid_weights: Annotated[Path | None, typer.Option(help="Inception weights file instead of the registry's.")] = None,
     lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS backbone weights file.")] = None,
     is_weights: Annotated[Path | None, typer.Option(
@@ -36,7 +41,10 @@ def eval_(
     best_of: Annotated[int, typer.Option(help="Declare best-of-N sampling (recorded).")] = 1,
     oracle_selection: Annotated[bool, typer.Option(help="Declare that selection looked at the ground truth.")] = False,
     test_fid: Annotated[bool, typer.Option(help="Also FID/KID against the test ground truth.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 16,
+    workers: Annotated[int | None, typer.Option(
+        help="Processes decoding images (default: the cores beyond the main process, at most 8; 0: none).",
+        min=0)] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute real-set statistics.")] = False,
     real_limit: Annotated[int | None, typer.Option(help="Cap the real set (development; non-canonical).")] = None,
@@ -44,7 +52,7 @@ def eval_(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
     pose_estimator: Annotated[str | None, typer.Option(
         help="Estimator run on the generated images for pose metrics: pose protocols (humanart-val, default "
-        "higherhrnet-w48-humanart-udp), or image protocols when --metrics asks for ap/ap_m/cap/pce (default "
+        "higherhrnet-w48-humanart-udp), or image protocols when --metrics asks for ap/ap_m/cap/pce/pckh (default "
         "higherhrnet-w32-coco). tiny-random and synthetic-posenet give non-canonical results.")] = None,
     pose_weights: Annotated[Path | None, typer.Option(
         help="Estimator checkpoint file (pose protocols, or pose metrics of image protocols).")] = None,
@@ -57,40 +65,53 @@ def eval_(
 ) -> None:
     """Score a folder of generated images with FID, KID, SSIM, LPIPS and PSNR under a named profile.
 
-    On request (--metrics ...,ap,ap_m,cap,pce) a pose estimator also runs on the generated images and AP, AP(m),
-    CAP and PCE are reported against the target keypoints (COCO-17, pose profile clean).
+    On request (--metrics ...,is,ap,ap_m,cap,pce,pckh) the Inception Score and a pose estimator's accuracy on the
+    generated images against the target keypoints are reported too.
 
     Pose protocols (humanart-val) run a pose estimator on the generated images instead and report AP, AP(m),
     CAP and PCE against the target poses, per scenario, with per-scenario FID/KID; --profile is then the
     pose-metric profile (clean, humansd or a pose-profile YAML file).
+
+    Two plain folders (--pred DIR --gt DIR [--real DIR], no --protocol, no --root) are scored by file name as
+    clean-fid's compute_fid(dir1, dir2) does; results are non-canonical.
     """
-    from posebench.evaluation import EvalConfig, evaluate
-    from posebench.protocols import get_protocol
+    from posebench.run.evaluator import POSE_METRICS, EvalConfig, evaluate
 
-    if get_protocol(protocol).kind == "pose":
-        _eval_pose(locals())
-        return
-    from posebench.evaluation import POSE_METRICS
-
+    if (protocol is None) == (gt is None):
+        raise PosebenchError("give --protocol (with --root) for a dataset, or --gt for two plain folders")
+    if protocol is not None and root is None:
+        raise PosebenchError(f"--protocol {protocol} needs --root, your copy of its dataset")
+    if gt is not None and root is not None:
+        raise PosebenchError("--gt scores two plain folders without a dataset root: drop --root")
     wanted = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
-    if detections is not None:
-        raise PosebenchError(f"--detections applies to pose protocols (humanart-val), not to {protocol}; image "
-                             "protocols run the estimator (--pose-estimator) on the generated images")
-    given = [opt for opt, on in (("--pose-estimator", pose_estimator is not None),
-                                 ("--pose-weights", pose_weights is not None), ("--no-pose-flip", not pose_flip))
-             if on]
-    if given and not set(POSE_METRICS) & set(wanted or ()):
-        raise PosebenchError(f"{', '.join(given)} apply to pose protocols (humanart-val) and to the pose metrics of "
-                             f"image protocols, and {protocol} is asked for none: add some of "
-                             f"{','.join(POSE_METRICS)} to --metrics (e.g. --metrics ssim,ap)")
-
-    cfg = EvalConfig(protocol=protocol, root=root, pred=pred, out=out, profile=profile, metrics=wanted,
-                     fid_weights=fid_weights, lpips_weights=lpips_weights, is_weights=is_weights, scheme=scheme,
-                     name_map=name_map,
-                     allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of,
-                     oracle_selection=oracle_selection, test_fid=test_fid, batch_size=batch_size, device=device,
-                     use_cache=not no_cache, real_limit=real_limit, pose_estimator=pose_estimator,
-                     pose_weights=pose_weights, flip_test=pose_flip)
+    cfg = EvalConfig(
+        protocol=protocol, root=root, pred=pred, out=out, profile=profile, metrics=wanted, gt=gt, real=real,
+        fid_weights=fid_weights, lpips_weights=lpips_weights, is_weights=is_weights, scheme=scheme, name_map=name_map,
+        allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of, oracle_selection=oracle_selection,
+        test_fid=test_fid, batch_size=batch_size, workers=workers, device=device, use_cache=not no_cache,
+        real_limit=real_limit, pose_estimator=pose_estimator, pose_weights=pose_weights, detections=detections,
+        flip_test=pose_flip)
+    kind = cfg.kind
+    if kind == "pose":
+        unused = {"--lpips-weights": lpips_weights is not None, "--scheme": scheme is not None,
+                  "--name-map": name_map is not None, "--is-weights": is_weights is not None,
+                  "--best-of": best_of != 1, "--oracle-selection": oracle_selection, "--test-fid": test_fid,
+                  "--real-limit": real_limit is not None, "--compare": compare is not None}
+        given = [k for k, v in unused.items() if v]
+        if given:
+            raise PosebenchError(f"{', '.join(given)} do not apply to the pose protocol {protocol}")
+    else:
+        if detections is not None:
+            raise PosebenchError(f"--detections applies to pose protocols (humanart-val), not to "
+                                 f"{protocol or 'two plain folders'}; image protocols run the estimator "
+                                 "(--pose-estimator) on the generated images")
+        given = [opt for opt, on in (("--pose-estimator", pose_estimator is not None),
+                                     ("--pose-weights", pose_weights is not None), ("--no-pose-flip", not pose_flip))
+                 if on]
+        if given and not set(POSE_METRICS) & set(wanted or ()):
+            raise PosebenchError(f"{', '.join(given)} apply to pose protocols (humanart-val) and to the pose metrics "
+                                 f"of image protocols, and {protocol or 'this run'} is asked for none: add some of "
+                                 f"{','.join(POSE_METRICS)} to --metrics (e.g. --metrics ssim,ap)")
     if dry_run:
         typer.echo(json.dumps(cfg.to_json(), indent=1))
         raise typer.Exit()
@@ -100,37 +121,14 @@ def eval_(
 
         board = load_board(resolve_board(compare))
     result = evaluate(cfg)
-    if result:  # in a multi-process run only the main process writes and reports
-        _print(result, out)
-        if board is not None:
-            _compare(result, board)
-
-
-def _eval_pose(args: dict) -> None:
-    """`posebench eval` for a protocol of kind pose (posebench.humanart_eval)."""
-    from posebench.humanart_eval import PoseEvalConfig, evaluate_humanart
-
-    unused = {"--lpips-weights": args["lpips_weights"] is not None, "--scheme": args["scheme"] is not None,
-              "--name-map": args["name_map"] is not None, "--is-weights": args["is_weights"] is not None,
-              "--best-of": args["best_of"] != 1, "--oracle-selection": args["oracle_selection"],
-              "--test-fid": args["test_fid"], "--real-limit": args["real_limit"] is not None,
-              "--compare": args["compare"] is not None}
-    given = [k for k, v in unused.items() if v]
-    if given:
-        raise PosebenchError(f"{', '.join(given)} do not apply to the pose protocol {args['protocol']}")
-    metrics = args["metrics"]
-    cfg = PoseEvalConfig(
-        protocol=args["protocol"], root=args["root"], pred=args["pred"], out=args["out"], profile=args["profile"],
-        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
-        pose_estimator=args["pose_estimator"], pose_weights=args["pose_weights"], detections=args["detections"],
-        fid_weights=args["fid_weights"], allow_missing=args["allow_missing"], allow_lossy=args["allow_lossy"],
-        batch_size=args["batch_size"], device=args["device"], use_cache=not args["no_cache"],
-        flip_test=args["pose_flip"])
-    if args["dry_run"]:
-        typer.echo(json.dumps(cfg.to_json(), indent=1))
-        raise typer.Exit()
-    result = evaluate_humanart(cfg)
-    _print_pose(result, args["out"])
+    if not result:  # in a multi-process run only the main process writes and reports
+        return
+    if kind == "pose":
+        _print_pose(result, out)
+        return
+    _print(result, out)
+    if board is not None:
+        _compare(result, board)
 
 
 def _fmt(value: object) -> str:

@@ -173,7 +173,7 @@ def regress(
             raise PosebenchError("--checkpoint needs --suite and --root (and no --results/--baseline)")
         if results is not None or baseline is not None:
             raise PosebenchError("pass either --results/--baseline or --checkpoint/--suite, not both")
-        from posebench.gate import load_suite, run_checkpoint_suite
+        from posebench.run.gate import load_suite, run_checkpoint_suite
 
         spec = load_suite(suite)
         if tolerance is not None:

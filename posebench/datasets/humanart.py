@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -16,6 +17,7 @@ from posebench.datasets import facts
 from posebench.datasets.index import DatasetIndex, SplitIndex, check_paths_inside_root
 from posebench.datasets.keypoints import Keypoints
 from posebench.datasets.problems import ProblemLog
+from posebench.errors import PosebenchError
 
 SPLIT_FILES = {"train": "training_humanart.json", "validation": "validation_humanart.json"}
 SCENARIO_BY_DIR = {d: (i, g) for i, d, g in facts.HUMANART_SCENARIOS}
@@ -116,3 +118,48 @@ def check_facts(index: DatasetIndex, log: ProblemLog) -> None:
             log.error(sp.source_file["images"], None,
                       f"validation scenario {scenario}: {per.get(scenario, 0)} images, the protocol pins {expected}",
                       "this is not the standard Human-Art validation split")
+
+
+@dataclass
+class ValidationImage:
+    """One Human-Art validation image with its annotations (as the annotation file holds them)."""
+
+    key: str  # "{scenario}/{stem}", the index key
+    scenario: str
+    image_id: int
+    real: Path  # the image file
+    frame: tuple[int, int]  # (H, W) of the annotated image
+    annotations: list[dict] = field(default_factory=list)
+    file_name: str = ""  # as in the annotation file
+
+
+def read_validation(root: Path) -> dict[str, ValidationImage]:
+    """Validation images and their annotations from `annotations/validation_humanart.json`, by index key.
+
+    Raises:
+        PosebenchError: the root or file is missing, or the file is malformed (the reader's problems, listed).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise PosebenchError(f"dataset root {root} is not a folder. Pass --root pointing at your Human-Art copy.")
+    path = root / "annotations" / SPLIT_FILES["validation"]
+    if not path.is_file():
+        raise PosebenchError(f"{path} does not exist: humanart-val needs the Human-Art validation annotations "
+                             "in <root>/annotations/")
+    log = ProblemLog()
+    read_annotation_json(path, root, log)  # validates the file with the reader's checks
+    log.raise_if_errors(f"humanart root {root}")
+    data = json.loads(path.read_text(encoding="utf-8"))  # valid JSON: the reader just parsed it
+    images: dict[str, ValidationImage] = {}
+    by_id: dict[object, ValidationImage] = {}
+    for im in data["images"]:
+        rel = _rel_image_path(str(im["file_name"]))
+        scenario = rel.parts[-2]
+        key = f"{scenario}/{PurePosixPath(rel).stem}"
+        entry = ValidationImage(key, scenario, int(im["id"]), root / rel, (int(im["height"]), int(im["width"])), [],
+                                str(im["file_name"]))
+        images[key] = entry
+        by_id[im["id"]] = entry
+    for ann in data["annotations"]:
+        by_id[ann["image_id"]].annotations.append(ann)
+    return images

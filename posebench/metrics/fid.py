@@ -108,18 +108,24 @@ class FeatureMetric(ProfileMetric):
         self.real = stats
         self.real_meta = dict(meta or {})
 
-    def generated_features(self) -> np.ndarray:
-        """(N, D) features in position order."""
+    def generated(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, (N, D) features), in position order."""
         if self.features_of is not None:
-            return self.features_of.generated_features()
+            return self.features_of.generated()
         if isinstance(self.feats, list) and not self.feats:
-            return np.zeros((0, self.extractor.dims))
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.extractor.dims))
         idx = dim_zero_cat(self.index).cpu().numpy()
         feats = dim_zero_cat(self.feats).cpu().numpy()
-        return feats[np.argsort(idx, kind="stable")]
+        order = np.argsort(idx, kind="stable")
+        return idx[order], feats[order]
 
-    def _kept(self) -> tuple[np.ndarray, int]:
-        feats = self.generated_features()
+    def generated_features(self, positions: Any = None) -> np.ndarray:
+        """(N, D) features in position order; only the images at `positions` when given (a breakdown group)."""
+        idx, feats = self.generated()
+        return feats if positions is None else feats[np.isin(idx, np.asarray(positions))]
+
+    def _kept(self, positions: Any = None) -> tuple[np.ndarray, int]:
+        feats = self.generated_features(positions)
         n_keep = kept_by_drop_last(len(feats), self.fid_section)
         if n_keep < 2:
             raise PosebenchError(f"{self.section_name.upper()} needs at least 2 generated images after drop-last; "
@@ -147,10 +153,11 @@ class FID(FeatureMetric):
     def compute(self) -> torch.Tensor:
         return torch.tensor(self.summary()["value"], dtype=torch.float64)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, positions: Any = None) -> dict[str, Any]:
+        """The results entry; `positions`: only those generated images (a breakdown group)."""
         from posebench.metrics.functional.frechet import frechet_distance
 
-        feats, n_keep = self._kept()
+        feats, n_keep = self._kept(positions)
         gen = FeatureStats()
         gen.update(feats[:n_keep])
         value = frechet_distance(gen.mean(), gen.cov(), self.real.mean(), self.real.cov())

@@ -19,10 +19,11 @@ class KID(FeatureMetric):
     def compute(self) -> torch.Tensor:
         return torch.tensor(self.summary()["value"], dtype=torch.float64)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, positions: Any = None) -> dict[str, Any]:
+        """The results entry; `positions`: only those generated images (a breakdown group)."""
         from posebench.metrics.functional.kid import kid
 
-        feats, n_keep = self._kept()
+        feats, n_keep = self._kept(positions)
         real = self.real.features()
         spec = self.section
         mean, std = kid(feats[:n_keep], real, num_subsets=spec.subsets, max_subset_size=spec.subset_size,

@@ -34,6 +34,57 @@ class MetricResult(TypedDict):
     details: dict[str, Any]
 
 
+class RunResults(TypedDict, total=False):
+    """The results document every writer produces (`results_document` builds it)."""
+
+    schema_version: int
+    posebench: str
+    created: str
+    canonical: bool
+    non_canonical_reasons: list[str]
+    protocol: dict[str, Any]  # {name, version, sha256}
+    profile: dict[str, Any]  # {name, version, sha256} (+ kind for pose profiles)
+    dataset: dict[str, Any]
+    predictions: dict[str, Any]
+    flags: list[str]
+    declared: dict[str, Any]
+    metrics: dict[str, MetricResult]
+    breakdown: dict[str, Any]  # {by, rows}: per group (Human-Art scenarios)
+    per_image_file: str
+    warnings: list[str]
+    env: dict[str, Any]
+    timing: dict[str, Any]
+    config: dict[str, Any]
+
+
+def results_document(*, protocol: dict[str, Any], profile: dict[str, Any], dataset: dict[str, Any],
+                     predictions: dict[str, Any], metrics: dict[str, MetricResult], warnings: list[str],
+                     non_canonical: list[str], env: dict[str, Any], seconds: float, scored: int,
+                     config: dict[str, Any], per_image_file: str, flags: list[str] | None = None,
+                     declared: dict[str, Any] | None = None, breakdown: dict[str, Any] | None = None) -> RunResults:
+    """A results document with the fields every writer shares filled in (schema version, posebench version,
+    time, canonical flag from the reasons, software versions in `env`, timing)."""
+    import datetime as dt
+
+    from posebench._version import __version__
+    from posebench.env import versions
+
+    doc: RunResults = {
+        "schema_version": SCHEMA_VERSION, "posebench": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "canonical": not non_canonical, "non_canonical_reasons": list(non_canonical),
+        "protocol": protocol, "profile": profile, "dataset": dataset, "predictions": predictions,
+        "flags": list(flags or []), "declared": declared or {"best_of": 1, "oracle_selection": False},
+        "metrics": metrics, "per_image_file": per_image_file, "warnings": list(warnings),
+        "env": {**versions(), **env},
+        "timing": {"seconds": round(seconds, 3), "images_per_second": round(scored / seconds, 3) if seconds else None},
+        "config": config,
+    }
+    if breakdown is not None:
+        doc["breakdown"] = breakdown
+    return doc
+
+
 class ResultsError(PosebenchError):
     """A results file that cannot be read as this schema."""
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from posebench.baselines import mean_image, write_baseline
 from posebench.cli import app
-from posebench.demo import METHODS, DemoPlan, available_metrics, run_demo
 from posebench.errors import PosebenchError
 from posebench.images import read_rgb
+from posebench.run.baselines import mean_image, write_baseline
+from posebench.run.demo import METHODS, DemoPlan, available_metrics, run_demo
 
 TOY = DemoPlan(identities=4, poses=2, image_size=(64, 44), pose_steps=2, pose_input=32, max_steps=2,
                sample_steps=2, batch_size=4)
@@ -61,7 +61,7 @@ def test_demo_rerun_resumes_without_retraining(demo_out: Path) -> None:
 
 
 def test_a_finished_run_of_another_model_is_refused(demo_out: Path) -> None:
-    from posebench.demo import _train_side_by_side
+    from posebench.run.demo import _train_side_by_side
 
     runs = {"reposedm-b1": ("tiny-b1", demo_out / "runs" / "b1")}  # the demo's b1 is demo-b1
     with pytest.raises(PosebenchError, match=r"runs/b1 holds a run of another model than tiny-b1"):
@@ -69,7 +69,7 @@ def test_a_finished_run_of_another_model_is_refused(demo_out: Path) -> None:
 
 
 def test_full_config_evaluates_the_estimator_at_its_training_scale(tmp_path) -> None:
-    from posebench.demo import _write_full_config
+    from posebench.run.demo import _write_full_config
     from reposedm.config import load_config
 
     path = tmp_path / "full.yaml"
@@ -82,7 +82,7 @@ def test_full_config_evaluates_the_estimator_at_its_training_scale(tmp_path) -> 
 
 
 def test_a_failing_side_by_side_training_is_named_and_stops_the_demo(demo_out: Path, tmp_path) -> None:
-    from posebench.demo import _train_side_by_side
+    from posebench.run.demo import _train_side_by_side
 
     runs = {"reposedm-b1": ("tiny-b1", tmp_path / "b1"), "reposedm-broken": (str(tmp_path / "nope.yaml"),
                                                                             tmp_path / "broken")}

@@ -109,7 +109,7 @@ def perfect(world, monkeypatch):
 
 
 def _run(world, pred: str | Path, out: str, metrics=("ap", "ap_m", "cap", "pce"), **kw):
-    from posebench.evaluation import EvalConfig, evaluate
+    from posebench.run.evaluator import EvalConfig, evaluate
 
     cfg = EvalConfig(protocol="deepfashion-256x176", root=world["root"], pred=world["base"] / pred,
                      out=world["base"] / out, metrics=tuple(metrics), batch_size=4, progress=False, **kw)

@@ -355,3 +355,48 @@ def test_compare_with_a_board(world, runs):
     assert "nearest rows of deepfashion-256x176" in res.output and "this run" in res.output
     res = _eval(world, "oracle", "--compare", "no-such-board", out="cmp2.json")
     assert res.exit_code == 2 and not (world["base"] / "cmp2.json").exists()
+
+
+def test_two_plain_folders(world, runs, tmp_path):
+    """eval --pred DIR --gt DIR: matched by file name, no root, clean-fid's folder FID (real set = --gt by default);
+    the same numbers as the protocol run for the same images, non-canonical; mismatched names listed, exit 2."""
+    gt, real = tmp_path / "gt", tmp_path / "real"
+    gt.mkdir()
+    real.mkdir()
+    for src, tgt in world["pairs"]:
+        name = f"{Path(src).stem}__{Path(tgt).stem}.png"
+        Image.open(world["root"] / "test" / tgt).convert("RGB").save(gt / name)
+    for f in sorted((world["root"] / "train").iterdir()):
+        Image.open(f).convert("RGB").save(real / f"{f.stem}.png")
+    out = tmp_path / "folders.json"
+    args = ["eval", "--pred", str(world["base"] / "copy-source"), "--gt", str(gt), "--real", str(real), "--out",
+            str(out), "--metrics", "ssim,psnr,lpips,fid", "--fid-weights", str(world["base"] / "fid.pth"),
+            "--lpips-weights", str(world["base"] / "alex.pth"), "--workers", "2"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    r = read_results(out)
+    ref = read_results(world["base"] / "copy.json")  # the protocol run on the same images (clean)
+    for m in ("ssim", "psnr", "lpips"):
+        assert r["metrics"][m]["value"] == pytest.approx(ref["metrics"][m]["value"], abs=1e-9)
+    # the real set here is the lossless PNG copy of the training JPEGs the protocol run decodes: the same pixels
+    assert r["metrics"]["fid"]["value"] == pytest.approx(ref["metrics"]["fid"]["value"], rel=1e-6)
+    assert r["protocol"]["name"] == "folders" and not r["canonical"] and r["dataset"]["real_dir"] == str(real)
+    assert (tmp_path / "folders.per_image.csv").read_text().splitlines()[0] == "name,lpips,psnr,ssim"
+    (gt / next(iter(sorted(gt.iterdir()))).name).rename(gt / "renamed.png")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "no ground truth named" in res.output and "have no generated image" in res.output
+    res = runner.invoke(app, ["eval", "--pred", str(gt), "--gt", str(gt), "--root", str(world["root"])])
+    assert res.exit_code == 2 and "drop --root" in res.output
+    res = runner.invoke(app, ["eval", "--pred", str(gt)])
+    assert res.exit_code == 2 and "give --protocol" in res.output
+
+
+def test_decoding_workers_do_not_change_a_number(world, runs, tmp_path):
+    """The DataLoader's worker processes decode in order: 0 and 2 workers write the same results and CSV."""
+    res = _eval(world, "copy-source", "--workers", "0", "--metrics", "ssim,lpips,psnr", out="w0.json")
+    assert res.exit_code == 0, res.output
+    res = _eval(world, "copy-source", "--workers", "2", "--metrics", "ssim,lpips,psnr", out="w2.json")
+    assert res.exit_code == 0, res.output
+    a, b = read_results(world["base"] / "w0.json"), read_results(world["base"] / "w2.json")
+    assert {k: v["value"] for k, v in a["metrics"].items()} == {k: v["value"] for k, v in b["metrics"].items()}
+    assert (world["base"] / "w0.per_image.csv").read_text() == (world["base"] / "w2.per_image.csv").read_text()

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from posebench.cli import app
-from posebench.gate import SuiteError, load_suite, subset_indices
+from posebench.run.gate import SuiteError, load_suite, subset_indices
 
 runner = CliRunner()
 

@@ -130,10 +130,10 @@ def run_checkpoint_suite(checkpoint: Path, suite: Suite, *, root: Path, work: Pa
         SuiteError: no baseline (and not `update_baseline`), or a baseline from another suite definition.
         PosebenchError: the data root, checkpoint or protocol problems the lower layers report.
     """
-    from posebench.evaluation import EvalConfig, evaluate
     from posebench.protocols import get_protocol
     from posebench.results.regress import comparability_problems, compare
     from posebench.results.schema import read_results
+    from posebench.run.evaluator import EvalConfig, evaluate
     from reposedm.checkpoints import resolve_checkpoint, verify_checkpoint
     from reposedm.data import PairSource, load_pairs
     from reposedm.generate import generate

@@ -7,7 +7,7 @@ Stages, each resumable (a re-run with the same --out reuses what is finished):
   3. train: RePoseDM `demo-b1` and `demo-full` (guidance through that estimator) side by side, one process
      each with half the cores, for a share of the time budget (or their configs' steps, whichever comes first);
   4. sample: every synthetic test pair with both runs; plus the trivial baselines copy-source and
-     mean-train (posebench.baselines);
+     mean-train (posebench.run.baselines);
   5. eval: `posebench eval` on each folder with every metric whose weights are here (SSIM, PSNR always;
      pose metrics with the demo's estimator; LPIPS, FID, KID when the registry has their files, otherwise
      listed as skipped with the command that fetches them);
@@ -276,7 +276,7 @@ def _train_side_by_side(runs: dict[str, tuple[str, Path]], root: Path, seconds: 
 
 def _evaluate(root: Path, pred: Path, out: Path, metrics: list[str], posenet: Path, batch_size: int,
               progress: bool) -> dict[str, Any]:
-    from posebench.evaluation import EvalConfig, evaluate
+    from posebench.run.evaluator import EvalConfig, evaluate
 
     cfg = EvalConfig(protocol=PROTOCOL, root=root, pred=pred, out=out, metrics=tuple(metrics),
                      pose_estimator="synthetic-posenet", pose_weights=posenet, batch_size=batch_size,
@@ -328,10 +328,10 @@ def run_demo(out: Path, *, minutes: float = 10.0, plan: DemoPlan | None = None, 
     """
     from rich.console import Console
 
-    from posebench.baselines import write_baseline
     from posebench.pose.train import train_pose
     from posebench.results.leaderboard import load_board, render_markdown
     from posebench.results.report import write_report
+    from posebench.run.baselines import write_baseline
     from reposedm.generate import generate
 
     if not minutes > 0:
