@@ -206,7 +206,7 @@ def _finite_list(value: Any, n: int) -> bool:
     return bool(np.isfinite(arr).all())
 
 
-def _validate_gt(gt: Any, prof: PoseProfile | str) -> dict:
+def validate_ground_truth(gt: Any, prof: PoseProfile | str) -> dict:
     prof = get_pose_profile(prof)
     if not isinstance(gt, dict) or not isinstance(gt.get("images"), list) or not isinstance(
             gt.get("annotations"), list):
@@ -295,7 +295,7 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _validate_dets(dets: Any, gt: dict, prof: PoseProfile | str) -> list[dict]:
+def validate_detections(dets: Any, gt: dict, prof: PoseProfile | str) -> list[dict]:
     prof = get_pose_profile(prof)
     if not isinstance(dets, list):
         raise PosebenchError(f"detections must be a list of COCO keypoint results, got {type(dets).__name__}")
@@ -435,8 +435,8 @@ def evaluate_pose(gt_coco: dict, detections: list[dict], *,
         "ap_m_incl_missing", "n_batches" and "batches" (one row per batch).
     """
     prof = get_pose_profile(profile)
-    gt = _validate_gt(gt_coco, prof)
-    dets = _validate_dets(detections, gt, prof)
+    gt = validate_ground_truth(gt_coco, prof)
+    dets = validate_detections(detections, gt, prof)
     counted, n_all = pce_detections(dets, prof), len(dets)
     dets = scored_detections(dets, prof)
     img_ids = [im["id"] for im in gt["images"]]

@@ -153,7 +153,7 @@ def input_size_of(model: Any) -> int:
     return int(getattr(model, "input_size", None) or DEFAULT_INPUT_SIZE)
 
 
-def _argmax_decode(model: Any, batch: Any, boxes: Sequence[Letterbox]) -> list[list[np.ndarray]]:
+def argmax_decode(model: Any, batch: Any, boxes: Sequence[Letterbox]) -> list[list[np.ndarray]]:
     """Single-person decode: (J, 3) keypoints in input pixels per image (see the module docstring).
 
     The argmax runs over the heatmap pixels whose centres fall on the image, not on the padding.
@@ -188,7 +188,7 @@ def _people(model: Any, batch: Any, boxes: Sequence[Letterbox],
         out = predict(batch, flip_test=flip_test)
         return [[(np.asarray(p.keypoints, dtype=np.float64), float(p.score)) for p in people] for people in out]
     rows = []
-    for people in _argmax_decode(model, batch, boxes):
+    for people in argmax_decode(model, batch, boxes):
         rows.append([(k, float(k[:, 2].mean())) for k in people if np.any(k[:, 2] > 0)])
     return rows
 

@@ -15,11 +15,11 @@ from posebench.errors import PosebenchError
 
 
 def _gt_ids(gt: dict | str | Path) -> set[int]:
-    from posebench.metrics.pose import _validate_gt, load_json
+    from posebench.metrics.pose import load_json, validate_ground_truth
 
     data = load_json(gt, "ground-truth") if isinstance(gt, (str, Path)) else gt
     try:
-        return {im["id"] for im in _validate_gt(data, "clean")["images"]}
+        return {im["id"] for im in validate_ground_truth(data, "clean")["images"]}
     except PosebenchError as exc:
         where = f"{gt}: " if isinstance(gt, (str, Path)) else ""
         raise PosebenchError(f"{where}{exc}") from exc
@@ -40,7 +40,7 @@ def load_detections(path: str | Path, gt: dict | str | Path | None = None) -> di
         PosebenchError: unreadable or malformed JSON, a malformed entry, an unknown image id; the message names the
             file and the entry index.
     """
-    from posebench.metrics.pose import _validate_dets, load_json
+    from posebench.metrics.pose import load_json, validate_detections
 
     path = Path(path)
     data: Any = load_json(path, "detections")
@@ -64,7 +64,7 @@ def load_detections(path: str | Path, gt: dict | str | Path | None = None) -> di
     ids = sorted({d["image_id"] for d in data})
     shim = {"images": [{"id": i} for i in ids], "categories": [{"id": 1}]}
     try:
-        valid = _validate_dets(data, shim, "clean")
+        valid = validate_detections(data, shim, "clean")
     except PosebenchError as exc:
         raise PosebenchError(f"{path}: {exc}") from exc
     out: dict[int, list[dict]] = {}

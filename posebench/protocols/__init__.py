@@ -119,7 +119,7 @@ class Protocol:
         return f"{self.name}@{self.version}"
 
 
-def _hash(data: dict[str, Any]) -> str:
+def content_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -161,7 +161,7 @@ def parse_profile(data: dict[str, Any], where: str) -> Profile:
         ground_truth_chain=parse_steps(_need(data, "ground_truth_chain", where), f"{where}.ground_truth_chain"),
         metrics={m: parse_section(m, raw, f"{where}.metrics.{m}") for m, raw in raw_metrics.items()},
         changelog=tuple(changelog),
-        sha256=_hash(data),
+        sha256=content_hash(data),
         prediction_chain=(parse_steps(data["prediction_chain"], f"{where}.prediction_chain")
                           if "prediction_chain" in data else None),
     )
@@ -196,7 +196,7 @@ def parse_protocol(data: dict[str, Any], where: str) -> Protocol:
         resolution=(res[0], res[1]), real_sets=tuple(_need(data, "real_sets", where)),
         default_profile=_need(data, "default_profile", where), profiles=tuple(_need(data, "profiles", where)),
         metrics=tuple(_need(data, "metrics", where)), pinned=dict(data.get("pinned", {})),
-        masked_metrics=_masked(data.get("masked_metrics", []), where), sha256=_hash(data),
+        masked_metrics=_masked(data.get("masked_metrics", []), where), sha256=content_hash(data),
         kind=kind, pose_profiles=pose_profiles, default_pose_profile=default_pose,
     )
 

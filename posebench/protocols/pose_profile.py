@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from posebench.protocols import ProfileError, _hash
+from posebench.protocols import ProfileError, content_hash
 from posebench.registry import Registry
 from posebench.utils.keys import check_keys, read_yaml_mapping
 
@@ -132,7 +132,7 @@ def parse_pose_profile(data: dict[str, Any], where: str) -> PoseProfile:
         aggregation=data["aggregation"], batch_size=data["batch_size"], pce_images=data["pce_images"],
         drop_zero_score_detections=data["drop_zero_score_detections"], max_dets=data["max_dets"],
         sigmas=tuple(float(s) for s in data["sigmas"]), changelog=tuple(data.get("changelog", ())),
-        sha256=_hash(data), source=where, **optional,
+        sha256=content_hash(data), source=where, **optional,
     )
 
 

@@ -421,7 +421,7 @@ def validate_boards(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
 
 def _number(v: Any) -> float:
-    """A results metric value as a float; the strings "inf", "-inf", "nan" (see schema._clean) included."""
+    """A results metric value as a float; the strings "inf", "-inf", "nan" (see schema.json_safe) included."""
     if isinstance(v, str) and v.strip().lower() in {"inf", "-inf", "nan", "+inf"}:
         return float(v.strip().lower())
     if v is None:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from posebench.errors import PosebenchError
 from posebench.metrics.registry import known_direction
-from posebench.results.schema import _clean, dig
+from posebench.results.schema import dig, json_safe
 from posebench.utils.io import atomic_write_text
 
 REPORT_SCHEMA_VERSION = 1
@@ -96,7 +96,7 @@ class RegressionReport:
         """JSON-ready dict (non-finite numbers as the strings "inf", "-inf", "nan")."""
         data = asdict(self)
         data["metrics"] = [{**asdict(m), "failed": m.failed} for m in self.metrics]
-        return _clean({"schema_version": REPORT_SCHEMA_VERSION, "ok": self.ok,
+        return json_safe({"schema_version": REPORT_SCHEMA_VERSION, "ok": self.ok,
                        "regressions": [m.name for m in self.regressions], **data})
 
     def to_json(self) -> str:

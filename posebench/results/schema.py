@@ -89,14 +89,14 @@ class ResultsError(PosebenchError):
     """A results file that cannot be read as this schema."""
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON has no inf/NaN: store them as strings so nothing is silently lost."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -113,7 +113,7 @@ def write_results(path: str | Path, result: dict[str, Any]) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
         raise ValueError(f"results lack {missing}")
-    atomic_write_text(path, json.dumps(_clean(result), indent=1) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(result), indent=1) + "\n")
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

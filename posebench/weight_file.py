@@ -1,0 +1,50 @@
+"""`WeightFile`: what the weights registry knows of one pretrained file (URL, digest, size, licence)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One pretrained file.
+
+    `sha256` is the full 64-hex digest where a public source records it. Where only the hash prefix that
+    torch-hub style file names embed is published (e.g. `resnet50-0676ba61.pth`), it holds that prefix
+    (at least 8 hex digits) and verification compares the prefix, as `torch.hub` itself does. `None` means
+    no digest is published at all: the first download is trusted, its digest recorded and checked later.
+    """
+
+    name: str
+    filename: str
+    url: str
+    sha256: str | None
+    licence: str
+    description: str
+    size: int | None = None  # bytes, where published
+    used_by: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.sha256 is None:
+            return
+        digest = self.sha256.lower()
+        if len(digest) < 8 or len(digest) > 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"weight {self.name!r}: sha256 must be 8 to 64 hex digits, got {self.sha256!r}")
+        if "/" in self.filename or self.filename in {"", ".", ".."}:
+            raise ValueError(f"weight {self.name!r}: filename must be a bare file name, got {self.filename!r}")
+        object.__setattr__(self, "sha256", digest)
+
+    @property
+    def full_hash(self) -> bool:
+        return self.sha256 is not None and len(self.sha256) == 64
+
+    def matches(self, digest: str, recorded: str | None = None) -> bool:
+        """Does `digest` match the registered hash (or, for unpinned files, the one `recorded` earlier)?"""
+        expected = self.sha256 or recorded
+        return expected is None or digest.lower().startswith(expected)
+
+    @property
+    def hash_label(self) -> str:
+        if self.sha256 is None:
+            return "(none published: trusted on first download)"
+        return self.sha256 + ("" if self.full_hash else " (published prefix)")
