@@ -9,12 +9,14 @@ pixel ``i`` covering ``[i, i + 1)`` (the resize is half-pixel aligned, so the ma
 
 Decoding:
 
-- estimators with a `predict(images, flip_test=...)` method (HigherHRNet) return people per image; each person
-  becomes one result row (joint scores as v, the person score as `score`);
-- estimators without one (`tiny-random`) get a simple single-person decode: per joint, the argmax of its heatmap,
-  mapped to input pixels by the estimator's stride with the pixel-centre convention of
-  `posebench.pose.base.keypoint_heatmaps` (``x_in = (x_hm + 0.5) * stride - 0.5``); the joint score is the heatmap
-  value there and the person score the mean joint score. An image whose joint scores are all 0 gives no row.
+- every estimator returns people per image (`PoseEstimator.people`); each person becomes one result row (joint
+  scores as v, the person score as `score`). HigherHRNet groups joints by associative embedding; the others
+  (`tiny-random`, `synthetic-posenet`) decode one person: per joint, the argmax of its heatmap, mapped to input
+  pixels by the estimator's stride with the pixel-centre convention of `posebench.pose.base.keypoint_heatmaps`
+  (``x_in = (x_hm + 0.5) * stride - 0.5``); the joint score is the heatmap value there and the person score the
+  mean joint score. An image whose joint scores are all 0 gives no row.
+- the registry entry of each estimator (`posebench.pose.base.ESTIMATORS`) says how to load its weights and whether
+  its results are canonical; its class gives its input size and decoding: no estimator is special-cased by name.
 
 An image with no person gives no rows (a miss for the metrics, not an error); an unreadable image is an error
 naming the file.
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from posebench.errors import PosebenchError, WeightsError
+from posebench.errors import PosebenchError
 
 DEFAULT_ESTIMATOR = "higherhrnet-w32-coco"
 DEFAULT_INPUT_SIZE = 512  # estimators without an `input_size` attribute (tiny-random)
@@ -97,55 +99,31 @@ def letterbox(img: np.ndarray, size: int | tuple[int, int]) -> tuple[np.ndarray,
 
 # ---------------------------------------------------------------------------------------------- estimators
 def load_estimator(name: str, *, weights: Path | None = None, device: str = "cpu") -> Any:
-    """Build the registered estimator `name`, with a checkpoint file when given, in eval mode on `device`.
-
-    Without `weights`, HigherHRNet variants load their registered checkpoint from the weights cache (an
-    `OfflineError` naming the file when it is missing and downloads are off). With `weights`, HigherHRNet variants
-    read it as an mmpose checkpoint; other estimators as their own state dict.
+    """Build the registered estimator `name` (its registered weights, or the checkpoint file `weights` in that
+    estimator's own format), in eval mode on `device`.
 
     Raises:
-        PosebenchError: unknown name, missing or unfitting weights file.
+        PosebenchError: unknown name (the known ones listed), missing or unfitting weights file (an OfflineError
+            naming the registered file when it is missing and downloads are off).
     """
-    from posebench.pose.base import ESTIMATORS, build_estimator
+    from posebench.pose.base import build_estimator
 
-    ESTIMATORS.get(name)  # unknown names fail here with the list of known ones
-    if weights is None:
-        model = build_estimator(name)
-    else:
-        from posebench import weights as wts
-        from posebench.pose import higherhrnet
+    return build_estimator(name, Path(weights) if weights is not None else None).to(device).eval()
 
-        weights = Path(weights)
-        if not weights.is_file():
-            raise WeightsError(f"the weights file {weights} does not exist")
-        if name == "synthetic-posenet":  # architecture and provenance live in the file's metadata
-            return build_estimator(name, weights=weights).to(device).eval()
-        state = wts.load_state_dict(weights)
-        if name in higherhrnet.SPECS:
-            model = higherhrnet.build(name)
-            model.load_mmpose_state_dict(state)
-        else:
-            model = build_estimator(name)
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                raise WeightsError(f"the weights file {weights} does not fit estimator {name!r}: {exc}") from exc
-    return model.to(device).eval()
+
+def is_canonical(name: str) -> bool:
+    """Whether results of the registered estimator `name` can be compared with published numbers."""
+    from posebench.pose.base import ESTIMATORS
+
+    return ESTIMATORS.get(name).canonical
 
 
 def set_refine_fill(model: Any, fill: bool) -> bool:
     """Quirk 4 of the pose profiles: whether the refine step of an associative-embedding decoder may fill
     missing joints from the heatmaps (`True`) or reads the log maps UDP's dark adjust leaves behind, as mmpose 0.x
     does on CPU (`False`; it then almost never fills one). Returns whether `model` has such a decoder."""
-    import dataclasses
-
-    from posebench.pose.ae_decode import AEDecodeConfig
-
-    cfg = getattr(model, "decode_cfg", None)
-    if not isinstance(cfg, AEDecodeConfig):
-        return False
-    model.decode_cfg = dataclasses.replace(cfg, refine_on_dark_maps=not fill)
-    return True
+    setter = getattr(model, "set_refine_fill", None)
+    return bool(setter(fill)) if callable(setter) else False
 
 
 def input_size_of(model: Any) -> int:
@@ -153,44 +131,15 @@ def input_size_of(model: Any) -> int:
     return int(getattr(model, "input_size", None) or DEFAULT_INPUT_SIZE)
 
 
-def argmax_decode(model: Any, batch: Any, boxes: Sequence[Letterbox]) -> list[list[np.ndarray]]:
-    """Single-person decode: (J, 3) keypoints in input pixels per image (see the module docstring).
-
-    The argmax runs over the heatmap pixels whose centres fall on the image, not on the padding.
-    """
-    import torch
-
-    with torch.no_grad():
-        heatmaps = model(batch).heatmaps.float().cpu()
-    _, j, h, w = heatmaps.shape
-    stride = float(getattr(model, "stride", 1))
-    cx = (torch.arange(w, dtype=torch.float64) + 0.5) * stride  # pixel centres, corner convention
-    cy = (torch.arange(h, dtype=torch.float64) + 0.5) * stride
-    out = []
-    for i, box in enumerate(boxes):
-        maps = heatmaps[i]
-        inside = ((cy >= box.offset_y) & (cy <= box.offset_y + box.content[0]))[:, None] & (
-            (cx >= box.offset_x) & (cx <= box.offset_x + box.content[1]))[None, :]
-        if inside.any():
-            maps = maps.masked_fill(~inside, float("-inf"))
-        values, idx = maps.reshape(j, h * w).max(dim=1)
-        xs = ((idx % w).double() + 0.5) * stride - 0.5
-        ys = (torch.div(idx, w, rounding_mode="floor").double() + 0.5) * stride - 0.5
-        out.append([torch.stack([xs, ys, values.double()], dim=-1).numpy()])
-    return out
-
-
 def _people(model: Any, batch: Any, boxes: Sequence[Letterbox],
             flip_test: bool) -> list[list[tuple[np.ndarray, float]]]:
-    """[(keypoints (J, 3) in input pixels, person score)] per image."""
-    predict = getattr(model, "predict", None)
-    if callable(predict):
-        out = predict(batch, flip_test=flip_test)
-        return [[(np.asarray(p.keypoints, dtype=np.float64), float(p.score)) for p in people] for people in out]
-    rows = []
-    for people in argmax_decode(model, batch, boxes):
-        rows.append([(k, float(k[:, 2].mean())) for k in people if np.any(k[:, 2] > 0)])
-    return rows
+    """[(keypoints (J, 3) in input pixels, person score)] per image (`PoseEstimator.people`; a bare object with
+    only `predict`, as test doubles are, is read the same way)."""
+    people = getattr(model, "people", None)
+    if callable(people):
+        return people(batch, flip_test=flip_test, boxes=boxes)
+    return [[(np.asarray(p.keypoints, dtype=np.float64), float(p.score)) for p in found]
+            for found in model.predict(batch, flip_test=flip_test)]
 
 
 # ---------------------------------------------------------------------------------------------- image ids

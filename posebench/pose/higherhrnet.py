@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import timm
@@ -177,6 +178,20 @@ class HigherHRNet(PoseEstimator):
         heatmaps, tags = ae_decode.flip_test(self.forward_raw, images, self.decode_cfg, flip=flip_test)
         return ae_decode.decode(heatmaps, tags, self.decode_cfg, input_size=tuple(images.shape[-2:]))
 
+    def people(self, images: torch.Tensor, *, flip_test: bool = True,
+               boxes: object = None) -> list[list[tuple[np.ndarray, float]]]:
+        """The associative-embedding grouping's people (`predict`), as (keypoints (J, 3), score) per image."""
+        return [[(np.asarray(p.keypoints, dtype=np.float64), float(p.score)) for p in people]
+                for people in self.predict(images, flip_test=flip_test)]
+
+    def set_refine_fill(self, fill: bool) -> bool:
+        """Quirk 4: refine may fill missing joints from the heatmaps (True), or reads the log maps UDP's dark
+        adjust leaves behind, as mmpose 0.x does on CPU (False)."""
+        import dataclasses
+
+        self.decode_cfg = dataclasses.replace(self.decode_cfg, refine_on_dark_maps=not fill)
+        return True
+
     # ------------------------------------------------------------------------------------------ weights
 
     def load_mmpose_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
@@ -240,17 +255,31 @@ def higherhrnet_w48_udp() -> HigherHRNet:
     return HigherHRNet(width=48, input_size=512, decode=ae_decode.W48_UDP)
 
 
-# registry builders: construct and load the registered checkpoint (an OfflineError names the file when missing)
-def higherhrnet_w32_coco(allow_download: bool = True) -> HigherHRNet:
-    return HigherHRNet.from_weights("higherhrnet-w32-coco", allow_download=allow_download)
+# registry factories: the registered checkpoint (an OfflineError names the file when missing), or an mmpose
+# checkpoint file given as `weights`
+def _variant(name: str, weights: str | Path | None, allow_download: bool) -> HigherHRNet:
+    if weights is None:
+        return HigherHRNet.from_weights(name, allow_download=allow_download)
+    from posebench import weights as wts
+
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"the weights file {path} does not exist")
+    model = build(name)
+    model.load_mmpose_state_dict(wts.load_state_dict(path))
+    return model
 
 
-def higherhrnet_w48_coco_udp(allow_download: bool = True) -> HigherHRNet:
-    return HigherHRNet.from_weights("higherhrnet-w48-coco-udp", allow_download=allow_download)
+def higherhrnet_w32_coco(weights: str | Path | None = None, allow_download: bool = True) -> HigherHRNet:
+    return _variant("higherhrnet-w32-coco", weights, allow_download)
 
 
-def higherhrnet_w48_humanart_udp(allow_download: bool = True) -> HigherHRNet:
-    return HigherHRNet.from_weights("higherhrnet-w48-humanart-udp", allow_download=allow_download)
+def higherhrnet_w48_coco_udp(weights: str | Path | None = None, allow_download: bool = True) -> HigherHRNet:
+    return _variant("higherhrnet-w48-coco-udp", weights, allow_download)
+
+
+def higherhrnet_w48_humanart_udp(weights: str | Path | None = None, allow_download: bool = True) -> HigherHRNet:
+    return _variant("higherhrnet-w48-humanart-udp", weights, allow_download)
 
 
 # ---------------------------------------------------------------------------------------------- key diff

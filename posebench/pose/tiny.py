@@ -7,6 +7,8 @@ nothing until it is trained.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
@@ -38,3 +40,20 @@ class TinyPoseNet(PoseEstimator):
         self.check_input(images)
         features = self.backbone(images * 2 - 1)
         return PoseOutput(heatmaps=torch.sigmoid(self.head(features)), features=features)
+
+
+def tiny_random(weights: str | Path | None = None, **kwargs: int) -> TinyPoseNet:
+    """Registry factory: a seeded random network, or one with the state dict in `weights`."""
+    model = TinyPoseNet(**kwargs)
+    if weights is not None:
+        from posebench import weights as wts
+        from posebench.errors import WeightsError
+
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"the weights file {path} does not exist")
+        try:
+            model.load_state_dict(wts.load_state_dict(path))
+        except RuntimeError as exc:
+            raise WeightsError(f"the weights file {path} does not fit estimator 'tiny-random': {exc}") from exc
+    return model

@@ -66,7 +66,7 @@ def load_samples(root: Path, dataset: str, split: str, input_size: int, limit: i
 
 def mean_joint_error(model: SyntheticPoseNet, samples: PoseSamples) -> float:
     """Mean distance (input pixels) between argmax joints and the true visible joints."""
-    from posebench.pose.detect import argmax_decode, letterbox_params
+    from posebench.pose.detect import letterbox_params
 
     s = samples.images.shape[-1]
     boxes = [letterbox_params(s, s, s)] * len(samples.stems)
@@ -74,9 +74,9 @@ def mean_joint_error(model: SyntheticPoseNet, samples: PoseSamples) -> float:
     errors = []
     with torch.no_grad():
         for lo in range(0, len(boxes), 32):
-            people = argmax_decode(model, samples.images[lo:lo + 32], boxes[lo:lo + 32])
-            for i, found in enumerate(people, start=lo):
-                d = np.linalg.norm(found[0][:, :2] - samples.xy[i].numpy(), axis=1)
+            joints = model.argmax_keypoints(samples.images[lo:lo + 32], boxes[lo:lo + 32])
+            for i, found in enumerate(joints, start=lo):
+                d = np.linalg.norm(found[:, :2] - samples.xy[i].numpy(), axis=1)
                 errors.append(d[samples.visible[i].numpy()])
     return float(np.concatenate(errors).mean())
 

@@ -154,7 +154,7 @@ def plan(cfg: EvalConfig) -> Plan:
     from posebench.datasets import humanart
     from posebench.datasets.index import DatasetIndex
     from posebench.datasets.problems import ProblemLog
-    from posebench.pose.detect import list_images
+    from posebench.pose.detect import is_canonical, list_images
 
     protocol = get_protocol(cfg.protocol or "")
     if protocol.kind != "pose":
@@ -184,8 +184,8 @@ def plan(cfg: EvalConfig) -> Plan:
     pose_metrics = {"ap", "ap_m", "cap", "pce"} & set(metrics)
     if pose_metrics and cfg.detections is not None:
         non_canonical.append("precomputed detections (--detections): their estimator is not verified")
-    elif pose_metrics and estimator == "tiny-random":
-        non_canonical.append("pose estimator tiny-random (randomly initialised; a test double)")
+    elif pose_metrics and not is_canonical(estimator):
+        non_canonical.append(f"pose estimator {estimator} (synthetic-domain or randomly initialised)")
     elif pose_metrics and estimator != DEFAULT_POSE_ESTIMATOR:
         non_canonical.append(f"pose estimator {estimator}, the protocol's is {DEFAULT_POSE_ESTIMATOR}")
     scored = sorted(found)

@@ -16,8 +16,6 @@ from posebench.protocols import get_profile, get_protocol
 from posebench.run.config import EvalConfig
 from posebench.run.plan import Item, Plan, check_lossy, check_metrics, declare, finish, raise_problems
 
-SYNTHETIC_ESTIMATORS = ("synthetic-posenet", "tiny-random")
-
 
 def list_predictions(pred: Path) -> list[Path]:
     if not pred.is_dir():
@@ -105,7 +103,9 @@ def plan(cfg: EvalConfig) -> Plan:
                                  f"{protocol.pinned['real_images']:,}")
     if cfg.real_limit is not None:
         non_canonical.append(f"real set capped at {cfg.real_limit} images (--real-limit)")
-    if pose_metrics and pose_estimator_name(cfg) in SYNTHETIC_ESTIMATORS:
+    from posebench.pose.detect import is_canonical
+
+    if pose_metrics and not is_canonical(pose_estimator_name(cfg)):
         non_canonical.append(f"pose metrics from a synthetic-domain / random estimator ({pose_estimator_name(cfg)}): "
                              "not comparable with published numbers")
 

@@ -193,10 +193,11 @@ def test_refine_on_dark_maps_never_fills_a_missing_joint():
     np.testing.assert_allclose(fb.keypoints[:16], cb.keypoints[:16])  # only the fill differs
     assert fb.score == pytest.approx(cb.score)
 
-    class Net:
-        decode_cfg = UDP
+    from posebench.pose.higherhrnet import HigherHRNet
+    from posebench.pose.tiny import TinyPoseNet
 
-    net = Net()
+    net = HigherHRNet(width=32, decode=UDP)  # the estimator interface's setter, not a name check
     assert set_refine_fill(net, False) and net.decode_cfg.refine_on_dark_maps
     assert set_refine_fill(net, True) and not net.decode_cfg.refine_on_dark_maps
-    assert not set_refine_fill(object(), False)  # no grouping decoder: nothing to set
+    assert not set_refine_fill(TinyPoseNet(), False)  # no grouping decoder: nothing to set
+    assert not set_refine_fill(object(), False)
