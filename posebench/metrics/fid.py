@@ -55,8 +55,9 @@ class FeatureMetric(ProfileMetric):
         self.real: FeatureStats | None = None
         self.real_meta: dict[str, Any] = {}
 
-    def featurize(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """(B, D) float64 features of prepared (B, H, W, 3) images (uint8, or float32 from a float chain)."""
+    def featurize(self, images: np.ndarray | Sequence[np.ndarray], labels: Sequence[str] | None = None) -> np.ndarray:
+        """(B, D) float64 features of prepared (B, H, W, 3) images (uint8, or float32 from a float chain);
+        `labels` name the images in the error a NaN/Inf feature raises."""
         arrays = np.stack(list(images))
         x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float()
         floats = arrays.dtype != np.uint8  # a float chain may overshoot [0, 255] on purpose (PCDMs)
@@ -64,13 +65,15 @@ class FeatureMetric(ProfileMetric):
             feats = self.extractor(x.to(self.extractor.device), check_range=not floats).double().cpu().numpy()
         bad = ~np.isfinite(feats).all(axis=1)
         if bad.any():
-            raise PosebenchError(f"{int(bad.sum())} images gave NaN/Inf features (first: image {int(np.argmax(bad))} "
-                                 "of its batch); check those images and the extractor's weights")
+            first = int(np.argmax(bad))
+            name = labels[first] if labels is not None else f"image {first} of its batch"
+            raise PosebenchError(f"{name}: its Inception features are NaN/Inf ({int(bad.sum())} images of this batch "
+                                 "are); check that image and the extractor's weights (e.g. fp16 overflow)")
         return feats
 
     def featurize_files(self, paths: Sequence[Path]) -> np.ndarray:
         """Features of real-set files through the ground-truth chain (every step applied, as to the ground truth)."""
-        return self.featurize([apply_chain(read_rgb(p), list(self.gt_chain)) for p in paths])
+        return self.featurize([apply_chain(read_rgb(p), list(self.gt_chain)) for p in paths], [str(p) for p in paths])
 
     def pred_features(self, pairs: ImagePairs, *, resize: bool | None = None) -> np.ndarray:
         """Features of the generated images through the prediction chain; `resize` overrides the profile's
@@ -78,7 +81,7 @@ class FeatureMetric(ProfileMetric):
         resize = self.profile.resize_predictions if resize is None else resize
         key = ("features", id(self.extractor), self.pred_chain, resize)
         return pairs.memo(key, lambda: self.featurize(pairs.preds_at(self.pred_chain, resize=resize,
-                                                                     profile=self.profile.name)))
+                                                                     profile=self.profile.name), pairs.labels))
 
     def update(self, preds: Any, target: Any = None, *, real: bool = False, index: Any = None) -> None:
         """Add generated images (or, with `real=True`, real-set images, prepared by the ground-truth chain)."""

@@ -229,7 +229,12 @@ def _results(plan: Plan, metrics: _Metrics) -> tuple[dict[str, Any], dict[str, l
     cols: dict[str, list[Any]] = {}
     for key, m in metrics.per_image.items():
         out[key] = _entry(key, m.summary())
-        cols[key] = m.per_image()[1].tolist()
+        positions, values = m.per_image()
+        cols[key] = values.tolist()
+        nan = positions[np.isnan(values)]
+        if len(nan):  # e.g. SSIM with the prediction's data range on a constant image, as the reference gives it
+            plan.warnings.append(f"{key} is NaN for {len(nan)} generated images (e.g. {plan.items[int(nan[0])].pred});"
+                                 " the mean is NaN, as the reference computation's would be")
     for key, m in metrics.inception.items():
         out[key] = _entry(key, m.summary())
     if metrics.pose is not None:

@@ -400,3 +400,43 @@ def test_decoding_workers_do_not_change_a_number(world, runs, tmp_path):
     a, b = read_results(world["base"] / "w0.json"), read_results(world["base"] / "w2.json")
     assert {k: v["value"] for k, v in a["metrics"].items()} == {k: v["value"] for k, v in b["metrics"].items()}
     assert (world["base"] / "w0.per_image.csv").read_text() == (world["base"] / "w2.per_image.csv").read_text()
+
+
+def test_nan_values_and_features_name_the_image(tmp_path, monkeypatch):
+    """A per-image value that is NaN is reported with the file it came from (the mean is NaN, as the reference's
+    would be); a NaN Inception feature stops the run naming the file."""
+    from posebench.metrics.psnr import PSNR
+
+    rng = np.random.default_rng(0)
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    for i in range(4):
+        for folder in (gt, pred):
+            Image.fromarray(rng.integers(0, 256, (64, 44, 3)).astype(np.uint8)).save(folder / f"im{i}.png")
+    real_score = PSNR.score
+    monkeypatch.setattr(PSNR, "score", lambda self, pairs: torch.where(
+        torch.tensor(["im2" in label for label in pairs.labels]), torch.tensor(float("nan"), dtype=torch.float64),
+        real_score(self, pairs)))
+    res = runner.invoke(app, ["eval", "--pred", str(pred), "--gt", str(gt), "--metrics", "psnr", "--out",
+                              str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    r = read_results(tmp_path / "r.json")
+    assert np.isnan(float(r["metrics"]["psnr"]["value"]))  # JSON stores it as "nan"
+    assert any(w.startswith("psnr is NaN for 1 generated images") and "im2.png" in w for w in r["warnings"])
+
+    from posebench.errors import PosebenchError
+    from posebench.metrics import FID, ImagePairs
+
+    class NaNForSecond:  # an extractor whose second image overflows
+        name, version, weights_sha256, dims, device = "fake", 1, "0" * 64, 4, torch.device("cpu")
+
+        def __call__(self, x, check_range=True):
+            out = torch.ones(x.shape[0], 4)
+            out[1] = float("nan")
+            return out
+
+    fid = FID("clean", extractor=NaNForSecond())
+    images = [rng.integers(0, 256, (64, 44, 3)).astype(np.uint8) for _ in range(3)]
+    with pytest.raises(PosebenchError, match=r"^b\.png: its Inception features are NaN/Inf"):
+        fid.update(ImagePairs(images, labels=["a.png", "b.png", "c.png"]))
