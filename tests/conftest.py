@@ -1,7 +1,8 @@
 """Shared test set-up: markers, an isolated cache per test, deterministic numerics.
 
 Markers (see pyproject.toml): `slow` runs only with POSEBENCH_RUN_SLOW=1 (`make test-slow`); `gpu` needs
-CUDA; `needs_weights` needs real pretrained files in the cache; `needs_data` needs POSEBENCH_DATA_ROOT.
+CUDA; `needs_weights("name", ...)` needs those registry files in the user's real cache (the test then reads it
+through the `real_weights_home` fixture, offline); `needs_data` needs POSEBENCH_DATA_ROOT.
 """
 
 from __future__ import annotations
@@ -9,6 +10,15 @@ from __future__ import annotations
 import os
 
 import pytest
+
+# The user's real cache, captured before any test isolates POSEBENCH_HOME: `needs_weights` tests read it.
+REAL_HOME = os.environ.get("POSEBENCH_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "posebench")
+
+
+def _weights_present(names: tuple[str, ...]) -> bool:
+    from posebench import weights
+
+    return all(os.path.isfile(os.path.join(REAL_HOME, "weights", weights.get(n).filename)) for n in names)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,6 +39,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker, (enabled, reason) in reasons.items():
             if marker in item.keywords and not enabled:
                 item.add_marker(pytest.mark.skip(reason=reason))
+        needs = item.get_closest_marker("needs_weights")
+        if needs is not None and not _weights_present(tuple(needs.args)):
+            item.add_marker(pytest.mark.skip(reason=f"needs the weight files {', '.join(needs.args)} in {REAL_HOME} "
+                                             f"(posebench weights download {' '.join(needs.args)})"))
+
+
+@pytest.fixture
+def real_weights_home(monkeypatch: pytest.MonkeyPatch) -> str:
+    """For `needs_weights` tests: POSEBENCH_HOME back at the user's real cache, offline."""
+    monkeypatch.setenv("POSEBENCH_HOME", REAL_HOME)
+    monkeypatch.setenv("POSEBENCH_OFFLINE", "1")
+    return REAL_HOME
 
 
 @pytest.fixture(autouse=True)

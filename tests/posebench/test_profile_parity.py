@@ -213,19 +213,21 @@ def test_pidm_equals_pidms_script(world):
     _check_drop_range(results, n, 128)
 
 
-SIZES = [("deepfashion-256x176", (256, 176)), ("deepfashion-512x352", (512, 352))]
+SIZES = [("deepfashion-256x176", (256, 176), None), ("deepfashion-512x352", (512, 352), SUBSET_512),
+         pytest.param("deepfashion-512x352", (512, 352), None, marks=pytest.mark.slow, id="512x352-all-pairs")]
 
 
-def _pairs_for(world, size: tuple[int, int]) -> tuple[list, tuple[str, ...]]:
-    """All pairs at 256x176; the first SUBSET_512 at 512x352, scored with --allow-missing."""
-    if size[0] == 256:
-        return world["pairs"], ()
-    return world["pairs"][:SUBSET_512], ("--allow-missing",)
+def _pairs_for(world, n: int | None) -> tuple[list, tuple[str, ...], str]:
+    """All pairs (n None), or the first n, scored with --allow-missing; and a folder tag for the run."""
+    if n is None:
+        return world["pairs"], (), "all"
+    return world["pairs"][:n], ("--allow-missing",), str(n)
 
 
-@pytest.mark.parametrize("protocol,size", SIZES)
-def test_pcdms_equals_pcdms_scripts(world, protocol, size):
-    base, (pairs, extra) = world["base"] / f"pcdms-{size[0]}", _pairs_for(world, size)
+@pytest.mark.parametrize("protocol,size,n", SIZES)
+def test_pcdms_equals_pcdms_scripts(world, protocol, size, n):
+    pairs, extra, tag = _pairs_for(world, n)
+    base = world["base"] / f"pcdms-{size[0]}-{tag}"
     names = {}
     for k, (s, t) in enumerate(pairs):
         name = f"{_stem(s)}_to_{_stem(t)}.png"  # the stage-2/3 test scripts' names, with dataset names
@@ -247,9 +249,10 @@ def test_pcdms_equals_pcdms_scripts(world, protocol, size):
     _check_drop_range(results, n, fid_n)
 
 
-@pytest.mark.parametrize("protocol,size", SIZES)
-def test_cfld_equals_cflds_test_script(world, protocol, size):
-    base, (pairs, extra) = world["base"] / f"cfld-{size[0]}", _pairs_for(world, size)
+@pytest.mark.parametrize("protocol,size,n", SIZES)
+def test_cfld_equals_cflds_test_script(world, protocol, size, n):
+    pairs, extra, tag = _pairs_for(world, n)
+    base = world["base"] / f"cfld-{size[0]}-{tag}"
     names, ref_pairs = {}, []
     for k, (s, t) in enumerate(pairs):  # CFLD decodes 512x512 samples and scores them in memory
         name = f"{_stem(s)}__{_stem(t)}.png"
@@ -265,9 +268,10 @@ def test_cfld_equals_cflds_test_script(world, protocol, size):
     _check_drop_range(results, n, n)
 
 
-@pytest.mark.parametrize("protocol,size", SIZES)
-def test_clean_equals_skimage_lpips_cleanfid(world, protocol, size):
-    base, (pairs, extra) = world["base"] / f"clean-{size[0]}", _pairs_for(world, size)
+@pytest.mark.parametrize("protocol,size,n", SIZES)
+def test_clean_equals_skimage_lpips_cleanfid(world, protocol, size, n):
+    pairs, extra, tag = _pairs_for(world, n)
+    base = world["base"] / f"clean-{size[0]}-{tag}"
     names, ref_pairs = {}, []
     for k, (s, t) in enumerate(pairs):
         name = f"{_stem(s)}__{_stem(t)}.png"
