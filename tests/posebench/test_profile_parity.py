@@ -9,7 +9,7 @@ clean at the protocol size) and the folders its script reads (ground truth and r
 data preparation did). The networks are test-sized: an Inception-shaped trunk (`peer_scripts.TinyInception`) given
 to both sides through the same weights file, and a random AlexNet for LPIPS.
 
-The 512x352 runs score the first 45 pairs (`--allow-missing`), to keep the suite's time: their code paths are those
+The 512x352 runs score the first 25 pairs (`--allow-missing`), to keep the suite's time: their code paths are those
 of 256x176 with other sizes.
 
 Tolerances: SSIM, LPIPS and PSNR 1e-6 absolute (mean and every image); FID 1e-4 relative (float32 features summed
@@ -38,7 +38,7 @@ ROOT_SIZE = (640, 440)  # H, W of the synthetic root: larger than both protocols
 TOL = 1e-6
 TOL_F64 = 1e-7  # per image against the script's own SSIM call redone in float64 (module doc)
 FID_REL = 1e-4
-SUBSET_512 = 45  # pairs scored at 512x352 (module doc)
+SUBSET_512 = 25  # pairs scored at 512x352 (module doc)
 # Largest deviations seen, per run, written to $POSEBENCH_PARITY_REPORT (a JSON file) when that is set: the
 # figures docs/metrics.md quotes.
 DEVIATIONS: dict[str, dict[str, float]] = {}
@@ -244,7 +244,7 @@ def test_pcdms_equals_pcdms_scripts(world, protocol, size, n):
     lpips_n, fid_n = _kept(n, 64), _kept(n, 128)
     _compare(results, per, ref, {"ssim": "ssim_256", "psnr": "psnr", "lpips": "lpips"}, names,
              {"ssim": n, "psnr": n, "lpips": lpips_n})
-    # FID in batches of 128 (156 generated images keep 128; 45 are one batch); 80 real images are one batch
+    # FID in batches of 128 (156 generated images keep 128; 25 are one batch); 80 real images are one batch
     assert results["metrics"]["fid"]["n"] == fid_n and results["metrics"]["fid"]["details"]["real_n"] == 80
     _check_drop_range(results, n, fid_n)
 
