@@ -63,24 +63,14 @@ class ImagePairs:
         return self._memo[key]
 
     def preds_at(self, chain: ResolvedChain, *, resize: bool, profile: str) -> np.ndarray:
-        """(B, H, W, 3) generated images at the chain's size. An image already at the final size is used as it is;
-        another size is resized through the chain when the profile resizes predictions, else refused."""
+        """(B, H, W, 3) generated images at the chain's size (`prepare_prediction` per image)."""
         def build() -> np.ndarray:
-            if not chain:
-                return _stack(self.preds, self.labels, "generated")
-            target = chain[-1][1]
             out = []
             for i, img in enumerate(self.preds):
-                if img.shape[:2] == target:
-                    out.append(img)
-                    continue
-                if not resize:
-                    raise PosebenchError(
-                        f"{self.labels[i]}: generated image is {img.shape[0]}x{img.shape[1]}, the protocol needs "
-                        f"{target[0]}x{target[1]}; profile {profile} does not resize predictions. Generate at the "
-                        "protocol resolution (or use a legacy profile that reproduces a resize)")
-                self.resized.add(i)
-                out.append(apply_chain(img, list(chain)))
+                prepared, resized = prepare_prediction(img, chain, resize=resize, profile=profile, label=self.labels[i])
+                if resized:
+                    self.resized.add(i)
+                out.append(prepared)
             return _stack(out, self.labels, "generated")
         return self.memo(("preds", chain, resize), build)
 
@@ -90,6 +80,12 @@ class ImagePairs:
             raise ValueError("this metric compares with the ground truth: give the targets")
         return self.memo(("targets", chain), lambda: _stack([apply_chain(t, list(chain)) for t in self.targets],
                                                             self.labels, "ground-truth"))
+
+    def preload(self, key: tuple, images: list[np.ndarray], resized: Sequence[bool] = ()) -> None:
+        """Images a `preds_at` / `targets_at` key would give, prepared elsewhere (the evaluator's decoding
+        workers run the chains in parallel): stacked now, so the metrics read them as if prepared here."""
+        self._memo[key] = _stack(images, self.labels, "generated" if key[0] == "preds" else "ground-truth")
+        self.resized.update(i for i, r in enumerate(resized) if r)
 
     def masks_at(self, size: tuple[int, int]) -> np.ndarray:
         """(B, H, W) bool target-pose masks (PATN's `produce_ma_mask`) at `size`."""
@@ -107,6 +103,22 @@ class ImagePairs:
                 masks.append(pose_mask(kp.rescale(size)))
             return np.stack(masks)
         return self.memo(("masks", size), build)
+
+
+def prepare_prediction(img: np.ndarray, chain: ResolvedChain, *, resize: bool, profile: str,
+                       label: str) -> tuple[np.ndarray, bool]:
+    """A generated image through a prediction chain: used as it is when already at the chain's final size;
+    another size is resized through the chain when the profile resizes predictions, else refused naming `label`.
+    Returns the image and whether it was resized."""
+    if not chain or img.shape[:2] == chain[-1][1]:
+        return img, False
+    target = chain[-1][1]
+    if not resize:
+        raise PosebenchError(
+            f"{label}: generated image is {img.shape[0]}x{img.shape[1]}, the protocol needs {target[0]}x{target[1]}; "
+            f"profile {profile} does not resize predictions. Generate at the protocol resolution (or use a legacy "
+            "profile that reproduces a resize)")
+    return apply_chain(img, list(chain)), True
 
 
 def _stack(images: list[np.ndarray], labels: list[str], what: str) -> np.ndarray:

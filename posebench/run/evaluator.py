@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from posebench.errors import PosebenchError
 from posebench.metrics.registry import METRICS, higher_is_better
 from posebench.run.config import EvalConfig
 from posebench.run.plan import Item, Plan
@@ -44,36 +45,53 @@ def plan_for(cfg: EvalConfig) -> Plan:
 
 
 class _Decoded:
-    """A torch Dataset over plan items: decodes the generated image and its ground truth (in a worker)."""
+    """A torch Dataset over plan items. In a worker process: decode the generated image and its ground truth, and
+    run every resize chain the metrics need (`needs`: `ImagePairs` memo keys), so the main process only scores.
+    A PosebenchError (an unreadable image, a refused size) comes back as data, raised by the main process with its
+    own message (a worker's exception would carry the worker's traceback)."""
 
-    def __init__(self, items: list[Item]) -> None:
-        self.items = items
+    def __init__(self, items: list[Item], needs: list[tuple], profile: str) -> None:
+        self.items, self.needs, self.profile = items, needs, profile
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, np.ndarray | None]:
-        from posebench.images import read_rgb
+    def __getitem__(self, i: int) -> tuple[int, Any, Any, dict, str | None]:
+        from posebench.errors import PosebenchError
+        from posebench.images import apply_chain, read_rgb
+        from posebench.metrics.inputs import prepare_prediction
 
         item = self.items[i]
-        return i, read_rgb(item.pred), None if item.gt is None else read_rgb(item.gt)
+        try:
+            pred = read_rgb(item.pred)
+            gt = None if item.gt is None else read_rgb(item.gt)
+            prepared: dict[tuple, tuple[np.ndarray, bool]] = {}
+            for key in self.needs:
+                if key[0] == "preds":
+                    prepared[key] = prepare_prediction(pred, key[1], resize=key[2], profile=self.profile,
+                                                       label=str(item.pred))
+                elif gt is not None:
+                    prepared[key] = (apply_chain(gt, list(key[1])), False)
+        except PosebenchError as exc:
+            return i, None, None, {}, str(exc)
+        return i, pred, gt, prepared, None
 
 
-def _collate(batch: list[tuple[int, np.ndarray, np.ndarray | None]]) -> list[tuple[int, np.ndarray, Any]]:
+def _collate(batch: list[tuple]) -> list[tuple]:
     return batch
 
 
-def _batches(items: list[Item], batch_size: int, workers: int) -> Any:
-    """Decoded batches in order: [(position in `items`, generated array, ground-truth array or None)]."""
+def _batches(items: list[Item], needs: list[tuple], profile: str, batch_size: int, workers: int) -> Any:
+    """Decoded, prepared batches in order: [(position in `items`, generated, ground truth, prepared, error)]."""
+    data = _Decoded(items, needs, profile)
     if workers <= 0:
-        data = _Decoded(items)
         for lo in range(0, len(items), batch_size):
             yield [data[i] for i in range(lo, min(lo + batch_size, len(items)))]
         return
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(_Decoded(items), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=_collate, prefetch_factor=2, persistent_workers=False)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+                        prefetch_factor=2, persistent_workers=False)
     yield from loader
 
 
@@ -151,6 +169,20 @@ class _Metrics:
         return [*self.per_image.values(), *self.sets.values(), *self.inception.values(),
                 *(self.pose.metrics() if self.pose else [])]
 
+    def needs(self) -> list[tuple]:
+        """The `ImagePairs` memo keys the metrics read: each resize chain, once (run by the decoding workers)."""
+        resize = self.plan.profile.resize_predictions
+        keys: dict[tuple, None] = {}
+        for m in self.per_image.values():
+            keys[("preds", m.pred_chain, resize)] = None
+            keys[("targets", m.gt_chain)] = None
+        for m in self.sets.values():
+            if m.features_of is None:
+                keys[("preds", m.pred_chain, True if self.plan.kind == "pose" else resize)] = None
+        for m in self.inception.values():
+            keys[("preds", m.pred_chain, resize)] = None
+        return list(keys)
+
     def update(self, pairs: Any, items: list[Item], positions: list[int]) -> None:
         for m in (*self.per_image.values(), *self.sets.values(), *self.inception.values()):
             # Human-Art scores every generated image for FID at the protocol size, whatever its size (warned)
@@ -184,12 +216,19 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     with Progress(*columns, disable=not (cfg.progress and shard.is_main)) as bar:
         task = bar.add_task("scoring images", total=len(mine))
         items = [plan.items[i] for i in mine]
-        for batch in _batches(items, cfg.batch_size, cfg.resolved_workers()):
-            positions = [mine[j] for j, _, _ in batch]
+        needs = metrics.needs()
+        for batch in _batches(items, needs, plan.profile.name, cfg.batch_size, cfg.resolved_workers()):
+            error = next((b[4] for b in batch if b[4] is not None), None)
+            if error is not None:
+                raise PosebenchError(error)
+            positions = [mine[j] for j, *_ in batch]
             chunk = [plan.items[p] for p in positions]
             pairs = ImagePairs([b[1] for b in batch], [b[2] for b in batch] if plan.has_ground_truth_images else None,
                                labels=[str(it.pred) for it in chunk],
                                keypoints=[it.keypoints for it in chunk] if need_keypoints else None)
+            for key in needs:
+                if key[0] == "preds" or plan.has_ground_truth_images:
+                    pairs.preload(key, [b[3][key][0] for b in batch], [b[3][key][1] for b in batch])
             metrics.update(pairs, chunk, positions)
             bar.advance(task, len(batch))
         if shard.world > 1:
