@@ -43,7 +43,8 @@ def eval_(
     test_fid: Annotated[bool, typer.Option(help="Also FID/KID against the test ground truth.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 16,
     workers: Annotated[int | None, typer.Option(
-        help="Processes decoding images (default: the cores beyond the main process, at most 8; 0: none).",
+        help="Processes decoding and resizing images (default: none on CPU; with a GPU one per core beyond the main "
+        "process, at most 8).",
         min=0)] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute real-set statistics.")] = False,

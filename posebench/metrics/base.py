@@ -61,12 +61,13 @@ class ProfileMetric(Metric):
         self.gt_chain = resolve_chain(self.profile.chain(self.section_name), self.resolution)
 
     def _prepared(self, pairs: ImagePairs) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) float64 generated and ground-truth images on the 0..255 scale, through the chains."""
+        """(B, 3, H, W) float64 generated and ground-truth images on the 0..255 scale, through the chains, on the
+        metric's device (`.to("cuda")` moves the float64 SSIM / PSNR arithmetic to the GPU)."""
         p = pairs.preds_at(self.pred_chain, resize=self.profile.resize_predictions, profile=self.profile.name)
         g = pairs.targets_at(self.gt_chain)
         if p.shape != g.shape:
             raise ValueError(f"prepared images differ in size: generated {p.shape[1:3]}, ground truth {g.shape[1:3]}")
-        return (torch.from_numpy(p).permute(0, 3, 1, 2).double(), torch.from_numpy(g).permute(0, 3, 1, 2).double())
+        return tuple(torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).double() for x in (p, g))
 
 
 class PerImageMetric(ProfileMetric):

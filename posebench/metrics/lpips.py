@@ -39,7 +39,7 @@ class LPIPS(PerImageMetric):
     def score(self, pairs: ImagePairs) -> torch.Tensor:
         p255, g255 = self._prepared(pairs)
         if self.masked:
-            m = torch.from_numpy(pairs.masks_at(tuple(p255.shape[-2:])))[:, None].double()
+            m = torch.from_numpy(pairs.masks_at(tuple(p255.shape[-2:])))[:, None].to(p255.device).double()
             # GFLA multiplies the network input in [-1, 1] by the mask: outside it, the value that maps to 0
             fill = 0.0 if self.section.input_range == "zero_1_raw" else 127.5
             p255, g255 = p255 * m + fill * (1 - m), g255 * m + fill * (1 - m)

@@ -42,7 +42,7 @@ class SSIM(PerImageMetric):
     def score(self, pairs: ImagePairs) -> torch.Tensor:
         p255, g255 = self._prepared(pairs)
         if self.masked:
-            m = torch.from_numpy(pairs.masks_at(tuple(p255.shape[-2:])))[:, None].double()
+            m = torch.from_numpy(pairs.masks_at(tuple(p255.shape[-2:])))[:, None].to(p255.device).double()
             p255, g255 = p255 * m, g255 * m
         return ssim_variant(p255, g255, self.variant)
 

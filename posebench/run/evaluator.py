@@ -159,6 +159,8 @@ class _Metrics:
                 self.per_image["ssim_masked"] = SSIM(prof, masked=True, **common)
         if "psnr" in metrics:
             self.per_image["psnr"] = PSNR(prof, **common)
+        for m in self.per_image.values():  # the float64 SSIM / PSNR arithmetic runs where the networks run
+            m.to(cfg.device)
         if "lpips" in metrics:
             lp = LPIPS(prof, weights=cfg.lpips_weights, device=cfg.device, **common)
             self.per_image["lpips"] = lp
