@@ -16,6 +16,7 @@ direction (`higher_is_better`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +37,8 @@ class MetricSpec:
     section: str  # the profile section that configures it (pose metrics: "" - the pose profile does)
     description: str
     masked: bool = False  # also reported inside the target-pose mask when the protocol lists it (Market)
+    valid: tuple[float, float] = (-math.inf, math.inf)  # what a value can be (results files are checked on read)
+    allows_inf: bool = False  # +inf is a real value (PSNR of identical images); otherwise only finite or NaN
 
     def cls(self) -> type:
         import importlib
@@ -78,26 +81,30 @@ def known_direction(key: str) -> bool | None:
     return METRICS.get(name).higher_is_better if name in METRICS else None
 
 
+# `valid` allows float round-off at the edges (FID 1e-3 below 0 on nearly identical sets, SSIM 1e-9 above 1).
 register_metric(MetricSpec("fid", 1, False, "features", "set", "posebench.metrics.fid:FID", "fid",
-                           "Fréchet Inception Distance against the profile's FID real set"))
+                           "Fréchet Inception Distance against the profile's FID real set", valid=(-1e-3, math.inf)))
 register_metric(MetricSpec("kid", 1, False, "features", "set", "posebench.metrics.kid:KID", "kid",
                            "Kernel Inception Distance (mean over random subsets; stderr = their std)"))
 register_metric(MetricSpec("ssim", 1, True, "pixels", "mean", "posebench.metrics.ssim:SSIM", "ssim",
-                           "SSIM, the profile's reported variant (others under their own keys)", masked=True))
+                           "SSIM, the profile's reported variant (others under their own keys)", masked=True,
+                           valid=(-1 - 1e-9, 1 + 1e-9)))
 register_metric(MetricSpec("lpips", 1, False, "pixels", "mean", "posebench.metrics.lpips:LPIPS", "lpips",
-                           "LPIPS with the profile's net, weight version and input range", masked=True))
+                           "LPIPS with the profile's net, weight version and input range", masked=True,
+                           valid=(-1e-6, math.inf)))
 register_metric(MetricSpec("psnr", 1, True, "pixels", "mean", "posebench.metrics.psnr:PSNR", "psnr",
-                           "PSNR with the profile's data range"))
+                           "PSNR with the profile's data range", allows_inf=True))
 register_metric(MetricSpec("is", 1, True, "features", "set", "posebench.metrics.inception_score:IS", "is",
                            "Inception Score (torchvision ImageNet Inception logits, 10 splits; stderr = std over "
-                           "splits)", masked=True))
+                           "splits)", masked=True, valid=(1 - 1e-9, math.inf)))
 register_metric(MetricSpec("pckh", 1, True, "pose", "set", "posebench.metrics.pckh:PCKh", "pckh",
-                           "PCKh@0.5 of the estimator's best person against the target joints (PATN's rule)"))
+                           "PCKh@0.5 of the estimator's best person against the target joints (PATN's rule)",
+                           valid=(0, 1)))
 register_metric(MetricSpec("ap", 1, True, "pose", "set", "posebench.metrics.pose_accuracy:PoseAccuracy", "",
-                           "COCO keypoint AP of the estimator's detections on the generated images"))
+                           "COCO keypoint AP of the estimator's detections on the generated images", valid=(0, 1)))
 register_metric(MetricSpec("ap_m", 1, True, "pose", "set", "posebench.metrics.pose_accuracy:PoseAccuracy", "",
-                           "COCO keypoint AP, medium people only"))
+                           "COCO keypoint AP, medium people only", valid=(0, 1)))
 register_metric(MetricSpec("cap", 1, True, "pose", "set", "posebench.metrics.pose_accuracy:PoseAccuracy", "",
-                           "pose-cosine AP (HumanSD)"))
+                           "pose-cosine AP (HumanSD)", valid=(0, 1)))
 register_metric(MetricSpec("pce", 1, False, "pose", "mean", "posebench.metrics.pose_accuracy:PoseAccuracy", "",
-                           "people count error per image (HumanSD)"))
+                           "people count error per image (HumanSD)", valid=(0, math.inf)))

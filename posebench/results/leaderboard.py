@@ -439,6 +439,10 @@ def measured_entry(results: dict[str, Any], method: str, metrics: Sequence[str],
         BoardError: the results contain none of `metrics`.
     """
     values = {m: _number(results["metrics"][m]["value"]) for m in metrics if m in results["metrics"]}
+    undefined = [m for m, v in values.items() if math.isnan(v)]
+    if undefined:
+        raise BoardError(f"the results have no value for {', '.join(undefined)} (NaN: undefined for these images; "
+                         "see the results' details and warnings); a board row needs a number")
     if not values:
         raise BoardError(f"the results have none of the board's metrics ({', '.join(metrics)}); "
                          f"they have: {', '.join(results['metrics']) or '(none)'}")

@@ -142,14 +142,18 @@ def fmt_value(v: float | None, signed: bool = False) -> str:
 
 
 def _value(v: Any, where: str) -> float:
-    """A metric value as a float: numbers, the strings "inf"/"-inf"/"nan", and null (read as NaN)."""
-    if v is None:
-        return math.nan
-    if isinstance(v, str) and v.strip().lower() in {"inf", "+inf", "-inf", "nan"}:
-        return float(v.strip().lower())
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise RegressError(f"{where}: metric value {v!r} is not a number")
-    return float(v)
+    """A finite metric value. A value that is not a number, or NaN (undefined) or infinite (PSNR of identical
+    images), has no difference to gate on: refused (exit 2), not judged improved or regressed."""
+    from posebench.results.schema import metric_value
+
+    try:
+        value = metric_value(v)
+    except ValueError as exc:
+        raise RegressError(f"{where}: {exc}") from None
+    if not math.isfinite(value):
+        raise RegressError(f"{where} is {value}: regress compares finite values only (an undefined or infinite "
+                           "metric cannot be gated; see that results file's warnings)")
+    return value
 
 
 def parse_tolerances(spec: str | None) -> dict[str, float]:

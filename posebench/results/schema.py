@@ -116,25 +116,101 @@ def write_results(path: str | Path, result: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(json_safe(result), indent=1) + "\n")
 
 
-def read_results(path: str | Path) -> dict[str, Any]:
-    """Read and check a results file; unknown schema versions are refused, not guessed."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: no such results file") from None
-    except ValueError as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc})") from exc
+def metric_value(raw: Any) -> float:
+    """A stored metric value as a float ("inf", "-inf", "nan" are how JSON holds the non-finite ones); raises
+    ValueError for anything else (null, booleans, other strings)."""
+    if isinstance(raw, bool) or raw is None:
+        raise ValueError(f"{raw!r} is not a number")
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str) and raw in ("inf", "-inf", "nan"):
+        return float(raw)
+    raise ValueError(f"{raw!r} is not a number")
+
+
+def validate_results(data: Any, where: str) -> dict[str, Any]:
+    """Every check a results file must pass before anything reads a number from it (report, regress, leaderboard
+    add, the gate): the schema, the types, every metric value within what its metric can be, `n` >= 1 for a defined
+    value, and a per-image file named by a bare file name beside the results. Raises ResultsError naming `where`
+    and the key."""
+    from posebench.metrics.registry import METRICS, base_name
+
     if not isinstance(data, dict):
-        raise ResultsError(f"{path}: expected a JSON object")
+        raise ResultsError(f"{where}: expected a JSON object")
     version = data.get("schema_version")
+    if version is None or "metrics" not in data or "protocol" not in data:
+        raise ResultsError(f"{where}: not a posebench results file (no schema_version, protocol or metrics); "
+                           "posebench eval writes them")
     if version != SCHEMA_VERSION:
-        raise ResultsError(f"{path}: results schema {version!r} is not supported (this posebench reads "
+        raise ResultsError(f"{where}: results schema {version!r} is not supported (this posebench reads "
                            f"{SCHEMA_VERSION}); upgrade posebench or re-run the evaluation")
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
-        raise ResultsError(f"{path}: missing keys {missing}")
-    for name, m in data["metrics"].items():
+        raise ResultsError(f"{where}: missing keys {missing}")
+    for block in ("protocol", "profile"):
+        if not isinstance(data[block], dict) or not isinstance(data[block].get("name"), str) \
+                or not data[block]["name"]:
+            raise ResultsError(f"{where}: {block}.name must be a non-empty string, got "
+                               f"{_short(data[block].get('name') if isinstance(data[block], dict) else data[block])}")
+    if not isinstance(data["canonical"], bool):
+        raise ResultsError(f"{where}: canonical must be true or false, got {_short(data['canonical'])}")
+    if not isinstance(data["warnings"], list):
+        raise ResultsError(f"{where}: warnings must be a list")
+    per_image = data.get("per_image_file")
+    if per_image is not None and (not isinstance(per_image, str) or not per_image or "/" in per_image
+                                  or "\\" in per_image or per_image in (".", "..")):
+        raise ResultsError(f"{where}: per_image_file must be a bare file name beside the results file, got "
+                           f"{_short(per_image)}")
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict):
+        raise ResultsError(f"{where}: metrics must be a mapping of metric name -> entry, got a "
+                           f"{type(metrics).__name__}")
+    for name, m in metrics.items():
+        at = f"{where}: metrics.{name}"
         if not isinstance(m, dict) or "value" not in m or "n" not in m:
-            raise ResultsError(f"{path}: metric {name!r} lacks value/n")
+            raise ResultsError(f"{at} must be a mapping with value and n")
+        try:
+            value = metric_value(m["value"])
+        except ValueError as exc:
+            raise ResultsError(f"{at}.value: {exc}") from None
+        n = m["n"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or (n == 0 and not math.isnan(value)):
+            raise ResultsError(f"{at}.n: expected the number of images used (an integer >= 1), got {_short(n)}")
+        if "higher_is_better" in m and not isinstance(m["higher_is_better"], bool):
+            raise ResultsError(f"{at}.higher_is_better: expected true or false, got {_short(m['higher_is_better'])}")
+        stderr = m.get("stderr")
+        if stderr is not None:
+            try:
+                metric_value(stderr)
+            except ValueError as exc:
+                raise ResultsError(f"{at}.stderr: {exc}") from None
+        base = base_name(name)
+        if base in METRICS and not math.isnan(value):
+            spec = METRICS.get(base)
+            lo, hi = spec.valid
+            if math.isinf(value) and not (spec.allows_inf and value > 0):
+                raise ResultsError(f"{at}.value: {value} is not a value {name} can have")
+            if not math.isinf(value) and not lo <= value <= hi:
+                raise ResultsError(f"{at}.value: {value!r} is outside what {name} can be ({lo:g} to {hi:g})")
     return data
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Read and check a results file (`validate_results`); unknown schema versions are refused, not guessed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: is a folder, not a results file") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from exc
+    return validate_results(data, str(path))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import shutil
@@ -25,7 +26,7 @@ from posebench.results.leaderboard import (
     load_boards,
     render_markdown,
 )
-from posebench.results.schema import write_results
+from posebench.results.schema import json_safe, write_results
 
 runner = CliRunner()
 BOARDS = default_board_dir()
@@ -279,13 +280,31 @@ def test_add_refuses_results_of_a_superseded_profile_version(board_dir, tmp_path
     assert (board_dir / "deepfashion-256x176.yaml").read_text() == before
 
 
-def test_add_non_canonical_and_infinite_values(board_dir, tmp_path):
+def test_add_non_canonical_and_invalid_values(board_dir, tmp_path):
+    """Non-canonical results become a marked row; NaN, null, infinite FID, out-of-range values and a negative n
+    are refused (exit 2, the board unchanged), naming the file and the key."""
     rfile = tmp_path / "r.json"
-    write_results(rfile, _results(canonical=False, fid=math.inf, ssim=0.5, lpips=math.nan))  # stored as "inf"/"nan"
-    entry = add_measured(board_dir / "deepfashion-256x176.yaml", rfile, "Broken")
-    assert entry.display("fid") == "inf" and entry.display("lpips") == "nan" and entry.how.endswith("†")
+    write_results(rfile, _results(canonical=False, fid=6.0, ssim=0.5, lpips=0.2))
+    entry = add_measured(board_dir / "deepfashion-256x176.yaml", rfile, "Marked")
+    assert entry.how.endswith("†")
     board = load_board(board_dir / "deepfashion-256x176.yaml")
-    assert board.ranked("fid")[-1].method == "Broken"  # inf FID ranks last
-    assert board.ranked("lpips")[-1].method == "Broken"  # NaN goes last whatever the direction
     text = render_markdown([board])
     assert f"measured: clean@{CLEAN_VERSION}†" in text and "non-canonical: real set capped at 100 images" in text
+    before = (board_dir / "deepfashion-256x176.yaml").read_text()
+    bad = {"nan lpips": ({"lpips": math.nan}, "no value for lpips"),
+           "inf fid": ({"fid": math.inf}, "metrics.fid.value: inf is not a value fid can have"),
+           "ssim 7": ({"ssim": 7.0}, "metrics.ssim.value: 7.0 is outside what ssim can be"),
+           "null": ({"ssim": None}, "metrics.ssim.value: None is not a number")}
+    for label, (values, message) in bad.items():
+        data = _results(**{"fid": 6.0, "ssim": 0.5, "lpips": 0.2, **values})
+        (tmp_path / "bad.json").write_text(json.dumps(json_safe(data)))
+        res = runner.invoke(app, ["leaderboard", "add", "deepfashion-256x176", str(tmp_path / "bad.json"), "--method",
+                                  "Bad", "--dir", str(board_dir)])
+        assert res.exit_code == 2 and message in res.output, (label, res.output)
+    data = _results()
+    data["metrics"]["ssim"]["n"] = -5
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    res = runner.invoke(app, ["leaderboard", "add", "deepfashion-256x176", str(tmp_path / "bad.json"), "--method",
+                              "Bad", "--dir", str(board_dir)])
+    assert res.exit_code == 2 and f"{tmp_path / 'bad.json'}: metrics.ssim.n" in res.output
+    assert (board_dir / "deepfashion-256x176.yaml").read_text() == before

@@ -101,26 +101,33 @@ def test_junit_and_json_reports(tmp_path):
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "0"
 
 
-@pytest.mark.parametrize("base_fid, new_fid, status", [
-    (6.0, math.inf, "regressed"),
-    (math.inf, 6.0, "improved"),
-    (math.inf, math.inf, "unchanged"),
-    (6.0, math.nan, "regressed"),
-    (math.nan, math.nan, "unchanged"),
-])
-def test_non_finite_values(tmp_path, base_fid, new_fid, status):
-    b = read_results(_write(tmp_path / "b.json", _results(fid=base_fid)))  # written as "inf" / "nan" strings
-    n = read_results(_write(tmp_path / "n.json", _results(fid=new_fid)))
-    report = compare(n, b, {"fid": 1.0})
-    assert {m.name: m.status for m in report.metrics}["fid"] == status
-    assert report.ok == (status != "regressed")
-    json.loads(report.to_json())  # serialisable (non-finite numbers as strings)
-    ET.fromstring(report.to_junit().split("\n", 1)[1])
+@pytest.mark.parametrize("base_psnr, new_psnr", [(17.0, math.inf), (math.inf, 17.0), (17.0, math.nan),
+                                                   (math.nan, math.nan)])
+def test_non_finite_values_are_refused(tmp_path, base_psnr, new_psnr):
+    """An infinite PSNR (identical images) or a NaN is neither an improvement nor a regression: refused, exit 2,
+    naming the file and the metric (exit 1 means "regressed")."""
+    b = read_results(_write(tmp_path / "b.json", _results(psnr=base_psnr)))  # written as "inf" / "nan" strings
+    n = read_results(_write(tmp_path / "n.json", _results(psnr=new_psnr)))
+    with pytest.raises(RegressError, match=r"psnr is (inf|nan): regress compares finite values only"):
+        compare(n, b)
+    write_results(tmp_path / "base.json", _results(psnr=base_psnr))
+    write_results(tmp_path / "new.json", _results(psnr=new_psnr))
+    res = runner.invoke(app, ["regress", "--results", str(tmp_path / "new.json"), "--baseline",
+                              str(tmp_path / "base.json")])
+    assert res.exit_code == 2 and "finite values only" in res.output
 
 
-def test_inf_through_the_cli(tmp_path):
-    res = _regress(tmp_path, _results(fid=math.inf), "--tolerance", "fid=100")
-    assert res.exit_code == 1 and "inf" in res.output
+def test_invalid_results_files_exit_2(tmp_path):
+    """A metrics list, a missing protocol name, a value out of range: exit 2 naming the file, never 0 or 1."""
+    good = _results()
+    cases = {"list": {**good, "metrics": [1, 2]}, "no name": {**good, "protocol": {"version": 1}},
+             "ssim 7": {**good, "metrics": {**good["metrics"], "ssim": {**good["metrics"]["ssim"], "value": 7.0}}}}
+    for label, data in cases.items():
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        write_results(tmp_path / "base.json", good)
+        res = runner.invoke(app, ["regress", "--results", str(tmp_path / "bad.json"), "--baseline",
+                                  str(tmp_path / "base.json")])
+        assert res.exit_code == 2 and str(tmp_path / "bad.json") in res.output, (label, res.output)
 
 
 def test_missing_and_added_metrics(tmp_path):
