@@ -153,7 +153,7 @@ def _print_pose(result: dict, out: Path) -> None:
     console.print(table)
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
-    console.print(f"results: {out}")
+    console.print(f"results: {out}" + (" (replaced the previous file)" if result.get("replaced_previous") else ""))
 
 
 def _print(result: dict, out: Path) -> None:
@@ -172,7 +172,7 @@ def _print(result: dict, out: Path) -> None:
     console.print(table)
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
-    console.print(f"results: {out}")
+    console.print(f"results: {out}" + (" (replaced the previous file)" if result.get("replaced_previous") else ""))
 
 
 def _compare(result: dict, board, k: int = 3) -> None:

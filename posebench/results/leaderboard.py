@@ -91,6 +91,8 @@ def _read_yaml(path: Path) -> Any:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_BoardLoader)  # _BoardLoader is a SafeLoader
     except FileNotFoundError:
         raise BoardError(f"{path}: no such board file") from None
+    except UnicodeDecodeError as exc:
+        raise BoardError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except yaml.YAMLError as exc:
         raise BoardError(f"{path}: invalid YAML ({exc})") from exc
 

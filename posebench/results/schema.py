@@ -109,11 +109,16 @@ def dig(data: Any, dotted: str, default: Any = None) -> Any:
     return data
 
 
-def write_results(path: str | Path, result: dict[str, Any]) -> None:
+def results_json(result: dict[str, Any]) -> str:
+    """The text of a results file (non-finite numbers as strings, see `json_safe`)."""
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
         raise ValueError(f"results lack {missing}")
-    atomic_write_text(path, json.dumps(json_safe(result), indent=1) + "\n")
+    return json.dumps(json_safe(result), indent=1) + "\n"
+
+
+def write_results(path: str | Path, result: dict[str, Any]) -> None:
+    atomic_write_text(path, results_json(result))
 
 
 def metric_value(raw: Any) -> float:
@@ -138,9 +143,8 @@ def validate_results(data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultsError(f"{where}: expected a JSON object")
     version = data.get("schema_version")
-    if version is None or "metrics" not in data or "protocol" not in data:
-        raise ResultsError(f"{where}: not a posebench results file (no schema_version, protocol or metrics); "
-                           "posebench eval writes them")
+    if version is None:
+        raise ResultsError(f"{where}: not a posebench results file (no schema_version); posebench eval writes them")
     if version != SCHEMA_VERSION:
         raise ResultsError(f"{where}: results schema {version!r} is not supported (this posebench reads "
                            f"{SCHEMA_VERSION}); upgrade posebench or re-run the evaluation")

@@ -30,7 +30,7 @@ from posebench.metrics.registry import METRICS, higher_is_better
 from posebench.run.config import EvalConfig
 from posebench.run.plan import Item, Plan
 from posebench.utils.distributed import Shard
-from posebench.utils.io import atomic_write_text, files_sha256
+from posebench.utils.io import files_sha256
 
 TARGETS = {"image": "posebench.run.pairs", "pose": "posebench.run.humanart", "folders": "posebench.run.folders"}
 POSE_METRICS = tuple(n for n in METRICS.names() if METRICS.get(n).consumes == "pose")
@@ -207,8 +207,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from posebench.metrics.inputs import ImagePairs
+    from posebench.utils.io import check_output_path
 
     t0 = time.perf_counter()
+    check_output_path(cfg.out, "--out")  # before any long work: a folder, a path below a file, read-only
+    check_output_path(cfg.out.with_suffix(".per_image.csv"), "the per-image CSV beside --out")
+    replaced = cfg.out.exists()
     plan = plan_for(cfg)
     metrics = _Metrics(plan, cfg)
     shard = Shard.current(cfg.device)
@@ -252,11 +256,15 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     per_image_file = cfg.out.with_suffix(".per_image.csv")
     doc = _document(plan, cfg, metrics, out, real_meta, breakdown, per_image_file, shard.world,
                     time.perf_counter() - t0)
-    from posebench.results.schema import write_results
+    from posebench.results.schema import results_json
+    from posebench.utils.io import atomic_write_texts
 
-    _write_per_image(per_image_file, plan, per_image_cols)
-    write_results(cfg.out, doc)
-    return dict(doc)
+    # the per-image CSV and the results JSON are replaced together, or neither is
+    atomic_write_texts({per_image_file: _per_image_csv(plan, per_image_cols), cfg.out: results_json(doc)})
+    out = dict(doc)
+    if replaced:
+        out["replaced_previous"] = True  # not stored in the file: the CLI says so
+    return out
 
 
 def _entry(key: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -414,7 +422,7 @@ def _document(plan: Plan, cfg: EvalConfig, metrics: _Metrics, out: dict[str, Any
         declared={"best_of": cfg.best_of, "oracle_selection": cfg.oracle_selection}, breakdown=breakdown)
 
 
-def _write_per_image(path: Path, plan: Plan, columns: dict[str, list[Any]]) -> None:
+def _per_image_csv(plan: Plan, columns: dict[str, list[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     names = sorted(columns) if plan.kind != "pose" else list(columns)
@@ -423,4 +431,4 @@ def _write_per_image(path: Path, plan: Plan, columns: dict[str, list[Any]]) -> N
         values = [columns[n][i] for n in names]
         writer.writerow([*(it.ids[c] for c in plan.id_columns),
                          *(repr(v) if isinstance(v, float) else v for v in values)])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
