@@ -23,13 +23,24 @@ class ImageError(PosebenchError):
     """An image that cannot be used as it is."""
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, decoded fully. Raises ImageError naming the file for anything else."""
+MAX_PIXELS = 50_000_000  # no image of any protocol comes near it (DeepFashion's high-res images are 0.8 MP)
+
+
+def read_rgb(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, decoded fully. Raises ImageError naming the file for anything else.
+
+    The size is read from the header first: an image of more than `max_pixels` is refused before it is decoded
+    (a 420 KB PNG can hold 12000x12000 pixels, 1.9 GiB decoded).
+    """
     from PIL import Image
 
     path = Path(path)
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageError(f"{path}: {h}x{w} pixels, more than the {max_pixels:,} this read allows; not "
+                                 "decoded. Save the image at the size the protocol scores")
             mode = im.mode
             if mode != "RGB":
                 hint = {

@@ -58,6 +58,19 @@ def check_paths_inside_root(root: Path, split: SplitIndex, name: str, log: Probl
                       "keep every image inside the dataset root")
 
 
+def refuse_files_outside_root(root: Path, paths: list[Path] | list[str], what: str) -> None:
+    """Every file must resolve inside the root: a symbolic link to a file elsewhere is refused (named), as
+    `posebench data verify` refuses it. Raises PosebenchError listing the first few."""
+    from posebench.errors import PosebenchError
+
+    real_root = Path(root).resolve()
+    outside = [p for p in paths if real_root not in Path(p).resolve().parents]
+    if outside:
+        shown = ", ".join(f"{p} -> {Path(p).resolve()}" for p in outside[:3])
+        raise PosebenchError(f"{len(outside)} {what} resolve outside the dataset root {root} ({shown}); keep every "
+                             "image inside the root (`posebench data verify` lists them)")
+
+
 def check_pairs(split: SplitIndex, name: str, pairs_file: str, log: ProblemLog) -> None:
     """Every pair refers to known images of the same identity that have keypoints."""
     for key in split.pairs:

@@ -50,8 +50,8 @@ class _Decoded:
     A PosebenchError (an unreadable image, a refused size) comes back as data, raised by the main process with its
     own message (a worker's exception would carry the worker's traceback)."""
 
-    def __init__(self, items: list[Item], needs: list[tuple], profile: str) -> None:
-        self.items, self.needs, self.profile = items, needs, profile
+    def __init__(self, items: list[Item], needs: list[tuple], profile: str, max_pixels: int) -> None:
+        self.items, self.needs, self.profile, self.max_pixels = items, needs, profile, max_pixels
 
     def __len__(self) -> int:
         return len(self.items)
@@ -63,7 +63,7 @@ class _Decoded:
 
         item = self.items[i]
         try:
-            pred = read_rgb(item.pred)
+            pred = read_rgb(item.pred, self.max_pixels)
             gt = None if item.gt is None else read_rgb(item.gt)
             prepared: dict[tuple, tuple[np.ndarray, bool]] = {}
             for key in self.needs:
@@ -81,9 +81,10 @@ def _collate(batch: list[tuple]) -> list[tuple]:
     return batch
 
 
-def _batches(items: list[Item], needs: list[tuple], profile: str, batch_size: int, workers: int) -> Any:
+def _batches(items: list[Item], needs: list[tuple], profile: str, batch_size: int, workers: int,
+             max_pixels: int) -> Any:
     """Decoded, prepared batches in order: [(position in `items`, generated, ground truth, prepared, error)]."""
-    data = _Decoded(items, needs, profile)
+    data = _Decoded(items, needs, profile, max_pixels)
     if workers <= 0:
         for lo in range(0, len(items), batch_size):
             yield [data[i] for i in range(lo, min(lo + batch_size, len(items)))]
@@ -223,7 +224,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         task = bar.add_task("scoring images", total=len(mine))
         items = [plan.items[i] for i in mine]
         needs = metrics.needs()
-        for batch in _batches(items, needs, plan.profile.name, cfg.batch_size, cfg.resolved_workers()):
+        for batch in _batches(items, needs, plan.profile.name, cfg.batch_size, cfg.resolved_workers(),
+                              _max_generated_pixels(plan)):
             error = next((b[4] for b in batch if b[4] is not None), None)
             if error is not None:
                 raise PosebenchError(error)
@@ -265,6 +267,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if replaced:
         out["replaced_previous"] = True  # not stored in the file: the CLI says so
     return out
+
+
+def _max_generated_pixels(plan: Plan) -> int:
+    """Generated images far above the protocol's size are refused from their header, before decoding: 64 times
+    the protocol's pixels (CFLD's and PCDMs' 512x512 samples are 6 times 256x176), at least 4 megapixels."""
+    from posebench.images import MAX_PIXELS
+
+    if plan.resolution is None:
+        return MAX_PIXELS
+    return min(MAX_PIXELS, max(4_000_000, 64 * plan.resolution[0] * plan.resolution[1]))
 
 
 def _entry(key: str, summary: dict[str, Any]) -> dict[str, Any]:

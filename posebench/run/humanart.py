@@ -188,6 +188,9 @@ def plan(cfg: EvalConfig) -> Plan:
         non_canonical.append(f"pose estimator {estimator} (synthetic-domain or randomly initialised)")
     elif pose_metrics and estimator != DEFAULT_POSE_ESTIMATOR:
         non_canonical.append(f"pose estimator {estimator}, the protocol's is {DEFAULT_POSE_ESTIMATOR}")
+    from posebench.datasets.index import refuse_files_outside_root
+
+    refuse_files_outside_root(cfg.root, [im.real for im in images.values()], "validation images")
     scored = sorted(found)
     items = [Item(pred=found[k], ids={"key": k, "scenario": images[k].scenario, "image_id": images[k].image_id,
                                       "file": found[k].name},

@@ -137,11 +137,16 @@ def plan(cfg: EvalConfig) -> Plan:
         people = split.keypoints.get(k.target) if need_keypoints else None
         items.append(Item(pred=files[k], gt=split.images[k.target], ids={"source": k.source, "target": k.target},
                           keypoints=people[0] if people else None))
+    from posebench.datasets.index import refuse_files_outside_root
+
+    refuse_files_outside_root(cfg.root, [it.gt for it in items], "ground-truth images")
     real_sets = {}
     for name in (real_name, *(r for r in protocol.real_sets if r != real_name)):
         if name in index.splits:
             paths = [index.splits[name].images[k] for k in sorted(index.splits[name].images)]
             real_sets[name] = paths[: cfg.real_limit] if cfg.real_limit is not None else paths
+            if {"fid", "kid"} & set(metrics) and (name == real_name or cfg.test_fid):
+                refuse_files_outside_root(cfg.root, real_sets[name], f"FID real-set images ({name})")
         elif name == real_name and {"fid", "kid"} & set(metrics):
             raise PosebenchError(f"the FID real set {name!r} is not in {cfg.root}")
     out = Plan(kind="image", protocol=protocol, profile=profile, metrics=metrics, items=items,

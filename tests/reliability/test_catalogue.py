@@ -147,3 +147,41 @@ def test_results_file_values_are_checked_everywhere(tmp_path):
         with pytest.raises(ResultsError, match=message) as info:
             read_results(path)
         assert str(path) in str(info.value), label
+
+
+# ---------------------------------------------------------------------------------------------- dataset roots
+
+
+def test_eval_refuses_a_ground_truth_link_outside_the_root(tmp_path):
+    """`data verify` refused a ground-truth image that is a link to a file outside the root; eval followed it."""
+    from posebench.datasets.synth import synthesize
+
+    root = tmp_path / "df"
+    synthesize("deepfashion", root, identities=4, poses=2, seed=1, test_fraction=0.5, progress=False)
+    pairs = [r.split(",") for r in (root / "fasion-resize-pairs-test.csv").read_text().split()[1:]]
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for s, t in pairs:
+        Image.open(root / "test" / t).save(pred / f"{s[:-4]}__{t[:-4]}.png")
+    victim = root / "test" / pairs[0][1]
+    outside = tmp_path / "elsewhere.jpg"
+    victim.rename(outside)
+    victim.symlink_to(outside)
+    res = runner.invoke(app, ["eval", "--protocol", "deepfashion-256x176", "--root", str(root), "--pred", str(pred),
+                              "--metrics", "ssim", "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2 and "resolve outside the dataset root" in res.output and str(victim) in res.output
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_huge_image_is_refused_from_its_header(folders, tmp_path):
+    """A 12000x12000 PNG of a few hundred KB was decoded in full (1.9 GiB) before its size was refused."""
+    import tracemalloc
+
+    pred, gt = folders
+    Image.new("RGB", (12000, 12000)).save(pred / "1.png", compress_level=9)
+    tracemalloc.start()
+    res = _eval(folders, tmp_path / "r.json")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert res.exit_code == 2 and str(pred / "1.png") in res.output and "not decoded" in res.output
+    assert peak < 200 * 2**20  # never decoded
