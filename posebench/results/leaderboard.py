@@ -588,7 +588,16 @@ def _paper_url(e: Entry) -> str | None:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text for a Markdown table cell: HTML escaped (Markdown renders inline HTML, so a method named `<script>`
+    would run on the rendered page), pipes escaped, one line."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_url(url: str | None) -> str | None:
+    """Only http(s) links, with the characters that end a Markdown link target escaped."""
+    if not url or not re.match(r"https?://", str(url)):
+        return None
+    return str(url).replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
 
 
 def render_markdown(boards: Sequence[Board]) -> str:
@@ -604,7 +613,7 @@ def render_markdown(boards: Sequence[Board]) -> str:
     out += [f"- {line}" for line in _legend()]
     out += ["", "Boards: " + ", ".join(f"[{b.name}](#{b.name})" for b in boards), ""]
     for b in boards:
-        out += [f'<a id="{b.name}"></a>', "", f"## {b.title}", ""]
+        out += [f'<a id="{html.escape(b.name)}"></a>', "", f"## {_md_cell(b.title)}", ""]
         meta = f"Board `{b.name}` ({b.path.name})"
         meta += f", protocol `{b.protocol}`" if b.protocol else ", no posebench protocol (reported numbers only)"
         count = f"{len(b.entries)} entr{'y' if len(b.entries) == 1 else 'ies'}"
@@ -613,7 +622,7 @@ def render_markdown(boards: Sequence[Board]) -> str:
         out += ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i == 0 or 2 <= i < 2 + len(b.metrics)
                                                              else "---" for i in range(len(head))) + "|"]
         for rank, e in enumerate(b.ranked(), 1):
-            url = _paper_url(e)
+            url = _md_url(_paper_url(e))
             name = f"[{_md_cell(e.method)}]({url})" if url else _md_cell(e.method)
             cells = [str(rank), name, *[e.display(m) for m in b.metrics], _md_cell(e.how), _md_cell(e.where)]
             out.append("| " + " | ".join(cells) + " |")

@@ -185,3 +185,27 @@ def test_a_huge_image_is_refused_from_its_header(folders, tmp_path):
     tracemalloc.stop()
     assert res.exit_code == 2 and str(pred / "1.png") in res.output and "not decoded" in res.output
     assert peak < 200 * 2**20  # never decoded
+
+
+# ---------------------------------------------------------------------------------------------- boards
+
+
+def test_board_markdown_escapes_html_from_method_names(tmp_path):
+    """`leaderboard render` wrote a raw <script> from a --method name into leaderboards/README.md."""
+    import shutil
+
+    from posebench.protocols import get_profile
+    from posebench.results.leaderboard import add_measured, load_board, render_markdown
+    from posebench.results.schema import write_results
+
+    board = tmp_path / "deepfashion-256x176.yaml"
+    shutil.copy(Path(__file__).parents[2] / "leaderboards" / "deepfashion-256x176.yaml", board)
+    results = {"schema_version": 1, "posebench": "x", "canonical": True, "warnings": [], "env": {},
+               "protocol": {"name": "deepfashion-256x176", "version": 1, "sha256": "b" * 64},
+               "profile": {"name": "clean", "version": get_profile("clean").version, "sha256": "p" * 64},
+               "dataset": {"pairs_sha256": "a" * 64}, "predictions": {"images_sha256": "c" * 64},
+               "metrics": {"fid": {"value": 6.0, "n": 8570, "stderr": None, "higher_is_better": False}}}
+    write_results(tmp_path / "r.json", results)
+    add_measured(board, tmp_path / "r.json", "<script>alert(1)</script> | x")
+    text = render_markdown([load_board(board)])
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; \\| x" in text
