@@ -39,8 +39,12 @@ class WeightFile:
         return self.sha256 is not None and len(self.sha256) == 64
 
     def matches(self, digest: str, recorded: str | None = None) -> bool:
-        """Does `digest` match the registered hash (or, for unpinned files, the one `recorded` earlier)?"""
+        """Does `digest` match the registered hash? For an unpinned file, the digest `recorded` at its first
+        verified download; for a file pinned by a prefix, the full digest recorded once a download matched it."""
         expected = self.sha256 or recorded
+        if self.sha256 is not None and not self.full_hash and recorded and len(recorded) == 64 \
+                and recorded.startswith(self.sha256):
+            expected = recorded  # the first verified download fixed the whole digest
         return expected is None or digest.lower().startswith(expected)
 
     @property

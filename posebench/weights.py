@@ -19,6 +19,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import urllib.error
 import urllib.request
@@ -270,13 +271,22 @@ def _stream(response: Any, part: Path, offset: int, total: int | None, label: st
         raise http.client.IncompleteRead(b"", total - written)
 
 
-def add_local_file(spec: WeightFile | str, source: str | os.PathLike[str]) -> Path:
-    """Check a file obtained by hand against the registry and copy it into the cache atomically."""
+def add_local_file(spec: WeightFile | str, source: str | os.PathLike[str], *, trust: bool = False) -> Path:
+    """Check a file obtained by hand against the registry and copy it into the cache atomically.
+
+    An entry without a published digest cannot check the file: it is accepted only with `trust=True` (the CLI's
+    `--trust-unpublished`), and its digest is recorded, so later uses check against it.
+    """
     spec = get(spec)
     source = Path(source)
     if not source.is_file():
         raise WeightsError(f"{source} is not a file. Give the path of the downloaded {spec.filename}.")
     digest = sha256_file(source)
+    if spec.sha256 is None and not trust:
+        raise WeightsError(
+            f"'{spec.name}' has no published sha256, so {source} cannot be checked (its sha256 is {digest}). If you "
+            f"trust where it came from ({spec.url}), add it with --trust-unpublished: that digest is then recorded "
+            "and every later use is checked against it.")
     if not spec.matches(digest):
         raise ChecksumError(
             f"{source} has sha256 {digest}, but '{spec.name}' must have {spec.sha256}. "
@@ -352,10 +362,15 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the restricted unpickler refuses code objects and unknown classes
+        # torch's message suggests weights_only=False (the unsafe load this refuses) and allow-listing classes:
+        # keep only what the file holds ("Unsupported global: GLOBAL module.Class ...")
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        found = re.search(r"Unsupported (?:global|operand)[^\n]*?(?= was not an allowed| Please|$)", text, re.M)
+        reason = found.group(0) if found else (text.strip().splitlines() or [type(exc).__name__])[0][:200]
         raise WeightsError(
-            f"{path} could not be read as a plain tensor checkpoint ({type(exc).__name__}: {exc}). posebench "
-            f"never unpickles arbitrary objects; convert it to safetensors or a plain state dict."
-        ) from exc
+            f"{path} was refused: it is not a plain tensor checkpoint ({reason}). Loading other objects would run "
+            "code from the file, which posebench never does; convert it to safetensors or a plain state dict of "
+            "tensors.") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]  # mmpose / lightning style wrappers
     if not isinstance(obj, dict):

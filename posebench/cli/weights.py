@@ -104,8 +104,12 @@ def path(name: Annotated[str, typer.Argument(help="Registry name.")]) -> None:
 def add(
     name: Annotated[str, typer.Argument(help="Registry name.")],
     file: Annotated[Path, typer.Argument(help="A copy of the file obtained by hand.")],
+    trust_unpublished: Annotated[bool, typer.Option(
+        "--trust-unpublished", help="Accept a file for an entry without a published sha256 (its digest is "
+        "recorded and checked from then on).")] = False,
 ) -> None:
-    """Check a hand-downloaded file's sha256 and copy it into the cache."""
+    """Check a hand-downloaded file's sha256 and copy it into the cache (prints the path and the digest)."""
     from posebench import weights
 
-    typer.echo(str(weights.add_local_file(name, file)))
+    path = weights.add_local_file(name, file, trust=trust_unpublished)
+    typer.echo(f"{path}\nsha256 {weights.verify(name)}")

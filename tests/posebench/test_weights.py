@@ -165,7 +165,7 @@ def test_load_state_dict_refuses_pickled_objects(tmp_path):
         assert torch.equal(weights.load_state_dict(tmp_path / name)["w"], sd["w"])
 
     torch.save({"w": sd["w"], "obj": _Evil()}, tmp_path / "evil.pth")
-    with pytest.raises(WeightsError, match="never unpickles"):
+    with pytest.raises(WeightsError, match="would run code from the file, which posebench never does"):
         weights.load_state_dict(tmp_path / "evil.pth")
 
 

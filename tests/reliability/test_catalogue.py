@@ -8,6 +8,7 @@ readable as a plain `open()` would make them; nothing half-written; a long job c
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -209,3 +210,54 @@ def test_board_markdown_escapes_html_from_method_names(tmp_path):
     add_measured(board, tmp_path / "r.json", "<script>alert(1)</script> | x")
     text = render_markdown([load_board(board)])
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; \\| x" in text
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+class Payload:
+    """An object a pickle would rebuild (and, with a __reduce__, could run code while doing so)."""
+
+
+def test_a_pickle_is_refused_without_torchs_unsafe_hint(tmp_path):
+    """torch's "setting weights_only=False will likely succeed" was passed on: that is the unsafe thing."""
+    import torch
+
+    from posebench import weights
+    from posebench.errors import WeightsError
+
+    torch.save({"x": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(WeightsError) as info:
+        weights.load_state_dict(tmp_path / "evil.pt")
+    text = str(info.value)
+    assert "evil.pt was refused" in text and "Payload" in text and "weights_only" not in text
+    assert "would run code" in text
+
+
+def test_unpublished_digest_needs_explicit_trust(tmp_path, monkeypatch):
+    """`weights add` accepted any file for an entry without a published digest, silently."""
+    from posebench import weights
+    from posebench.weight_file import WeightFile
+
+    spec = WeightFile(name="test-unpinned", filename="unpinned.bin", url="https://example.org/unpinned.bin",
+                      sha256=None, licence="test", description="test")
+    monkeypatch.setitem(weights.REGISTRY._entries, spec.name, spec)
+    (tmp_path / "file.bin").write_bytes(b"some weights")
+    res = runner.invoke(app, ["weights", "add", spec.name, str(tmp_path / "file.bin")])
+    assert res.exit_code == 2 and "--trust-unpublished" in res.output and "cannot be checked" in res.output
+    assert not weights.cache_path(spec).exists()
+    res = runner.invoke(app, ["weights", "add", spec.name, str(tmp_path / "file.bin"), "--trust-unpublished"])
+    digest = hashlib.sha256(b"some weights").hexdigest()
+    assert res.exit_code == 0 and f"sha256 {digest}" in res.output
+    assert weights.status(spec) == weights.Status.VERIFIED  # checked against the recorded digest from now on
+
+
+def test_a_prefix_pin_becomes_the_full_digest_after_the_first_verified_file():
+    from posebench.weight_file import WeightFile
+
+    spec = WeightFile(name="p", filename="p.bin", url="https://example.org/p", sha256="abcdef12", licence="",
+                      description="")
+    full = "abcdef12" + "0" * 56
+    assert spec.matches("abcdef12" + "f" * 56)  # nothing recorded yet: the published prefix decides
+    assert spec.matches(full, recorded=full)
+    assert not spec.matches("abcdef12" + "f" * 56, recorded=full)  # same prefix, another file: refused
