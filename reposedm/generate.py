@@ -32,6 +32,26 @@ class GenerateResult:
     record: dict[str, Any]
 
 
+RESUME_KEYS = ("run", "checkpoint", "weights", "protocol", "split", "scheduler", "steps", "guidance_scale",
+               "pose_guidance_scale", "seed", "model_resolution", "output_resolution")
+
+
+def _check_resume(out: Path, record_file: Path, settings: dict, existing: int) -> None:
+    """A folder that already holds some of the images is resumed only with the settings that made them: a
+    different --steps / --seed / checkpoint would mix two settings in one folder (refused, each difference named)."""
+    if existing == 0:
+        return
+    try:
+        before = json.loads(record_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise PosebenchError(f"{out} already holds {existing} of these generated images but no readable settings "
+                             f"record ({record_file}); sample into another --out, or empty this one") from None
+    changed = [f"{k}: {before.get(k)!r} -> {settings[k]!r}" for k in RESUME_KEYS if before.get(k) != settings[k]]
+    if changed:
+        raise PosebenchError(f"{out} holds {existing} images made with other settings ({'; '.join(changed)}); "
+                             "resume with the same settings, or sample into another --out")
+
+
 def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | None = None, scheduler: str = "ddim",
              steps: int = 50, guidance_scale: float | None = None, pose_guidance_scale: float | None = None,
              seed: int = 0, limit: int | None = None, batch_size: int = 8, device: str = "cpu", ema: bool = True,
@@ -96,6 +116,16 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     todo = [k for k in chosen if not (out / pairs[k].filename).exists()]
     target_size = tuple(output_size or spec.resolution)
     resized = tuple(cfg.model.resolution) != target_size
+    settings = {
+        "run": str(run), "checkpoint": str(ckpt), "config": cfg.name, "variant": cfg.model.variant,
+        "weights": "ema" if ema else "raw", "protocol": spec.name, "split": split, "scheduler": scheduler,
+        "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta, "seed": seed,
+        "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size), "resized": resized,
+    }
+    record_file = Path(record_path or out / "sampling.json")
+    _check_resume(out, record_file, settings, n - len(todo))
+    # the settings go down before the first image: a resumed run is checked against them
+    atomic_write_text(record_file, json.dumps({**settings, "pairs": n, "complete": False}, indent=2) + "\n")
     if resized:
         log.warning("the model generates %s images; they are resized to the protocol's %s (pil-bicubic)",
                     "x".join(map(str, cfg.model.resolution)), "x".join(map(str, target_size)))
@@ -117,14 +147,9 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
                     array = resize(array, target_size, "pil-bicubic")
                 write_png(out / pairs[k].filename, array)
             bar.update(task, advance=len(ks))
-    record = {
-        "run": str(run), "checkpoint": str(ckpt), "config": cfg.name, "variant": cfg.model.variant,
-        "weights": "ema" if ema else "raw", "protocol": spec.name, "split": split, "scheduler": scheduler,
-        "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta, "seed": seed, "pairs": n,
-        "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size),
-        "resized": resized, "seeding": "image k uses image_seed(seed, k), k = index in the sorted pair list",
-    }
-    atomic_write_text(record_path or out / "sampling.json", json.dumps(record, indent=2) + "\n")
+    record = {**settings, "pairs": n, "complete": True,
+              "seeding": "image k uses image_seed(seed, k), k = index in the sorted pair list"}
+    atomic_write_text(record_file, json.dumps(record, indent=2) + "\n")
     return GenerateResult(out, len(todo), n - len(todo), n, record)
 
 

@@ -39,10 +39,16 @@ def test_train_sample_eval_chain(synth_root, tmp_path):
     record = json.loads((gen / "sampling.json").read_text())
     assert record["variant"] == "b2" and record["resized"] and record["output_resolution"] == [256, 176]
 
+    # a resume with other settings would mix two settings in one folder: refused, naming each difference
+    res = runner.invoke(app, [*sample[:-3], "--steps", "3", "--seed", "7", "--quiet"])
+    assert res.exit_code == 2 and "steps: 2 -> 3" in res.output and "seed: 0 -> 7" in res.output
+    assert all((gen / name).read_bytes() == data for name, data in first.items())
+
     res = runner.invoke(app, sample)  # resumable: the two finished images are kept, the rest are added
     assert res.exit_code == 0, res.output
     assert "already there" in res.output
     assert all((gen / name).read_bytes() == data for name, data in first.items())
+    assert json.loads((gen / "sampling.json").read_text())["complete"] is True
 
     res = runner.invoke(app, ["eval", *common, "--pred", str(gen), "--metrics", "ssim,psnr", "--out",
                               str(tmp_path / "results.json")])
