@@ -176,7 +176,12 @@ def load_pipeline(run_or_checkpoint: str | Path, *, ema: bool = True, scheduler:
     ckpt = resolve_checkpoint(Path(run_or_checkpoint))
     verify_checkpoint(ckpt)
     cfg = read_run_config(ckpt / "run_config.json")
-    model = RePoseDMModel.from_pretrained(ckpt / ("ema" if ema else "model"))
+    weights = ckpt / ("ema" if ema else "model")
+    try:
+        model = RePoseDMModel.from_pretrained(weights)
+    except (ValueError, RuntimeError, OSError) as exc:  # diffusers: a tensor whose shape does not fit, a bad file
+        raise CheckpointError(f"{weights}: the weights do not fit the run's model ({str(exc).strip()[:300]}); the "
+                              "checkpoint is damaged or was written by another config") from None
     vae = load_vae(cfg.model, allow_download=allow_download)
     pipe = RePoseDMPipeline(model.eval(), make_scheduler(cfg.model, scheduler), vae)
     return pipe.to(device), cfg, ckpt

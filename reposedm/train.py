@@ -154,6 +154,7 @@ def _check_run_folder(out: Path, cfg: RunConfig, resume: bool) -> Path | None:
         if ckpts or (out / "config.json").exists():
             raise PosebenchError(f"{out} already holds a run; pass --resume to continue it, or choose a new --out")
         return None
+    _remove_stale_temporaries(out)
     if not ckpts:
         if (out / "config.json").exists():
             _same_model(out / "config.json", cfg)
@@ -162,6 +163,20 @@ def _check_run_folder(out: Path, cfg: RunConfig, resume: bool) -> Path | None:
     verify_checkpoint(last)
     _same_model(last / "run_config.json", cfg)
     return last
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """A run killed while writing a checkpoint leaves `checkpoint-N.tmp-PID`; a resume removes them (the complete
+    checkpoints are untouched)."""
+    import shutil
+
+    from reposedm.checkpoints import checkpoint_dir
+
+    folder = checkpoint_dir(out)
+    if folder.is_dir():
+        for tmp in folder.glob("checkpoint-*.tmp-*"):
+            log.info("removing %s, left by a run killed while writing it", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _same_model(path: Path, cfg: RunConfig) -> None:

@@ -69,3 +69,40 @@ def test_bad_reference_commands_exit_2(synth_root, tmp_path):
     (tmp_path / "empty").mkdir()
     res = runner.invoke(app, ["sample", "--run", str(tmp_path / "empty"), *common, "--out", str(tmp_path / "g")])
     assert res.exit_code == 2 and "has no checkpoints" in res.output
+
+
+def test_checkpoint_faults(synth_root, tmp_path):
+    """A run killed while writing a checkpoint left `checkpoint-*.tmp-PID` forever; a safetensors tensor of the
+    wrong shape crashed `sample` with diffusers' ValueError instead of naming the file and the tensor."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from reposedm.checkpoints import CHECKSUMS
+
+    run = tmp_path / "run"
+    common = ["--protocol", "deepfashion-256x176", "--root", str(synth_root)]
+    res = runner.invoke(app, ["train-reference", "--config", "tiny-b1", *common, "--out", str(run), "--max-steps",
+                              "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    stale = run / "checkpoints" / "checkpoint-000002.tmp-99999"
+    stale.mkdir()
+    (stale / "half-written.bin").write_bytes(b"x")
+    res = runner.invoke(app, ["train-reference", *common, "--out", str(run), "--resume", "--max-steps", "2",
+                              "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert not stale.exists() and (run / "checkpoints" / "checkpoint-000002").is_dir()
+
+    ckpt = run / "checkpoints" / "checkpoint-000002"
+    weights = next((ckpt / "ema").glob("*.safetensors"))
+    tensors = load_file(str(weights))
+    name = next(k for k, v in tensors.items() if v.ndim == 4)
+    tensors[name] = tensors[name][:, :1].contiguous()  # one input channel instead of several
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    sums = json.loads((ckpt / CHECKSUMS).read_text())  # a consistent but wrong checkpoint, as by another config
+    sums[str(weights.relative_to(ckpt))] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (ckpt / CHECKSUMS).write_text(json.dumps(sums))
+    res = runner.invoke(app, ["sample", "--run", str(run), *common, "--out", str(tmp_path / "gen"), "--steps", "1",
+                              "--limit", "1", "--quiet"])
+    assert res.exit_code == 2 and str(weights.parent) in res.output and "do not fit the run's model" in res.output
+    assert name.split(".")[0] in res.output  # diffusers' message names the tensor
