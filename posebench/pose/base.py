@@ -116,6 +116,7 @@ class EstimatorEntry:
     target: str
     canonical: bool
     description: str
+    weights: str | None = None  # the weights-registry file its factory loads by default (None: none)
 
     def build(self, weights: Path | None = None, **kwargs: Any) -> PoseEstimator:
         import importlib
@@ -131,12 +132,15 @@ ESTIMATORS.register("synthetic-posenet", EstimatorEntry(
     "posebench.pose.synthetic:synthetic_posenet", False,
     "trained on synthetic people by `posebench pose train` (pass its file as weights): synthetic-domain"))
 ESTIMATORS.register("higherhrnet-w32-coco", EstimatorEntry(
-    "posebench.pose.higherhrnet:higherhrnet_w32_coco", True, "HigherHRNet-W32, COCO, 512 input"))
+    "posebench.pose.higherhrnet:higherhrnet_w32_coco", True, "HigherHRNet-W32, COCO, 512 input",
+    "higherhrnet-w32-coco"))
 ESTIMATORS.register("higherhrnet-w48-coco-udp", EstimatorEntry(
-    "posebench.pose.higherhrnet:higherhrnet_w48_coco_udp", True, "HigherHRNet-W48 + UDP, COCO, 512 input"))
+    "posebench.pose.higherhrnet:higherhrnet_w48_coco_udp", True, "HigherHRNet-W48 + UDP, COCO, 512 input",
+    "higherhrnet-w48-coco-udp"))
 ESTIMATORS.register("higherhrnet-w48-humanart-udp", EstimatorEntry(
     "posebench.pose.higherhrnet:higherhrnet_w48_humanart_udp", True,
-    "HigherHRNet-W48 + UDP trained on Human-Art (HumanSD's evaluation estimator), 512 input"))
+    "HigherHRNet-W48 + UDP trained on Human-Art (HumanSD's evaluation estimator), 512 input",
+    "higherhrnet-w48-humanart-udp"))
 
 
 def build_estimator(name: str, weights: Path | None = None, **kwargs: Any) -> PoseEstimator:

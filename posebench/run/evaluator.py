@@ -444,3 +444,41 @@ def _per_image_csv(plan: Plan, columns: dict[str, list[Any]]) -> str:
         writer.writerow([*(it.ids[c] for c in plan.id_columns),
                          *(repr(v) if isinstance(v, float) else v for v in values)])
     return buf.getvalue()
+
+
+def preflight(protocol: str, *, profile: str | None = None, metrics: tuple[str, ...] | None = None,
+              fid_weights: Path | None = None, lpips_weights: Path | None = None, is_weights: Path | None = None,
+              pose_estimator: str | None = None, pose_weights: Path | None = None) -> tuple[str, ...]:
+    """What an evaluation will need, checked before a long step that comes first (the gate samples a checkpoint
+    for minutes before it evaluates): the protocol, the profile and the metrics it defines, and every weight file
+    the metrics will load, present and verified now (downloaded when allowed, else an offline error naming the
+    file). Returns the metrics."""
+    from posebench import weights
+    from posebench.metrics.lpips_net import BACKBONE_WEIGHTS
+    from posebench.pose.base import ESTIMATORS
+    from posebench.protocols import get_profile, get_protocol
+    from posebench.run.plan import check_metrics
+
+    spec = get_protocol(protocol)
+    prof = get_profile(profile or spec.default_profile)
+    wanted = check_metrics(tuple(metrics or spec.metrics), prof)
+    needed: list[tuple[str | None, Path | None]] = []
+    if {"fid", "kid"} & set(wanted):
+        needed.append((prof.section("fid").weights, fid_weights))
+    if "lpips" in wanted:
+        needed.append((BACKBONE_WEIGHTS[prof.section("lpips").net], lpips_weights))
+    if "is" in wanted:
+        needed.append((prof.section("is").weights, is_weights))
+    if set(POSE_METRICS) & set(wanted):
+        from posebench.pose.detect import DEFAULT_ESTIMATOR
+
+        entry = ESTIMATORS.get(pose_estimator or DEFAULT_ESTIMATOR)
+        needed.append((entry.weights, pose_weights))
+    for registry_name, user_file in needed:
+        if user_file is not None:
+            if not Path(user_file).is_file():
+                raise PosebenchError(f"the weights file {user_file} does not exist")
+        elif registry_name is not None:
+            weights.ensure(registry_name, allow_download=not weights.is_offline())
+    return wanted
+

@@ -93,8 +93,9 @@ def load_suite(name_or_path: str) -> Suite:
     if not isinstance(tolerance, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in tolerance.values()):
         raise SuiteError(f"{path}: tolerance must map metric names to non-negative numbers")
     metrics = data.get("metrics")
-    if metrics is not None and (not isinstance(metrics, list) or not metrics):
-        raise SuiteError(f"{path}: metrics must be a non-empty list")
+    if metrics is not None and (not isinstance(metrics, list) or not metrics
+                                or not all(isinstance(m, str) for m in metrics)):
+        raise SuiteError(f"{path}: metrics must be a non-empty list of metric names, e.g. [fid, ssim, lpips]")
     return Suite(
         name=str(data["suite"]), version=int(data.get("version", 1)), protocol=str(data["protocol"]), pairs=pairs,
         subset_seed=int(data.get("subset_seed", 0)), sampling=dict(sampling), profile=data.get("profile"),
@@ -138,9 +139,22 @@ def run_checkpoint_suite(checkpoint: Path, suite: Suite, *, root: Path, work: Pa
     from reposedm.data import PairSource, load_pairs
     from reposedm.generate import generate
 
+    from posebench.run.evaluator import preflight
+
     ckpt = resolve_checkpoint(Path(checkpoint))
     verify_checkpoint(ckpt)
     spec = get_protocol(suite.protocol)
+    # everything the evaluation and the comparison need, before minutes of sampling: metric names, the profile's
+    # sections, every weight file the metrics load, and a readable baseline from this suite
+    try:
+        preflight(spec.name, profile=suite.profile, metrics=suite.metrics)
+    except PosebenchError as exc:
+        raise SuiteError(f"{suite.path}: {exc}") from None
+    if not update_baseline:
+        if not suite.baseline.exists():
+            raise SuiteError(f"suite {suite.name}: no baseline at {suite.baseline}. Run once with --update-baseline "
+                             "on the reference checkpoint")
+        read_results(suite.baseline)
     _, pairs = load_pairs(PairSource(spec.dataset, Path(root), spec.split))
     chosen = subset_indices(len(pairs), suite.pairs, suite.subset_seed)
     subset_sha = hashlib.sha256("\n".join(str(pairs[k]) for k in chosen).encode()).hexdigest()

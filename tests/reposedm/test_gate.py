@@ -112,3 +112,25 @@ def test_reid_augment_with_the_reference_model(tmp_path):
     doc = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in doc["rows"]} == {"Standard", "reposedm"}
     assert doc["settings"]["generator"] == f"reposedm:{run}"
+
+
+def test_everything_is_checked_before_sampling(tiny_run, synth_root, tmp_path, monkeypatch):
+    """A malformed suite crashed only after the checkpoint was sampled; missing LPIPS weights failed after minutes
+    of sampling. Both now stop before the first image (nothing written to the work folder)."""
+    import reposedm.generate
+
+    def boom(*args, **kwargs):
+        raise AssertionError("sampled before the checks")
+
+    monkeypatch.setattr(reposedm.generate, "generate", boom)
+    work = tmp_path / "work"
+    cases = {"metrics": ({"metrics": [{"ssim": 1}]}, "metrics must be a non-empty list of metric names"),
+             "unknown": ({"metrics": ["ssim", "fidd"]}, "unknown metrics ['fidd']"),
+             "weights": ({"metrics": ["ssim", "lpips"]}, "alexnet-tv-imagenet")}
+    monkeypatch.setenv("POSEBENCH_OFFLINE", "1")  # the LPIPS backbone is not in the (empty) test cache
+    for label, (over, message) in cases.items():
+        suite = _suite(tmp_path, **over)
+        res = runner.invoke(app, ["regress", "--checkpoint", str(tiny_run), "--suite", str(suite), "--root",
+                                  str(synth_root), "--work", str(work), "--update-baseline"])
+        assert res.exit_code == 2 and message in res.output, (label, res.output)
+        assert not work.exists(), label
