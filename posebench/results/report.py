@@ -609,7 +609,9 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
 
 def write_report(results_paths: Sequence[str | Path], out: str | Path, labels: Sequence[str] | None = None,
                  samples: int = DEFAULT_SAMPLES) -> Path:
-    """`build_report` written atomically to `out`; returns `out`."""
-    out = Path(out)
+    """`build_report` written atomically to `out` (checked first: a folder, below a file, read-only); returns `out`."""
+    from posebench.utils.io import check_output_path
+
+    out = check_output_path(out, "--out")
     atomic_write_text(out, build_report(results_paths, labels=labels, samples=samples))
     return out

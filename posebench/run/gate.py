@@ -134,12 +134,10 @@ def run_checkpoint_suite(checkpoint: Path, suite: Suite, *, root: Path, work: Pa
     from posebench.protocols import get_protocol
     from posebench.results.regress import comparability_problems, compare
     from posebench.results.schema import read_results
-    from posebench.run.evaluator import EvalConfig, evaluate
+    from posebench.run.evaluator import EvalConfig, evaluate, preflight
     from reposedm.checkpoints import resolve_checkpoint, verify_checkpoint
     from reposedm.data import PairSource, load_pairs
     from reposedm.generate import generate
-
-    from posebench.run.evaluator import preflight
 
     ckpt = resolve_checkpoint(Path(checkpoint))
     verify_checkpoint(ckpt)

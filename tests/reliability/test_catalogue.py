@@ -261,3 +261,21 @@ def test_a_prefix_pin_becomes_the_full_digest_after_the_first_verified_file():
     assert spec.matches("abcdef12" + "f" * 56)  # nothing recorded yet: the published prefix decides
     assert spec.matches(full, recorded=full)
     assert not spec.matches("abcdef12" + "f" * 56, recorded=full)  # same prefix, another file: refused
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def test_report_out_folder_and_escaping_per_image_file(folders, tmp_path):
+    """`report --out DIR` crashed; a results file whose per_image_file pointed at /etc/passwd was read."""
+    out = tmp_path / "r.json"
+    assert _eval(folders, out).exit_code == 0
+    res = runner.invoke(app, ["report", str(out), "--out", str(tmp_path), "--samples", "0"])
+    assert res.exit_code == 2 and f"--out {tmp_path} is a folder" in res.output
+    data = json.loads(out.read_text())
+    data["per_image_file"] = "/etc/passwd"
+    (tmp_path / "evil.json").write_text(json.dumps(data))
+    res = runner.invoke(app, ["report", str(tmp_path / "evil.json"), "--out", str(tmp_path / "x.html"),
+                              "--samples", "0"])
+    assert res.exit_code == 2 and "per_image_file must be a bare file name" in res.output
+    assert not (tmp_path / "x.html").exists()
