@@ -365,6 +365,11 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         # torch's message suggests weights_only=False (the unsafe load this refuses) and allow-listing classes:
         # keep only what the file holds ("Unsupported global: GLOBAL module.Class ...")
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        if "TorchScript" in text:
+            raise WeightsError(
+                f"{path} was refused: it is a TorchScript archive, i.e. a program. posebench runs TorchScript only "
+                "from a registry file whose sha256 it verifies (`posebench weights list`); download that file with "
+                "`posebench weights download NAME`, or give a plain state dict of tensors / safetensors.") from None
         found = re.search(r"Unsupported (?:global|operand)[^\n]*?(?= was not an allowed| Please|$)", text, re.M)
         reason = found.group(0) if found else (text.strip().splitlines() or [type(exc).__name__])[0][:200]
         raise WeightsError(

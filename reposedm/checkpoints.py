@@ -15,6 +15,7 @@ previous one. Loading verifies the checksums and refuses a damaged checkpoint wi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -116,6 +117,14 @@ def verify_checkpoint(path: Path) -> None:
         if sha256_file(f) != digest:
             raise CheckpointError(f"checkpoint {path}: {rel} does not match its checksum (corrupt or edited); "
                                   "delete the checkpoint to resume from the previous one")
+
+
+def weights_fingerprint(path: Path, subfolder: str) -> str:
+    """sha256 over the (file, sha256) entries of checksums.json under `subfolder` (e.g. "ema"): names the weights
+    a checkpoint holds independently of where the run folder lies (a copied or moved run keeps it)."""
+    sums = json.loads((Path(path) / CHECKSUMS).read_text())
+    entries = sorted((rel, digest) for rel, digest in sums.items() if rel.split("/")[0] == subfolder)
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
 def apply_retention(run: Path, keep_last: int, keep_every: int) -> list[Path]:

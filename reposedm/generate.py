@@ -32,8 +32,10 @@ class GenerateResult:
     record: dict[str, Any]
 
 
-RESUME_KEYS = ("run", "checkpoint", "weights", "protocol", "split", "scheduler", "steps", "guidance_scale",
-               "pose_guidance_scale", "seed", "model_resolution", "output_resolution")
+# the run and checkpoint paths are recorded but not compared: a copied or moved run resumes; its weights
+# fingerprint is what must not change
+RESUME_KEYS = ("weights_sha256", "config", "variant", "weights", "protocol", "split", "scheduler", "steps",
+               "guidance_scale", "pose_guidance_scale", "seed", "model_resolution", "output_resolution")
 
 
 def _check_resume(out: Path, record_file: Path, settings: dict, existing: int) -> None:
@@ -46,7 +48,10 @@ def _check_resume(out: Path, record_file: Path, settings: dict, existing: int) -
     except (OSError, ValueError):
         raise PosebenchError(f"{out} already holds {existing} of these generated images but no readable settings "
                              f"record ({record_file}); sample into another --out, or empty this one") from None
-    changed = [f"{k}: {before.get(k)!r} -> {settings[k]!r}" for k in RESUME_KEYS if before.get(k) != settings[k]]
+    changed = [f"{k}: {before.get(k)!r} -> {settings[k]!r}" for k in RESUME_KEYS
+               if k != "weights_sha256" and before.get(k) != settings[k]]
+    if before.get("weights_sha256") != settings["weights_sha256"]:
+        changed.insert(0, f"checkpoint weights: {before.get('checkpoint')} -> {settings['checkpoint']} (other weights)")
     if changed:
         raise PosebenchError(f"{out} holds {existing} images made with other settings ({'; '.join(changed)}); "
                              "resume with the same settings, or sample into another --out")
@@ -57,7 +62,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
              seed: int = 0, limit: int | None = None, batch_size: int = 8, device: str = "cpu", ema: bool = True,
              save_warped: bool = False, indices: list[int] | None = None, pairs: list[Any] | None = None,
              output_size: tuple[int, int] | None = None, record_path: Path | None = None,
-             progress: bool = True) -> GenerateResult:
+             progress: bool = True, restart_stale: bool = False) -> GenerateResult:
     """Generate every pair of a protocol's split with a trained run (see module docstring).
 
     Args:
@@ -71,6 +76,8 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
             re-ID augmentation plan); image k of the list uses seed (seed, k).
         output_size: (H, W) of the written images (default: the protocol's resolution).
         record_path: where the settings record goes (default OUT/sampling.json).
+        restart_stale: images made with other settings are deleted and made again instead of refused (for
+            folders a caller owns, e.g. the demo's after a run trained further).
         save_warped: also write `warped/{name}.png`: source | W(I_S; F^n) for n = 1..N | generated | target
             (paper fig. 9; b2 and full only).
     """
@@ -78,7 +85,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
 
     from posebench.images import resize
     from posebench.protocols import get_protocol
-    from reposedm.checkpoints import load_pipeline
+    from reposedm.checkpoints import load_pipeline, weights_fingerprint
     from reposedm.train import build_pose_field
 
     if steps <= 0 or batch_size <= 0 or (limit is not None and limit <= 0):
@@ -118,12 +125,21 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     resized = tuple(cfg.model.resolution) != target_size
     settings = {
         "run": str(run), "checkpoint": str(ckpt), "config": cfg.name, "variant": cfg.model.variant,
-        "weights": "ema" if ema else "raw", "protocol": spec.name, "split": split, "scheduler": scheduler,
+        "weights": "ema" if ema else "raw", "weights_sha256": weights_fingerprint(ckpt, "ema" if ema else "model"),
+        "protocol": spec.name, "split": split, "scheduler": scheduler,
         "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta, "seed": seed,
         "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size), "resized": resized,
     }
     record_file = Path(record_path or out / "sampling.json")
-    _check_resume(out, record_file, settings, n - len(todo))
+    try:
+        _check_resume(out, record_file, settings, n - len(todo))
+    except PosebenchError:
+        if not restart_stale:
+            raise
+        log.warning("%s: images of other settings (an earlier checkpoint) are replaced", out)
+        for k in chosen:
+            (out / pairs[k].filename).unlink(missing_ok=True)
+        todo = list(chosen)
     # the settings go down before the first image: a resumed run is checked against them
     atomic_write_text(record_file, json.dumps({**settings, "pairs": n, "complete": False}, indent=2) + "\n")
     if resized:

@@ -374,7 +374,7 @@ def run_demo(out: Path, *, minutes: float = 10.0, plan: DemoPlan | None = None, 
     def sample_all() -> None:
         for method, (_, run) in runs.items():
             generate(run, protocol=PROTOCOL, root=root, out=gen / method, steps=plan.sample_steps,
-                     seed=plan.seed, batch_size=plan.batch_size, progress=progress)
+                     seed=plan.seed, batch_size=plan.batch_size, progress=progress, restart_stale=True)
         for kind in BASELINE_METHODS:
             write_baseline(kind, PROTOCOL, root, gen / kind, progress=progress)
 

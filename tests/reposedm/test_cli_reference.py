@@ -44,6 +44,15 @@ def test_train_sample_eval_chain(synth_root, tmp_path):
     assert res.exit_code == 2 and "steps: 2 -> 3" in res.output and "seed: 0 -> 7" in res.output
     assert all((gen / name).read_bytes() == data for name, data in first.items())
 
+    # an earlier checkpoint of the same run holds other weights: refused, naming both checkpoints
+    older = run / "checkpoints" / "checkpoint-000002"
+    res = runner.invoke(app, ["sample", "--run", str(older), *common, "--out", str(gen), "--steps", "2", "--quiet"])
+    assert res.exit_code == 2 and "checkpoint weights" in res.output and "checkpoint-000002" in res.output
+
+    # the paths are not the identity: the run moved elsewhere resumes into the same folder
+    moved = tmp_path / "moved-run"
+    run.rename(moved)
+    sample = ["sample", "--run", str(moved), *common, "--out", str(gen), "--steps", "2", "--quiet"]
     res = runner.invoke(app, sample)  # resumable: the two finished images are kept, the rest are added
     assert res.exit_code == 0, res.output
     assert "already there" in res.output
@@ -55,6 +64,14 @@ def test_train_sample_eval_chain(synth_root, tmp_path):
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["metrics"]["ssim"]["n"] == len(list(gen.glob("*.png")))
+
+    # a folder its caller owns (the demo's) is made again from the other checkpoint instead of refused
+    from reposedm.generate import generate
+
+    again = generate(moved / "checkpoints" / "checkpoint-000002", protocol="deepfashion-256x176", root=synth_root,
+                     out=gen, steps=2, limit=2, progress=False, restart_stale=True)
+    assert (again.written, again.skipped) == (2, 0)
+    assert json.loads((gen / "sampling.json").read_text())["checkpoint"].endswith("checkpoint-000002")
 
 
 def test_bad_reference_commands_exit_2(synth_root, tmp_path):

@@ -9,7 +9,7 @@ the same weights: clean-fid's own code path for `clean`, a re-implementation of 
 Tolerances: with `channels_last=False` the extractors do the reference arithmetic in the reference memory layout
 and must agree to atol 1e-5 (they agree bit for bit on CPU here). The default channels_last layout changes the
 summation order; seeded random networks amplify that rounding far more than trained ones (~1e-7 relative with
-real weights, `metric-profiles.md` §7), so there the bound is 2e-4 of the largest feature. Batch invariance:
+real weights), so there the bound is 2e-4 of the largest feature. Batch invariance:
 atol 1e-4.
 """
 
@@ -274,7 +274,7 @@ def test_clean_torchscript_verified_file_under_another_name(torchscript_file, im
 
 
 def test_unverified_torchscript_is_never_loaded(torchscript_file):
-    with pytest.raises(WeightsError, match="never unpickles"):
+    with pytest.raises(WeightsError, match="TorchScript archive, i.e. a program. posebench runs TorchScript only"):
         build_extractor("clean", weights=torchscript_file)
 
 
