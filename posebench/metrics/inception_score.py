@@ -96,6 +96,7 @@ class IS(ProfileMetric):
         if classifier is None:
             classifier, resolved = build_classifier(weights or self.section.weights, device)
             self.weights_sha256 = resolved.sha256
+            self.weights_registry_name = resolved.registry_name
         self.classifier = classifier
         self.masked = masked
         self.add_state("probs", default=[], dist_reduce_fx="cat")

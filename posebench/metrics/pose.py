@@ -1,8 +1,8 @@
 """Pose-accuracy metrics of HumanSD (arXiv 2304.04269): AP, AP(m), CAP and PCE from keypoint detections.
 
 Inputs are a COCO keypoint ground truth (a dict as in a COCO JSON file) and a list of COCO keypoint results
-(`image_id`, `keypoints` (51 floats), `score`, optional `category_id`). See `/work/shared/notes/pose-metrics.md`
-sections 1-2 and 4 for the released code this reproduces.
+(`image_id`, `keypoints` (51 floats), `score`, optional `category_id`). docs/metrics.md ("Pose profiles")
+describes the released code this reproduces and the quirks each profile keeps or fixes.
 
 - **AP** = pycocotools `COCOeval(iouType="keypoints")` `stats[0]`; **AP(m)** = `stats[3]` (medium, 32² to 96² px²).
   COCO σ, OKS thresholds 0.50:0.05:0.95, 101 recall points and `maxDets=[20]` in both profiles (20 is the COCO
@@ -17,7 +17,7 @@ All values are fractions (the papers print AP and CAP x100).
 
 Profiles are versioned YAML files (`posebench/protocols/pose_profiles/`, `posebench.protocols.pose_profile`);
 `evaluate_pose(..., profile=)` takes a built-in name (`clean`, `humansd`), a YAML path or a `PoseProfile`. The
-settings this module applies (quirk numbers of the notes, section 4):
+settings this module applies (quirk numbers of the table in docs/metrics.md):
 
 - `gt_area` (quirk 3): `given-or-visible-joints` uses GT `area`/`bbox` as given and computes missing ones from the
   visible joints; `placeholders` turns every joint with v <= `visibility_threshold` into (-1, -1, 0), takes `bbox`

@@ -3,7 +3,7 @@
 A pose profile pins every setting that moves AP, AP(m), CAP or PCE: what the estimator is fed, how it decodes,
 the frame the targets live in, how GT areas are made, the similarity behind CAP, the aggregation and which
 detections PCE counts. Each setting names the quirk of HumanSD's released code it reproduces or fixes (numbers of
-`/work/shared/notes/pose-metrics.md` section 4). Like image profiles, a pose profile carries a name, a version and
+the quirk table in docs/metrics.md). Like image profiles, a pose profile carries a name, a version and
 a content hash (of the parsed YAML, so comments do not count), which go into results.
 """
 

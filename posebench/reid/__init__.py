@@ -1,4 +1,4 @@
-"""Re-ID augmentation protocol (reid-protocol.md): real-data subsets, generation plans, Market-1501 ranking."""
+"""Re-ID augmentation protocol (docs/reid.md): real-data subsets, generation plans, Market-1501 ranking."""
 
 from __future__ import annotations
 

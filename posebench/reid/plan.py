@@ -1,9 +1,9 @@
-"""Generation plan for the re-ID augmentation set D_aug (reid-protocol.md §1.1, §1.3, §2).
+"""Generation plan for the re-ID augmentation set D_aug (docs/reid.md).
 
 For every real image of the subset D_tr (sorted), `k` generated images:
 
-- source = that real image (so each D_tr image is a source exactly k times; per pid this is the notes' "uniform
-  over D_tr images of that pid");
+- source = that real image (so each D_tr image is a source exactly k times; per pid this is "uniform over D_tr
+  images of that pid");
 - target pose = drawn uniformly (seeded, `random.Random(seed)`) from the target pool, by default D_tr itself.
   Any identity may be drawn, including the source's own (Deformable GAN and PIDM draw from the whole pool); the
   source image itself is excluded (that would be a reconstruction, not a new pose). The k targets of one source

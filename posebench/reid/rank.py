@@ -1,4 +1,4 @@
-"""Market-1501 CMC / mAP, vectorized, bit-identical to torchreid's python `eval_market1501` (reid-protocol.md §4.7).
+"""Market-1501 CMC / mAP, vectorized, bit-identical to torchreid's python `eval_market1501` (docs/reid.md).
 
 torchreid's rules, reproduced:
 

@@ -1,4 +1,4 @@
-"""Re-ID augmentation experiment on Market-1501 (reid-protocol.md): Standard vs real + generated images.
+"""Re-ID augmentation experiment on Market-1501 (docs/reid.md): Standard vs real + generated images.
 
 For every (fraction, seed):
 

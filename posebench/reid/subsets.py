@@ -1,6 +1,6 @@
-"""Seeded real-data subsets D_tr of the Market-1501 training set (reid-protocol.md §1.3, §2).
+"""Seeded real-data subsets D_tr of the Market-1501 training set (docs/reid.md).
 
-Rule (posebench default, the notes' `market_subset` sketch, implemented exactly):
+Rule (posebench default, docs/reid.md):
 
 1. `rng = random.Random(seed)`; group the names by pid.
 2. For every pid in ascending order, keep `rng.choice(sorted(names of that pid))` (at least one image per id).

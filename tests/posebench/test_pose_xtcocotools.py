@@ -1,5 +1,5 @@
 """Parity of posebench's pose metrics (pycocotools inside) with xtcocotools, the COCO fork HumanSD's released code
-evaluates with (`utils/metrics/pose_metrics.py`, `coco_similarity.py`; notes `pose-metrics.md` sections 1.3, 2, 4).
+evaluates with (`utils/metrics/pose_metrics.py`, `coco_similarity.py`; docs/metrics.md, "Pose profiles").
 
 - `clean`: AP/AP(m) equal xtcocotools `COCOeval(iouType="keypoints", sigmas=COCO σ, use_area=True)` stats[0]/[3],
   and CAP equals the same COCOeval with `computeOks` returning the weighted cosine similarity.

@@ -1,6 +1,6 @@
 """SSIM as the pose-transfer repositories compute it, per image, in float64.
 
-Two variants (see `metric-profiles.md` §3):
+Two variants (docs/metrics.md, "Results keys"):
 
 - `ssim_gaussian` reproduces scikit-image's `structural_similarity(gaussian_weights=True, sigma=sigma,
   use_sample_covariance=False, data_range=..., channel_axis=...)`, the `ssim_256` of PATN, GFLA and CFLD

@@ -116,7 +116,7 @@ def test_ssim_identity_is_one_and_window_sizes() -> None:
                                torch.ones(2, dtype=torch.float64), rtol=0, atol=1e-12)
     torch.testing.assert_close(ssim_uniform(x / 255, x / 255, win_size=7), torch.ones(2, dtype=torch.float64),
                                rtol=0, atol=1e-12)
-    assert gaussian_window_size(1.5) == 11 and gaussian_window_size(1.2) == 9  # metric-profiles.md §3
+    assert gaussian_window_size(1.5) == 11 and gaussian_window_size(1.2) == 9  # skimage's truncate=3.5 rule
 
 
 def test_ssim_averages_channels() -> None:

@@ -1,4 +1,4 @@
-"""Re-ID protocol: subsets (reid-protocol.md §2), generation plans, and rank parity with torchreid's python path."""
+"""Re-ID protocol: subsets (docs/reid.md), generation plans, and rank parity with torchreid's python path."""
 
 from __future__ import annotations
 
