@@ -11,6 +11,7 @@ import importlib.metadata
 import platform
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from posebench._version import __version__
@@ -99,6 +100,25 @@ def versions() -> dict[str, str | None]:
     for dist, _ in REQUIRED:
         out[dist] = _dist_version(dist)
     return out
+
+
+def provenance() -> dict[str, Any]:
+    """How this posebench was run, for results files (as lm-eval-harness records): the command line, and the git
+    commit of the checkout posebench was imported from (None for an installed wheel or without git), with a flag
+    when the checkout had uncommitted changes."""
+    import subprocess
+
+    package = Path(__file__).resolve().parents[1]
+    commit, dirty = None, None
+    if (package / ".git").exists():
+        try:
+            run = {"cwd": package, "capture_output": True, "text": True, "timeout": 10, "check": True}
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], **run).stdout.strip() or None
+            dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **run).stdout.strip())
+        except (OSError, subprocess.SubprocessError):
+            commit, dirty = None, None
+    return {"command_line": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+            "git_commit": commit, "git_dirty": dirty}
 
 
 def doctor_report(*, check_weights: bool = False) -> dict[str, Any]:

@@ -187,7 +187,7 @@ def _wheel_requirement(spec: WeightFile) -> str:
     return f"{name.replace('_', '-')}=={version}"
 
 
-def _from_installed_package(spec: WeightFile) -> Path | None:
+def from_installed_package(spec: WeightFile) -> Path | None:
     """Copy the file from an installed copy of the package that ships it (found without importing the package,
     whose imports may be heavy), when its sha256 is the registry's. None when not installed or another file."""
     import importlib.util
@@ -248,7 +248,7 @@ def download(
             return dest
         except ChecksumError as exc:  # the bad copy is gone now: fetch a good one
             log.warning("%s; downloading it again", str(exc).split(". ")[0])
-    installed = None if force else _from_installed_package(spec)
+    installed = None if force else from_installed_package(spec)
     if installed is not None:
         return installed
     if is_offline():
@@ -321,7 +321,9 @@ def _stream(response: Any, part: Path, offset: int, total: int | None, label: st
                 fh.write(chunk)
                 written += len(chunk)
         else:
-            from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+            from rich.progress import DownloadColumn, TransferSpeedColumn
+
+            from posebench.utils.progress import Progress
 
             with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn()) as bar:
                 task = bar.add_task(label, total=total, completed=offset)
@@ -371,7 +373,7 @@ def ensure(spec: WeightFile | str, *, allow_download: bool = True) -> Path:
     if st is Status.VERIFIED:
         return path
     if st is Status.MISSING:
-        installed = _from_installed_package(spec)
+        installed = from_installed_package(spec)
         if installed is not None:
             return installed
         if not allow_download:

@@ -81,10 +81,11 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         save_warped: also write `warped/{name}.png`: source | W(I_S; F^n) for n = 1..N | generated | target
             (paper fig. 9; b2 and full only).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from posebench.images import resize
     from posebench.protocols import get_protocol
+    from posebench.utils.progress import Progress
     from reposedm.checkpoints import load_pipeline, weights_fingerprint
     from reposedm.train import build_pose_field
 
@@ -142,6 +143,9 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         todo = list(chosen)
     # the settings go down before the first image: a resumed run is checked against them
     atomic_write_text(record_file, json.dumps({**settings, "pairs": n, "complete": False}, indent=2) + "\n")
+    if save_warped and cfg.model.variant == "b1":
+        log.warning("--save-warped: %s is a %s run, which has no recurrent pose alignment (no warped sources); "
+                    "no warped/ strips are written", run, cfg.model.variant.upper())
     if resized:
         log.warning("the model generates %s images; they are resized to the protocol's %s (pil-bicubic)",
                     "x".join(map(str, cfg.model.resolution)), "x".join(map(str, target_size)))

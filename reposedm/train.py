@@ -297,7 +297,9 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
 
     losses: list[float] = []
     last_ckpt = resume_from  # the newest checkpoint, or None for a fresh run
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from posebench.utils.progress import Progress
 
     columns = [TextColumn("train {task.fields[name]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[status]}")]

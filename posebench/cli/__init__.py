@@ -38,7 +38,7 @@ app = typer.Typer(
     help="Benchmark toolkit for pose-guided person image synthesis: standard splits, metric profiles, "
     "leaderboards and the RePoseDM reference model.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain click help: rich's help panels cut option names and choices at 80 columns
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
 )
@@ -57,12 +57,14 @@ def _root(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        # warnings go to stderr: stdout carries what a command prints (its --json output stays parseable)
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)],
         force=True,
     )
 

@@ -19,6 +19,7 @@ def doctor(
     Exits 0 unless a required dependency fails to import (then 1).
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from posebench.env import doctor_report
@@ -28,40 +29,44 @@ def doctor(
         typer.echo(json.dumps(report, indent=2))
         raise typer.Exit(0 if report["ok"] else 1)
 
+    # Every text from the report is escaped: install hints hold square brackets (`posebench[mmpose]`), which rich
+    # would otherwise read as markup and drop.
     console = Console()
-    console.print(f"[bold]posebench {report['posebench']}[/] on Python {report['python']['version']} "
-                  f"({report['platform']})")
+    console.print(f"[bold]posebench {escape(report['posebench'])}[/] on Python {report['python']['version']} "
+                  f"({escape(report['platform'])})")
     dev = report["device"]
     if "error" in dev:
-        console.print(f"device: [red]{dev['error']}[/]")
+        console.print(f"device: [red]{escape(dev['error'])}[/]")
     elif dev["cuda_available"]:
-        console.print(f"device: CUDA x{dev['cuda_device_count']} ({', '.join(dev['devices'])})")
+        console.print(f"device: CUDA x{dev['cuda_device_count']} ({escape(', '.join(dev['devices']))})")
     else:
         console.print(f"device: CPU only ({dev['cpu_threads']} threads; torch CUDA build {dev['cuda_build']})")
 
     table = Table(title="packages", show_lines=False)
-    for col in ("package", "version", "imports", "note"):
-        table.add_column(col)
+    for col in ("package", "version", "imports"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("note", overflow="fold")
     for name, entry in report["packages"].items():
         mark = "[green]yes[/]" if entry["ok"] else "[red]NO[/]"
-        table.add_row(name, str(entry["version"]), mark, entry["error"] or "")
+        table.add_row(escape(name), escape(str(entry["version"])), mark, escape(entry["error"] or ""))
     for name, entry in report["optional"].items():
         mark = "[green]yes[/]" if entry["ok"] else "[yellow]no[/]"
         note = "" if entry["ok"] else f"optional: {entry['install']}"
-        table.add_row(name, str(entry["version"]), mark, note)
+        table.add_row(escape(name), escape(str(entry["version"])), mark, escape(note))
     console.print(table)
 
-    wt = Table(title=f"weights cache: {report['weights']['cache_dir']}"
+    wt = Table(title=f"weights cache: {escape(report['weights']['cache_dir'])}"
                + (" (offline)" if report["weights"]["offline"] else ""))
-    for col in ("name", "status", "file"):
-        wt.add_column(col)
+    for col in ("name", "status"):
+        wt.add_column(col, no_wrap=True)
+    wt.add_column("file", overflow="fold")
     colours = {"verified": "green", "unchecked": "cyan", "missing": "yellow", "corrupt": "red"}
     for row in report["weights"]["files"]:
-        wt.add_row(row["name"], f"[{colours[row['status']]}]{row['status']}[/]", row["filename"])
+        wt.add_row(escape(row["name"]), f"[{colours[row['status']]}]{row['status']}[/]", escape(row["filename"]))
     console.print(wt)
     if report["ok"]:
         console.print("[green]install OK[/]")
     else:
-        console.print(f"[red]broken install:[/] {', '.join(report['broken'])} do not import. "
+        console.print(f"[red]broken install:[/] {escape(', '.join(report['broken']))} do not import. "
                       "Reinstall with `make test` (it rebuilds .venv) or `pip install -e .`.")
         raise typer.Exit(1)

@@ -20,8 +20,8 @@ def eval_(
         "results.json"),
     profile: Annotated[str | None, typer.Option(help="Metric profile (default: the protocol's).")] = None,
     metrics: Annotated[str | None, typer.Option(
-        help="Comma list, e.g. fid,kid,ssim,lpips,psnr; on request: is (Inception Score), pose accuracy "
-        "ap,ap_m,cap,pce and pckh (an estimator runs on the generated images).")] = None,
+        help="Comma list, e.g. fid, kid, ssim, lpips, psnr (written fid,kid,...); on request: is (Inception Score), "
+        "pose accuracy ap, ap_m, cap, pce and pckh (an estimator runs on the generated images).")] = None,
     gt: Annotated[Path | None, typer.Option(
         help="Two plain folders instead of a protocol: ground truth matched to --pred by file name, no dataset "
         "root (non-canonical).", file_okay=False)] = None,
@@ -32,7 +32,8 @@ def eval_(
     is_weights: Annotated[Path | None, typer.Option(
         help="Inception Score classifier (a full torchvision Inception-v3 state dict) instead of the "
         "profile's.")] = None,
-    scheme: Annotated[str | None, typer.Option(help="Naming scheme: posebench|patn|gfla|nted|pidm|pcdms.")] = None,
+    scheme: Annotated[str | None, typer.Option(
+        help="Naming scheme: posebench, patn, gfla, nted, pidm or pcdms.")] = None,
     name_map: Annotated[Path | None, typer.Option(
         help="Map of a release's own image names to dataset names (PCDMs' imgN files): JSON {name: dataset "
         "name} or two columns per line.", dir_okay=False)] = None,
@@ -62,6 +63,11 @@ def eval_(
     detections: Annotated[Path | None, typer.Option(
         help="Pose protocols only: precomputed COCO keypoint results (Human-Art image ids) instead of an "
         "estimator.")] = None,
+    skip_missing_weights: Annotated[bool, typer.Option(
+        "--skip-missing-weights", help="Leave out the metrics whose weight files are not in the cache (listed, "
+        "with the command that fetches each, and recorded in the results) instead of failing.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--quiet", help="Progress bars (plain progress lines when "
+                                           "not on a terminal).")] = True,
     pose_flip: Annotated[bool, typer.Option("--pose-flip/--no-pose-flip", help="The pose estimator's flip test "
                                             "(pose protocols, or pose metrics of image protocols; "
                                             "HigherHRNet's published setting is on).")] = True,
@@ -93,7 +99,7 @@ def eval_(
         allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of, oracle_selection=oracle_selection,
         test_fid=test_fid, batch_size=batch_size, workers=workers, device=device, use_cache=not no_cache,
         real_limit=real_limit, pose_estimator=pose_estimator, pose_weights=pose_weights, detections=detections,
-        flip_test=pose_flip)
+        flip_test=pose_flip, progress=progress)
     kind = cfg.kind
     if kind == "pose":
         unused = {"--lpips-weights": lpips_weights is not None, "--scheme": scheme is not None,
@@ -115,6 +121,16 @@ def eval_(
             raise PosebenchError(f"{', '.join(given)} apply to pose protocols (humanart-val) and to the pose metrics "
                                  f"of image protocols, and {protocol or 'this run'} is asked for none: add some of "
                                  f"{','.join(POSE_METRICS)} to --metrics (e.g. --metrics ssim,ap)")
+    if skip_missing_weights:
+        from rich.console import Console
+        from rich.markup import escape
+
+        from posebench.run.missing_weights import without_missing_weights
+
+        cfg = without_missing_weights(cfg)
+        for metric, why in (cfg.skipped or {}).items():
+            # soft_wrap: one line per metric, so the fetch command can be copied
+            Console(stderr=True, soft_wrap=True).print(f"[yellow]skipped {metric}:[/] {escape(why)}")
     if dry_run:
         from posebench.run.evaluator import dry_run as resolve
 
@@ -169,11 +185,19 @@ def _print(result: dict, out: Path) -> None:
     table = Table(title=title)
     for col in ("metric", "value", "± se", "n"):
         table.add_column(col)
+    spreads = []
     for name, m in result["metrics"].items():
         arrow = "↑" if m["higher_is_better"] else "↓"
         se = "" if m["stderr"] is None else f"{m['stderr']:.4f}"
+        subset_std = (m.get("details") or {}).get("subset_std")
+        if m["stderr"] is None and subset_std is not None:  # KID: a spread over subsets, not a standard error
+            se = f"(sd {subset_std:.4f})"
+            spreads.append(f"{name}: sd = standard deviation over {m['details'].get('subsets')} subsets of "
+                           f"{m['details'].get('subset_size')} images, not a standard error")
         table.add_row(f"{name} {arrow}", f"{m['value']:.4f}", se, str(m["n"]))
     console.print(table)
+    for line in spreads:
+        console.print(f"[dim]{line}[/]")
     for w in result["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
     console.print(f"results: {out}" + (" (replaced the previous file)" if result.get("replaced_previous") else ""))

@@ -14,56 +14,81 @@ import typer
 if TYPE_CHECKING:
     from posebench.results.regress import RegressionReport
 
-app = typer.Typer(help="Leaderboards with provenance: list | show | validate | render | add.", no_args_is_help=True)
+app = typer.Typer(help="Leaderboards with provenance: list | show | export | validate | render | add | init.",
+                  no_args_is_help=True)
 
 _DirOption = Annotated[
     Path | None,
-    typer.Option("--dir", help="Folder of board YAML files (default: the repository's leaderboards/, or "
-                 "$POSEBENCH_LEADERBOARDS).", file_okay=False),
+    typer.Option("--dir", help="Folder of board YAML files (default: $POSEBENCH_LEADERBOARDS, else the boards "
+                 "that ship with posebench).", file_okay=False),
 ]
 
 
+_JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of the table.")]
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2, allow_nan=False))
+
+
 @app.command("list")
-def list_(board_dir: _DirOption = None) -> None:
+def list_(board_dir: _DirOption = None, as_json: _JsonFlag = False) -> None:
     """Every board with its protocol, metrics and entry counts (titles: `posebench leaderboard show`)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from posebench.results.leaderboard import load_boards
+    from posebench.results.board_export import board_summary
+    from posebench.results.leaderboard import default_board_dir, load_boards
 
+    boards = load_boards(board_dir)
+    if as_json:
+        _print_json({"dir": str(board_dir or default_board_dir()), "boards": [board_summary(b) for b in boards]})
+        return
     table = Table(title="leaderboards")
     for col in ("board", "protocol", "metrics", "reported", "measured"):
         table.add_column(col, justify="right" if col in ("reported", "measured") else "left",
                          no_wrap=col in ("board", "protocol"))
-    for b in load_boards(board_dir):
+    for b in boards:
         kinds = [e.kind for e in b.entries]
-        table.add_row(b.name, b.protocol or "–", ", ".join(f"{m} {b.arrow(m)}" for m in b.metrics),
+        table.add_row(escape(b.name), escape(b.protocol or "–"), ", ".join(f"{m} {b.arrow(m)}" for m in b.metrics),
                       str(kinds.count("reported")), str(kinds.count("measured")))
     Console().print(table)
+
+
+_SortOption = Annotated[str | None, typer.Option(help="Rank by this metric, best first (default: the first).")]
 
 
 @app.command("show")
 def show(
     board: Annotated[str, typer.Argument(help="Board name (see `posebench leaderboard list`) or YAML path.")],
-    sort: Annotated[str | None, typer.Option(help="Rank by this metric, best first (default: the first).")] = None,
+    sort: _SortOption = None,
     board_dir: _DirOption = None,
+    as_json: _JsonFlag = False,
 ) -> None:
-    """One board as a table: direction arrows in the headers, and per row how it was measured."""
+    """One board as a table: direction arrows in the headers, and per row how it was measured (--json: every
+    row with its values and provenance)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from posebench.results.board_export import board_json
     from posebench.results.leaderboard import load_board, resolve_board
 
     b = load_board(resolve_board(board, board_dir))
+    if as_json:
+        _print_json(board_json(b, sort))
+        return
     rows = b.ranked(sort)
-    table = Table(title=f"{b.title}  [dim]({b.name})[/]")
+    table = Table(title=f"{escape(b.title)}  [dim]({escape(b.name)})[/]")
     table.add_column("#", justify="right")
-    table.add_column("method")
+    table.add_column("method", overflow="fold")
     for m in b.metrics:
-        table.add_column(f"{m} {b.arrow(m)}", justify="right")
-    table.add_column("how")
-    table.add_column("source")
+        table.add_column(f"{escape(m)} {b.arrow(m)}", justify="right", no_wrap=True)
+    table.add_column("how", overflow="fold")
+    table.add_column("source", overflow="fold")
     for rank, e in enumerate(rows, 1):
         style = "green" if e.kind == "measured" else None
         table.add_row(str(rank), escape(e.method), *[e.display(m) for m in b.metrics], escape(e.how),
@@ -74,6 +99,39 @@ def show(
         console.print("† non-canonical measurement (see the entry's results.non_canonical_reasons)")
     console.print("[dim]reported = read from a paper (confidence: see docs/leaderboards.md); "
                   "measured = posebench results file, profile@version[/]")
+
+
+@app.command("export")
+def export(
+    board: Annotated[str, typer.Argument(help="Board name or YAML path.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv (every value exactly, with provenance columns) or "
+                                     "latex (a booktabs table for a paper).")],
+    out: Annotated[Path | None, typer.Option(help="File to write (atomically; default: stdout).")] = None,
+    sort: _SortOption = None,
+    board_dir: _DirOption = None,
+) -> None:
+    """Export one board for a paper or a spreadsheet: CSV, or a LaTeX booktabs table with the best value per
+    metric in bold and markers on non-canonical and non-as-printed rows.
+
+    Example: posebench leaderboard export deepfashion-256x176 --format latex --out table1.tex
+    """
+    from posebench.results.board_export import check_format, export_board
+    from posebench.results.leaderboard import load_board, resolve_board
+    from posebench.utils.io import OutputError, atomic_write_text, check_output_path
+
+    check_format(fmt)
+    if out is not None:
+        if out.is_dir():
+            suffix = ".tex" if fmt == "latex" else ".csv"
+            raise OutputError(f"--out {out} is a folder; give a file path (e.g. {out / ('table' + suffix)})")
+        check_output_path(out, "--out")
+    b = load_board(resolve_board(board, board_dir))
+    text = export_board(b, fmt, sort)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    atomic_write_text(out, text)
+    typer.echo(f"wrote {out} ({fmt}, {len(b.entries)} rows of board {b.name})")
 
 
 @app.command("validate")
@@ -100,11 +158,19 @@ def render(
     board_dir: _DirOption = None,
 ) -> None:
     """Render every board into one Markdown page (and optionally one HTML page); both say they are generated."""
-    from posebench.results.leaderboard import default_board_dir, load_boards, render_html, render_markdown
+    from posebench.results.leaderboard import (
+        check_writable_boards,
+        default_board_dir,
+        load_boards,
+        render_html,
+        render_markdown,
+    )
     from posebench.utils.io import atomic_write_text
 
     boards = load_boards(board_dir)
     out = out or Path(board_dir or default_board_dir()) / "README.md"
+    if not check:
+        check_writable_boards(out)
     text = render_markdown(boards)
     if check:
         current = out.read_text(encoding="utf-8") if out.is_file() else ""
@@ -129,12 +195,23 @@ def add(
 ) -> None:
     """Append a measured entry with the results' provenance (protocol, profile, hashes); the file is written
     atomically and keeps its comments. Refuses results of another protocol."""
-    from posebench.results.leaderboard import add_measured, resolve_board
+    from posebench.results.leaderboard import add_measured, check_writable_boards, resolve_board
 
     path = resolve_board(board, board_dir)
+    check_writable_boards(path)
     entry = add_measured(path, results, method)
     values = ", ".join(f"{m}={entry.display(m)}" for m in entry.values)
     typer.echo(f"added entries[{entry.index}] to {path}: {entry.method} ({entry.how}) {values}")
+
+
+@app.command("init")
+def init(dest: Annotated[Path, typer.Argument(help="A folder of your own for boards (created).", file_okay=False)]
+         ) -> None:
+    """Copy the boards that ship with posebench into DEST, to add measured rows there (--dir DEST)."""
+    from posebench.results.leaderboard import init_boards
+
+    copied = init_boards(dest)
+    typer.echo(f"copied {len(copied)} files to {dest}; use --dir {dest} (or POSEBENCH_LEADERBOARDS={dest})")
 
 
 def regress(
@@ -155,6 +232,16 @@ def regress(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON ('-': stdout, "
                                                                  "instead of the table).")] = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML (one testcase per metric).")] = None,
+    gate: Annotated[str, typer.Option(help="point: fail when the point difference is worse than the tolerance; "
+                                      "interval: fail only when the whole 95% bootstrap interval of new - baseline "
+                                      "is (per-image metrics, FID, KID; others fall back to point).")] = "point",
+    intervals: Annotated[bool, typer.Option("--intervals", help="Compute and show the intervals with --gate point "
+                                            "too (they do not gate then).")] = False,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the per-image metrics (paired over "
+                                           "images).")] = 2000,
+    fid_resamples: Annotated[int, typer.Option(help="Bootstrap resamples of FID and KID (each recomputes them on "
+                                               "resampled generated features).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the same seed, the same intervals).")] = 0,
 ) -> None:
     """Gate a checkpoint: exit 1 when a metric is worse than the baseline beyond its tolerance, 0 otherwise.
 
@@ -162,11 +249,15 @@ def regress(
     DATA samples the suite's fixed, seeded subset with the checkpoint, evaluates it and compares with the
     suite's stored baseline (what a CI job runs on every new checkpoint). Refuses (exit 2) results of a
     different protocol, profile (name, version, hash), pair list or suite definition.
+    --gate interval reads the per-image CSV and the features file beside each results file, pairs the images of the
+    two runs, and fails a metric only when its whole bootstrap interval is worse than the tolerance.
     Example: posebench regress --results new.json --baseline main.json --tolerance fid=0.5 --junit regress.xml
     """
     from posebench.errors import PosebenchError
-    from posebench.results.regress import compare, parse_tolerances, write_junit, write_report_json
-    from posebench.results.schema import read_results
+    from posebench.results.regress import compare_files, parse_tolerances, write_junit, write_report_json
+
+    stats = {"gate": gate, "intervals": intervals, "resamples": resamples, "fid_resamples": fid_resamples,
+             "seed": seed}
 
     if checkpoint is not None or suite is not None:
         if checkpoint is None or suite is None or root is None:
@@ -184,11 +275,12 @@ def regress(
             typer.echo(f"baseline written: {spec.baseline} (from {outcome.results})")
             return
         report = outcome.report
+        if gate != "point" or intervals:  # the suite's own comparison is the point gate; add the intervals
+            report = compare_files(outcome.results, spec.baseline, spec.tolerance, **stats)
     else:
         if results is None or baseline is None:
             raise PosebenchError("pass --results NEW --baseline BASE, or --checkpoint RUN --suite NAME --root DATA")
-        report = compare(read_results(results), read_results(baseline), parse_tolerances(tolerance),
-                         new_file=str(results), baseline_file=str(baseline))
+        report = compare_files(results, baseline, parse_tolerances(tolerance), **stats)
     if json_out is not None and str(json_out) == "-":
         typer.echo(report.to_json(), nl=False)
     else:
@@ -206,22 +298,33 @@ def _print_report(report: RegressionReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from posebench.results.regress import fmt_value
+    from posebench.results.regress import fmt_interval, fmt_value
 
     colours = {"regressed": "bold red", "missing": "bold red", "improved": "green", "within": "yellow",
                "unchanged": "", "added": "cyan"}
-    table = Table(title=f"{report.protocol} · {report.profile}")
+    boot = report.bootstrap
+    table = Table(title=f"{report.protocol} · {report.profile} · {report.gate} gate")
     table.add_column("metric")
-    for col in ("baseline", "new", "delta", "tolerance"):
+    cols = ("baseline", "new", "delta", f"{boot['level']:.0%} interval", "tolerance") if boot else \
+        ("baseline", "new", "delta", "tolerance")
+    for col in cols:
         table.add_column(col, justify="right")
     table.add_column("status")
     for m in report.metrics:
         colour = colours[m.status]
         status = f"[{colour}]{m.status}[/]" if colour else m.status
-        table.add_row(f"{escape(m.name)} {'↑' if m.higher_is_better else '↓'}", fmt_value(m.baseline), fmt_value(m.new),
-                      fmt_value(m.delta, signed=True), fmt_value(m.tolerance), status)
+        if report.gate == "interval" and m.status in ("regressed", "within", "improved", "unchanged"):
+            status += f" ({m.basis})"
+        values = [fmt_value(m.baseline), fmt_value(m.new), fmt_value(m.delta, signed=True)]
+        if boot:
+            values.append(fmt_interval(m.interval))
+        table.add_row(f"{escape(m.name)} {'↑' if m.higher_is_better else '↓'}", *values, fmt_value(m.tolerance),
+                      status)
     console = Console()
     console.print(table)
+    if boot:
+        console.print(f"[dim]interval: bootstrap of new - baseline, images paired by identity; {boot['resamples']} "
+                      f"resamples (per-image metrics), {boot['fid_resamples']} (FID/KID), seed {boot['seed']}[/]")
     for w in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     n = len(report.regressions)

@@ -22,27 +22,36 @@ def detect(
                                            "--weights from `pose train`, higherhrnet-w32-coco, "
                                            "higherhrnet-w48-coco-udp, higherhrnet-w48-humanart-udp).")]
     = "higherhrnet-w32-coco",
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint file to use instead of the registered one.")]
+    weights: Annotated[Path | None, typer.Option("--pose-weights", "--weights", help="Checkpoint file to use "
+                                                 "instead of the registered one (--weights: the older spelling).")]
     = None,
-    gt: Annotated[Path | None, typer.Option("--gt", help="COCO ground truth: take image ids from its 'images' list "
-                                            "by file_name.")] = None,
-    no_flip: Annotated[bool, typer.Option("--no-flip", help="Skip the flip test.")] = False,
+    gt: Annotated[Path | None, typer.Option("--gt", help="COCO ground truth: detect only the images its 'images' "
+                                            "list names (ids by file_name); other images in the folder are "
+                                            "skipped and counted.")] = None,
+    no_flip: Annotated[bool, typer.Option("--no-pose-flip", "--no-flip", help="Skip the flip test (--no-flip: the "
+                                          "older spelling).")] = False,
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 8,
 ) -> None:
     """Detect people's keypoints in every image of a folder and write COCO keypoint results.
 
     Images of any size are letterboxed to the estimator's input and keypoints mapped back to original pixels.
-    Without --gt, image ids are 1..N by sorted relative path and the mapping is written to OUT with suffix
-    `.image_ids.json`. Example: posebench pose detect --images HumanArt/images --gt val.json --out dt.json
+    With --gt, only the images the ground truth names are detected (others in the folder are skipped, and
+    counted); without it, image ids are 1..N by sorted relative path and the mapping is written to OUT with
+    suffix `.image_ids.json`. Example: posebench pose detect --images HumanArt/images --gt val.json --out dt.json
     """
     from posebench.metrics.pose import load_json
-    from posebench.pose.detect import assign_image_ids, detect_images, image_ids_from_gt, list_images
+    from posebench.pose.detect import assign_image_ids, detect_images, list_images, match_gt_images
     from posebench.utils.io import atomic_write_text
 
     files = list_images(images)
     if gt is not None:
-        ids = image_ids_from_gt(files, images, load_json(gt, "ground-truth"))
+        chosen = match_gt_images(files, images, load_json(gt, "ground-truth"), gt)
+        files, ids = chosen.images, chosen.ids
+        if chosen.skipped:
+            shown = ", ".join(p.relative_to(images).as_posix() for p in chosen.skipped[:3])
+            typer.echo(f"note: {len(chosen.skipped)} of the {len(files) + len(chosen.skipped)} images under {images} "
+                       f"are not in {gt} and were skipped (e.g. {shown}); scoring the {len(files)} it names")
     else:
         ids = assign_image_ids(files, images)
     dets = detect_images(files, estimator, weights=weights, device=device, flip_test=not no_flip,
@@ -67,7 +76,8 @@ def train(
     = "deepfashion",
     split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     val_split: Annotated[str, typer.Option(help="Split for the before/after joint error.")] = "test",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 600,
+    steps: Annotated[int, typer.Option("--max-steps", "--steps", help="Optimizer steps (--steps: the older "
+                                       "spelling).")] = 600,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,
     input_size: Annotated[int, typer.Option(help="Square network input side (multiple of 16).")] = 128,
     seed: Annotated[int, typer.Option(help="Seed (initialization and batches).")] = 0,
@@ -75,16 +85,24 @@ def train(
 ) -> None:
     """Train a small single-person pose network on synthetic people (a synthetic-domain estimator).
 
-    Example: posebench pose train --root synth/df --out posenet.safetensors --steps 600
+    Example: posebench pose train --root synth/df --out posenet.safetensors --max-steps 600
     """
     from posebench.pose.train import train_pose
 
     summary = train_pose(root, dataset, out, split=split, steps=steps, batch_size=batch_size, input_size=input_size,
                          seed=seed, val_split=val_split, progress=progress)
     err = summary["joint_error_px"]
-    typer.echo(f"wrote {out}: mean joint error on {err['evaluated_on']} {err['untrained']:.1f} px untrained -> "
-               f"{err['trained']:.1f} px trained ({summary['images']} images, {summary['steps']} steps). A "
+    typer.echo(f"wrote {out}: trained {summary['steps']} steps on the {summary['images']} images of split "
+               f"{summary['split']!r}; mean joint error on the {err['images']} images of split "
+               f"{err['evaluated_on']!r}: {err['untrained']:.1f} px untrained -> {err['trained']:.1f} px trained. A "
                "synthetic-domain estimator: do not use it on real photographs.")
+    if err["trained"] >= err["untrained"]:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[yellow]warning:[/] the trained network is no better than the untrained one on split "
+            f"{err['evaluated_on']!r} ({err['trained']:.1f} >= {err['untrained']:.1f} px): train longer (--max-steps), "
+            "on more images, or check the keypoints of the root")
 
 
 def eval_pose(

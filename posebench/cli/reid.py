@@ -47,7 +47,9 @@ def reid_augment(
                                               "query/, bounding_box_test/).", metavar="DIR")],
     generator: Annotated[str, typer.Option(help="none (Standard only), copy-source (duplicates the source image), "
                                            "folder:DIR (images named by the plan), reposedm:RUN (the reference "
-                                           "model samples the plan) or shell:'CMD {plan} {out} {seed}'.")
+                                           "model samples the plan; a run whose config is another dataset's "
+                                           "is refused) or shell:'CMD {plan} {out} {seed}'. Results record what "
+                                           "is known of its training data (generator_train_set).")
                          ] = "copy-source",
     fractions: Annotated[str, typer.Option(help="Comma-separated real-data fractions.")] = "0.2,0.4,0.6,0.8",
     k: Annotated[int, typer.Option("--k", "-k", help="Generated images per real image.")] = 1,
@@ -65,20 +67,38 @@ def reid_augment(
     device: Annotated[str, typer.Option(help="torch device.")] = "cpu",
     sample_steps: Annotated[int, typer.Option(help="reposedm:RUN sampling steps (DDIM).")] = 50,
     progress: Annotated[bool, typer.Option("--progress/--quiet", help="Print progress lines.")] = True,
+    allow_other_dataset: Annotated[bool, typer.Option(
+        "--allow-other-dataset", help="Run a reposedm:RUN generator whose config says it was trained on another "
+        "dataset than Market-1501 (e.g. DeepFashion), which is refused otherwise; the results are non-canonical."
+    )] = False,
 ) -> None:
     """Train ResNet-50 re-ID on Market-1501 subsets with and without generated images; report mAP / Rank-k.
 
     Example: posebench reid-augment data/market --generator folder:gen/ --fractions 0.2,0.4 --seeds 0,1,2
     """
-    from posebench.reid.runner import run_reid_augment
+    from posebench.reid.runner import parse_generator, run_reid_augment
 
-    fill = None
-    if generator.strip().startswith("reposedm:"):
-        fill = _reposedm_filler(Path(generator.strip()[len("reposedm:"):]), market_root, device, sample_steps,
-                                progress)
+    fill, training = None, None
+    gen = parse_generator(generator)
+    if gen.kind == "reposedm":
+        assert gen.folder is not None
+        training = _reposedm_training(gen.folder)
+        fill = _reposedm_filler(gen.folder, market_root, device, sample_steps, progress)
     run_reid_augment(market_root, generator, _floats(fractions, "--fractions"), k, mode, _ints(seeds, "--seeds"),
                      out, epochs=epochs, max_images=max_images, image_size=_size(image_size), pretrained=pretrained,
-                     device=device, progress=progress, fill_plan=fill)
+                     device=device, progress=progress, fill_plan=fill, generator_training=training,
+                     allow_other_dataset=allow_other_dataset)
+
+
+def _reposedm_training(run: Path):
+    """What the run's config (the newest checkpoint's run_config.json, which sampling loads) says about its
+    training data; a run without checkpoints or with an unreadable config is an error naming it."""
+    from posebench.reid.provenance import reposedm_training
+    from reposedm.checkpoints import read_run_config, resolve_checkpoint
+
+    path = resolve_checkpoint(run) / "run_config.json"
+    cfg = read_run_config(path)
+    return reposedm_training(run, path, cfg.name, tuple(cfg.model.resolution))
 
 
 def _reposedm_filler(run: Path, market_root: Path, device: str, steps: int, progress: bool):

@@ -10,9 +10,10 @@ import typer
 
 
 def report(
-    results: Annotated[list[Path], typer.Argument(help="Results JSON files of one protocol (posebench eval --out); "
-                                                  "each needs its per-image CSV, dataset root and predictions.",
-                                                  metavar="RESULTS")],
+    results: Annotated[list[Path], typer.Argument(
+        help="Results JSON files of one protocol (posebench eval --out), each with its per-image CSV beside it; the "
+        "sample grids (pair protocols) also need the dataset root and predictions they recorded (--samples 0: "
+        "neither).", metavar="RESULTS")],
     out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("report.html"),
     label: Annotated[list[str] | None, typer.Option(
         "--label", help="Column label, once per results file in the same order (default: prediction folder name).",

@@ -17,11 +17,12 @@ _COLOURS = {"verified": "green", "unchecked": "cyan", "missing": "yellow", "corr
 
 @app.command("list")
 def list_(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of the table.")] = False,
     check: Annotated[bool, typer.Option("--check", help="Hash files not verified yet.")] = False,
 ) -> None:
-    """Every registered file with its cache status, size and licence."""
+    """Every registered file with its cache status, size, users and licence."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from posebench import weights
@@ -30,13 +31,16 @@ def list_(
     if as_json:
         typer.echo(json.dumps({"cache_dir": str(weights.weights_dir()), "files": rows}, indent=2))
         return
-    table = Table(title=f"weights cache: {weights.weights_dir()}")
-    for col in ("name", "status", "size", "licence", "used by"):
-        table.add_column(col)
+    # The name is what `weights download/path/add` take: it never wraps. Users and licence share one column so
+    # that an 80-column terminal leaves it room.
+    table = Table(title=f"weights cache: {escape(str(weights.weights_dir()))}", show_edge=False)
+    for col in ("name", "status", "size"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("used by / licence", overflow="fold")
     for row in rows:
         size = f"{row['size'] / 2**20:.1f} MiB" if row["size"] else "?"
-        table.add_row(row["name"], f"[{_COLOURS[row['status']]}]{row['status']}[/]", size, row["licence"],
-                      ", ".join(row["used_by"]))
+        table.add_row(escape(row["name"]), f"[{_COLOURS[row['status']]}]{row['status']}[/]", size,
+                      f"{escape(', '.join(row['used_by']))}\n[dim]licence: {escape(row['licence'])}[/]")
     Console().print(table)
 
 

@@ -109,7 +109,7 @@ def check_images_readable(index: DatasetIndex, log: ProblemLog, progress: bool =
     items = [(s, k, p) for s, split in index.splits.items() for k, p in split.images.items()]
     bar_ctx = None
     if progress:
-        from rich.progress import Progress
+        from posebench.utils.progress import Progress
 
         bar_ctx = Progress()
         bar_ctx.start()

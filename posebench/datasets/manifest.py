@@ -79,7 +79,7 @@ def build_manifest(index: DatasetIndex, *, hash_images: bool = True, progress: b
     total = sum(len(s.images) for s in index.splits.values())
     bar = None
     if progress and hash_images:
-        from rich.progress import Progress
+        from posebench.utils.progress import Progress
 
         bar = Progress()
         bar.start()

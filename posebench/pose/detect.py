@@ -163,38 +163,70 @@ def assign_image_ids(images: Sequence[Path], root: Path | None = None) -> dict[s
     return {str(p): k + 1 for k, p in enumerate(sorted(images, key=key))}
 
 
-def image_ids_from_gt(images: Sequence[Path], root: Path, gt: dict) -> dict[str, int]:
-    """COCO image ids of `images` from a ground truth's `images` list, matched by `file_name`.
+@dataclass(frozen=True)
+class GtImages:
+    """The images of a folder a ground truth names (what `pose detect --gt` scores) and the ones it skips."""
 
-    An image matches a GT entry when one path is a path suffix of the other, compared by whole components
+    images: list[Path]  # folder order
+    ids: dict[str, int]  # COCO image id per `str(path)`
+    skipped: list[Path]  # images under the folder the ground truth does not name
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    return tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+
+
+def match_gt_images(images: Sequence[Path], root: Path, gt: dict, gt_path: str | Path) -> GtImages:
+    """Match every ground-truth image to one file under `root` by `file_name`; the other files are skipped.
+
+    A file matches a GT entry when one path is a path suffix of the other, compared by whole components
     (`real_human/acrobatics/000000000001.jpg` under `--images HumanArt/images` matches
-    `HumanArt/images/real_human/acrobatics/000000000001.jpg`). Keys are `str(path)`.
+    `HumanArt/images/real_human/acrobatics/000000000001.jpg`). The folder may hold more images than the GT names
+    (Human-Art's images/ holds the training images too): those are skipped, not scored.
 
     Raises:
-        PosebenchError: an image with no entry or with several entries in the GT.
+        PosebenchError (naming `gt_path`): no 'images' list, a malformed entry, GT images missing from the folder,
+            a GT name matching several files, or a file matched by several GT entries.
     """
     entries = gt.get("images") if isinstance(gt, dict) else None
     if not isinstance(entries, list):
-        raise PosebenchError("the ground truth has no 'images' list")
-    by_name: dict[str, list[tuple[tuple[str, ...], Any]]] = {}
-    for k, im in enumerate(entries):
-        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or "id" not in im:
-            raise PosebenchError(f"ground-truth images[{k}] needs a 'file_name' and an 'id'")
-        parts = tuple(p for p in im["file_name"].replace("\\", "/").split("/") if p not in ("", "."))
-        by_name.setdefault(parts[-1] if parts else "", []).append((parts, im["id"]))
-    out: dict[str, int] = {}
+        raise PosebenchError(f"the ground truth {gt_path} has no 'images' list")
+    if not entries:
+        raise PosebenchError(f"the ground truth {gt_path} lists no images: nothing to detect")
+    by_name: dict[str, list[tuple[tuple[str, ...], Path]]] = {}
     for path in images:
         rel = tuple(Path(path).relative_to(root).parts)
-        hits = [i for parts, i in by_name.get(rel[-1], [])
+        by_name.setdefault(rel[-1], []).append((rel, Path(path)))
+    ids: dict[str, int] = {}
+    claimed: dict[str, list[Any]] = {}
+    missing, ambiguous = [], []
+    for k, im in enumerate(entries):
+        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or "id" not in im:
+            raise PosebenchError(f"{gt_path}: images[{k}] needs a 'file_name' and an 'id'")
+        parts = _parts(im["file_name"])
+        hits = [p for rel, p in by_name.get(parts[-1] if parts else "", [])
                 if parts[-len(rel):] == rel or rel[-len(parts):] == parts]
         if not hits:
-            raise PosebenchError(f"{path}: no ground-truth image has this file_name (looked for "
-                                 f"{'/'.join(rel)!r} in the GT 'images' list)")
-        if len(hits) > 1:
-            raise PosebenchError(f"{path}: {len(hits)} ground-truth images match this file name ({hits[:5]}); "
-                                 "point --images at the folder the GT file_name paths are relative to")
-        out[str(path)] = hits[0]
-    return out
+            missing.append(im["file_name"])
+        elif len(hits) > 1:
+            ambiguous.append(f"{im['file_name']} ({', '.join(str(h) for h in hits[:3])})")
+        else:
+            ids[str(hits[0])] = im["id"]
+            claimed.setdefault(str(hits[0]), []).append(im["id"])
+    if missing:
+        raise PosebenchError(f"{gt_path}: {len(missing)} of its {len(entries)} images are not under {root} (e.g. "
+                             f"{', '.join(missing[:5])}); point --images at the folder the GT file_name paths are "
+                             "relative to (other images in it are skipped)")
+    if ambiguous:
+        raise PosebenchError(f"{gt_path}: {len(ambiguous)} ground-truth file names match several images under {root}"
+                             f" (e.g. {'; '.join(ambiguous[:3])}); give full relative paths in file_name")
+    shared = {f: i for f, i in claimed.items() if len(i) > 1}
+    if shared:
+        f, i = next(iter(shared.items()))
+        raise PosebenchError(f"{gt_path}: {len(shared)} images under {root} match several ground-truth entries (e.g. "
+                             f"{f}: ids {i[:5]}); point --images at the folder the GT file_name paths are relative to")
+    chosen = [Path(p) for p in images if str(p) in ids]
+    return GtImages(chosen, ids, [Path(p) for p in images if str(p) not in ids])
 
 
 def _lookup_id(image_ids: dict[str, int], path: Path) -> int:

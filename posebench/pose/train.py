@@ -133,7 +133,7 @@ def train_pose(root: Path, dataset: str, out: Path, *, split: str = "train", ste
                "images": len(samples.stems), "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
                "input_size": input_size, "width": width, "seconds": round(time.perf_counter() - started, 1),
                "joint_error_px": {"evaluated_on": val_split if val is not None else split, "untrained": before,
-                                  "trained": after},
+                                  "trained": after, "images": len((val or samples).stems)},
                "note": "synthetic-domain estimator: trained on posebench's synthetic people; not for real photos"}
     meta = {"config": json.dumps(model.config()), "provenance": json.dumps(summary)}
     out = Path(out)

@@ -11,7 +11,8 @@ For every (fraction, seed):
    - `folder:DIR`: images named by the plan (`{source}__{target}.png`) in `DIR/f{fraction}_s{seed}/` when that
      folder exists, else in `DIR` itself;
    - `reposedm:RUN`: the reference model samples the plan (source image, target pose of the plan's target) into
-     `out/generated/f{fraction}_s{seed}/` (resumable; seeds per image);
+     `out/generated/f{fraction}_s{seed}/` (resumable; seeds per image); a run whose config is another dataset's
+     is refused before anything is written, unless allowed (`posebench.reid.provenance`);
    - `shell:COMMAND`: a command template with {plan}, {out} and {seed}, run once per plan;
    every plan is checked with `validate_generated` before any training.
 3. Training on torchreid's components: its ResNet-50 (softmax classifier over the D_tr pids; 2048-d pooled
@@ -27,8 +28,9 @@ For every (fraction, seed):
    Euclidean distance, `evaluate_rank` -> mAP, Rank-1/5/10.
 
 Each (fraction, seed, method) result is written atomically to `out/runs/*.json`; a rerun with the same settings
-skips finished runs. `out/results.json`, a rich table and `out/map_vs_fraction.png` summarise mean and std over
-seeds.
+skips finished runs. `out/results.json` (eval's schema family, `kind: reid-augment`), a rich table and
+`out/map_vs_fraction.png` summarise mean and std over seeds (`posebench.reid.summary`), with what is known of the
+generator's training data and where the run departs from the protocol (`posebench.reid.provenance`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import json
 import logging
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,15 +51,20 @@ import numpy as np
 from posebench.datasets.names import parse_market
 from posebench.errors import PosebenchError
 from posebench.reid.plan import PlanRow, make_plan, validate_generated, write_plan
+from posebench.reid.provenance import (
+    GeneratorTraining,
+    MarketCounts,
+    check_dataset,
+    describe_generator,
+    protocol_deviations,
+)
 from posebench.reid.subsets import make_subset, names_sha256, write_subset_manifest
+from posebench.reid.summary import aggregate, generator_lines, plot, plot_note, print_summary, results_document
 from posebench.utils.distributed import Shard
 from posebench.utils.io import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-LEAKAGE_CAVEAT = ("the generator was trained on the whole Market-1501 training set, so generated images may leak "
-                  "identities beyond the subset")
-RESULTS_FORMAT = "posebench-reid-augment"
 MODES = ("joint", "finetune")
 WEIGHTS_NAME = "resnet50-torchreid-imagenet"
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -158,6 +166,16 @@ def _run_key(fraction: float, seed: int) -> str:
 # ---------------------------------------------------------------------------------------------- torch parts
 
 
+def _torchreid():
+    """torchreid, imported without its warning that the compiled ranking extension is missing (PyPI's 0.2.5 ships
+    none; posebench ranks with its own code, posebench.reid.rank). Only that message is filtered."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Cython evaluation \(very fast so highly recommended\) is "
+                                "unavailable", category=UserWarning)
+        import torchreid
+    return torchreid
+
+
 def _seed_all(seed: int) -> None:
     import torch
 
@@ -169,10 +187,9 @@ def _seed_all(seed: int) -> None:
 def _build_model(num_classes: int, pretrained: bool, device: str):
     """torchreid's ResNet-50 (softmax head); ImageNet weights from the registry file, loaded by key name
     (torchreid would download the same torchvision file itself: offline it cannot)."""
-    import torchreid
-
     from posebench import weights
 
+    torchreid = _torchreid()
     model = torchreid.models.build_model("resnet50", num_classes=num_classes, loss="softmax", pretrained=False)
     if pretrained:
         state = weights.load_state_dict(weights.ensure(WEIGHTS_NAME))
@@ -248,7 +265,7 @@ def _train(model, items: list[tuple[Path, int]], epochs: int, images: _Images, s
 
         net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if "cuda" in device else None)
     gen = torch.Generator().manual_seed(seed)
-    import torchreid
+    torchreid = _torchreid()
 
     # deep-person-reid defaults, from torchreid itself: Adam (lr 3e-4, wd 5e-4, betas 0.9/0.99), single-step
     # schedule (step 20, gamma 0.1), cross-entropy with label smoothing 0.1.
@@ -345,7 +362,9 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                      seeds: list[int], out: str | Path, epochs: int = 60, max_images: int | None = None,
                      image_size: tuple[int, int] = (256, 128), pretrained: bool = True, device: str = "cpu",
                      progress: bool = True,
-                     fill_plan: Callable[[list[PlanRow], Path, int], None] | None = None) -> dict[str, Any]:
+                     fill_plan: Callable[[list[PlanRow], Path, int], None] | None = None,
+                     generator_training: GeneratorTraining | None = None,
+                     allow_other_dataset: bool = False) -> dict[str, Any]:
     """Run the augmentation experiment (see the module docstring) and return the results document.
 
     Args:
@@ -366,9 +385,13 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
         device: torch device.
         progress: print progress lines.
         fill_plan: `fill_plan(rows, folder, seed)` writes the plan's images (needed for `reposedm:RUN`).
+        generator_training: what a `reposedm:RUN` generator was trained on (the CLI reads it from the run's
+            config, `posebench.reid.provenance.reposedm_training`); other kinds are described by their kind.
+        allow_other_dataset: run a generator whose config is another dataset's than Market-1501 (non-canonical).
 
     Raises:
-        PosebenchError: bad input (missing folders, fractions, seeds, mode, generated images), before training.
+        PosebenchError: bad input (missing folders, fractions, seeds, mode, generated images, a generator trained on
+            another dataset), before training.
     """
     from rich.console import Console
 
@@ -381,6 +404,8 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
     if gen.kind == "reposedm" and fill_plan is None:
         raise PosebenchError("generator reposedm:RUN needs fill_plan (the CLI provides it: posebench reid-augment "
                              "--generator reposedm:RUN)")
+    training = generator_training if gen.kind == "reposedm" and generator_training else describe_generator(gen.kind)
+    other_dataset = check_dataset(training, generator, allow_other_dataset)
     fractions = _check_fractions(list(fractions))
     if mode not in MODES:
         raise PosebenchError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -401,12 +426,20 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                    if _labelled(train_dir, [n], keep_distractors=False)]
     query = _labelled(query_dir, _list_images(query_dir), keep_distractors=False)
     gallery = _labelled(gallery_dir, _list_images(gallery_dir), keep_distractors=True)
+    counts = MarketCounts(len(train_names), len({parse_market(n).pid for n in train_names}), len(query),
+                          len(gallery))
     if max_images is not None:
         train_names, query, gallery = train_names[:max_images], query[:max_images], gallery[:max_images]
+    non_canonical = protocol_deviations(root, counts, epochs=epochs, pretrained=pretrained, image_size=image_size,
+                                        max_images=max_images) + ([other_dataset] if other_dataset else [])
     for what, items in (("bounding_box_train", train_names), ("query", query), ("bounding_box_test", gallery)):
         if not items:
             raise PosebenchError(f"{root / what} holds no Market-1501 images")
     source_hash = names_sha256(train_names)
+    for line in generator_lines(training, gen.kind):
+        console.print(line, soft_wrap=True)  # unwrapped: paths stay copyable
+    if non_canonical:
+        console.print("Non-canonical: " + "; ".join(non_canonical) + ".", soft_wrap=True)
 
     # Subsets and plans for every run, and the generated images checked, before any training.
     plans: dict[tuple[float, int], tuple[list[str], list[PlanRow], Path | None]] = {}
@@ -525,27 +558,20 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
     shard.barrier()
     if not shard.is_main:
         return {"rank": shard.rank, "note": "the main process writes the results"}
-    rows_out = []
-    for method in methods:
-        for f in fractions:
-            sel = [r for r in runs if r["method"] == method and r["fraction"] == f]
-            row: dict[str, Any] = {"method": method, "fraction": f, "n_seeds": len(sel),
-                                   "seeds": [r["seed"] for r in sel]}
-            for m in ("mAP", "rank1", "rank5", "rank10"):
-                vals = np.array([r["metrics"][m] for r in sel], dtype=float)
-                row[f"{m}_mean"] = float(vals.mean())
-                row[f"{m}_std"] = float(vals.std())  # population std over seeds (0 for one seed)
-            rows_out.append(row)
+    from posebench.env import provenance, versions
+
+    rows_out = aggregate(runs, methods, fractions)
     published = published_rows()
-    results = {"format": RESULTS_FORMAT, "version": 1, "market_root": str(root), "fractions": fractions,
-               "seeds": list(seeds), "settings": settings, "versions": _versions(),
-               "leakage_caveat": LEAKAGE_CAVEAT, "rows": rows_out, "runs": runs,
-               "published_for_reference": {"board": "market-reid", "rows": published,
-                                           "note": "mAP % from another, unknown re-ID setup: compare gains over "
-                                                   "each setup's own baseline, not absolute values"}}
+    results = results_document(root=root, fractions=fractions, seeds=seeds, settings=settings,
+                               versions=_versions(),
+                               env={**versions(), **provenance(), "device": device, "processes": shard.world},
+                               training=training, non_canonical=non_canonical, rows=rows_out, runs=runs,
+                               published=published)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
-    _plot(rows_out, methods, out / "map_vs_fraction.png", published)
-    _table(rows_out, console)
+    n_ids = len({parse_market(n).pid for n in train_names})
+    plot(rows_out, methods, out / "map_vs_fraction.png", published,
+         plot_note(len(non_canonical), n_ids, epochs, image_size), draw_published=not non_canonical)
+    print_summary(rows_out, console, training, gen.kind, non_canonical)
     return results
 
 
@@ -566,46 +592,3 @@ def published_rows(board: str = "market-reid") -> list[dict[str, Any]]:
             out.append({"method": e.method, "points": points, "source": e.source.get("where", ""),
                         "confidence": e.confidence})
     return out
-
-
-def _plot(rows: list[dict[str, Any]], methods: list[str], path: Path,
-          published: list[dict[str, Any]] | None = None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in methods:
-        sel = sorted((r for r in rows if r["method"] == method), key=lambda r: r["fraction"])
-        ax.errorbar([100 * r["fraction"] for r in sel], [100 * r["mAP_mean"] for r in sel],
-                    yerr=[100 * r["mAP_std"] for r in sel], marker="o", capsize=3, label=method)
-    # Published rows: another (unknown) re-ID setup; only their gains over a baseline are comparable.
-    for pub in published or []:
-        xs, ys = zip(*pub["points"], strict=True)
-        ax.plot([100 * x for x in xs], ys, linestyle="--", marker="x", alpha=0.5, linewidth=1,
-                label=f"{pub['method']} (published)")
-    ax.set_xlabel("real training images kept (%)")
-    ax.set_ylabel("mAP (%)")
-    ax.set_title("Market-1501 re-ID augmentation")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="x-small", ncol=2)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120)
-    plt.close(fig)
-
-
-def _table(rows: list[dict[str, Any]], console) -> None:
-    from rich.table import Table
-
-    table = Table(title="Re-ID augmentation (mean ± std over seeds)")
-    for col in ("method", "fraction", "seeds", "mAP", "Rank-1", "Rank-5", "Rank-10"):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for r in rows:
-        table.add_row(r["method"], f"{r['fraction']:g}", str(r["n_seeds"]),
-                      *(f"{100 * r[m + '_mean']:.1f} ± {100 * r[m + '_std']:.1f}"
-                        for m in ("mAP", "rank1", "rank5", "rank10")))
-    console.print(table)
-    console.print(f"Caveat: {LEAKAGE_CAVEAT}.")

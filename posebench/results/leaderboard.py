@@ -206,13 +206,40 @@ def _fmt(value: float) -> str:
 # Locating boards
 
 
+BUILTIN_BOARDS = Path(__file__).resolve().parents[1] / "leaderboards"  # package data: in a wheel and a checkout
+
+
 def default_board_dir() -> Path:
-    """`$POSEBENCH_LEADERBOARDS`, else the repository's `leaderboards/` (source checkout), else `./leaderboards`."""
+    """`$POSEBENCH_LEADERBOARDS`, else the boards that ship with posebench (`posebench/leaderboards/`)."""
     env = os.environ.get("POSEBENCH_LEADERBOARDS")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2] / "leaderboards"
-    return repo if repo.is_dir() else Path("leaderboards")
+    return Path(env) if env else BUILTIN_BOARDS
+
+
+def check_writable_boards(path: Path) -> None:
+    """The built-in boards of an installed posebench are part of the package: writing there would be lost at the
+    next upgrade (and may not be allowed). In a source checkout they are the project's files and are written."""
+    checkout = (BUILTIN_BOARDS.parents[1] / "pyproject.toml").is_file()
+    if not checkout and Path(path).resolve().is_relative_to(BUILTIN_BOARDS):
+        raise BoardError(f"{path} is a built-in board of the installed posebench, which is not edited in place: "
+                         "copy the boards with `posebench leaderboard init DIR`, then pass --dir DIR (or set "
+                         "POSEBENCH_LEADERBOARDS=DIR)")
+
+
+def init_boards(dest: Path) -> list[Path]:
+    """Copy the built-in boards (and their rendered README) into `dest`, a folder of the user's own."""
+    import shutil
+
+    dest = Path(dest)
+    clash = sorted(p.name for p in BUILTIN_BOARDS.glob("*.yaml") if (dest / p.name).exists())
+    if clash:
+        raise BoardError(f"{dest} already holds {', '.join(clash)}; choose an empty folder (nothing was copied)")
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for src in sorted(BUILTIN_BOARDS.glob("*.yaml")) + [BUILTIN_BOARDS / "README.md"]:
+        if src.is_file():
+            shutil.copyfile(src, dest / src.name)
+            copied.append(dest / src.name)
+    return copied
 
 
 def board_paths(directory: str | os.PathLike[str] | None = None) -> list[Path]:

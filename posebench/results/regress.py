@@ -4,10 +4,15 @@ Two results are compared only when they measure the same thing: the same protoco
 same metric profile (name, version and content hash) and the same dataset pairs (pairs_sha256). Anything
 else is refused (`RegressError`, exit 2), because a difference would then say nothing about the checkpoint.
 
-Direction comes from each metric's `higher_is_better` in the results. A metric regresses when the new value
-is worse than the baseline by more than its tolerance (default 0). Values may be the strings "inf", "-inf"
-and "nan" that `schema.write_results` stores for non-finite floats: a new NaN, or a new infinity where the
-baseline was finite and the direction makes it worse, is a regression.
+Direction comes from each metric's `higher_is_better` in the results. In the default point gate a metric
+regresses when the new value is worse than the baseline by more than its tolerance (default 0). Values may be the
+strings "inf", "-inf" and "nan" that `schema.write_results` stores for non-finite floats: a new NaN, or a new
+infinity where the baseline was finite and the direction makes it worse, is a regression.
+
+The interval gate (`gate="interval"`, `compare_files`) also computes a bootstrap interval of new - baseline per
+metric from the files eval wrote beside each results file (`posebench.results.regress_intervals`), and fails a
+metric only when the whole interval is worse than the baseline by more than the tolerance. A metric without an
+interval (no per-image values or features) is judged on its point difference, and a warning says so.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from typing import Any, Literal
 
 from posebench.errors import PosebenchError
 from posebench.metrics.registry import known_direction
+from posebench.results.bootstrap import LEVEL, Interval
 from posebench.results.schema import dig, json_safe
 from posebench.utils.io import atomic_write_text
 
 REPORT_SCHEMA_VERSION = 1
 Status = Literal["improved", "unchanged", "within", "regressed", "missing", "added"]
 FAILING: tuple[Status, ...] = ("regressed", "missing")
+GATES = ("point", "interval")
 
 # (label, dotted key) pairs that must be equal for two results to be comparable
 _IDENTITY = (
@@ -45,7 +52,9 @@ class RegressError(PosebenchError):
 
 @dataclass(frozen=True)
 class MetricDiff:
-    """One metric of the comparison. `delta` is new − baseline; `status` says whether that is a regression."""
+    """One metric of the comparison. `delta` is new − baseline; `status` says whether that is a regression, judged
+    on `basis`: "point" (delta against the tolerance) or "interval" (the whole `interval` of new − baseline
+    against the tolerance)."""
 
     name: str
     higher_is_better: bool
@@ -54,6 +63,9 @@ class MetricDiff:
     delta: float | None
     tolerance: float
     status: Status
+    interval: tuple[float, float] | None = None  # bootstrap interval of new − baseline (low, high)
+    interval_method: str | None = None
+    basis: Literal["point", "interval"] = "point"
 
     @property
     def failed(self) -> bool:
@@ -66,9 +78,11 @@ class MetricDiff:
             return f"{self.name}: in the baseline ({fmt_value(self.baseline)}) but missing from the new results"
         if self.status == "added":
             return f"{self.name}: new metric ({fmt_value(self.new)}), no baseline"
+        interval = "" if self.interval is None else f", interval {fmt_interval(self.interval)}"
+        basis = " (judged on the interval)" if self.basis == "interval" else ""
         return (f"{self.name}: {fmt_value(self.baseline)} -> {fmt_value(self.new)} "
-                f"(delta {fmt_value(self.delta, signed=True)}, tolerance {fmt_value(self.tolerance)}, "
-                f"{word} is better): {self.status}")
+                f"(delta {fmt_value(self.delta, signed=True)}{interval}, tolerance {fmt_value(self.tolerance)}, "
+                f"{word} is better): {self.status}{basis}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,8 @@ class RegressionReport:
     new_file: str
     metrics: tuple[MetricDiff, ...]
     warnings: tuple[str, ...] = ()
+    gate: str = "point"  # one of GATES
+    bootstrap: dict[str, Any] | None = None  # {resamples, fid_resamples, seed, level} when intervals were computed
 
     @property
     def regressions(self) -> list[MetricDiff]:
@@ -112,11 +128,18 @@ class RegressionReport:
         props = ET.SubElement(suite, "properties")
         for key, value in (("baseline", self.baseline_file), ("new", self.new_file), ("protocol", self.protocol),
                            ("profile", self.profile), ("profile_sha256", self.profile_sha256),
-                           ("pairs_sha256", self.pairs_sha256)):
+                           ("pairs_sha256", self.pairs_sha256), ("gate", self.gate),
+                           *((f"bootstrap_{k}", str(v)) for k, v in (self.bootstrap or {}).items())):
             ET.SubElement(props, "property", name=key, value=value)
         for m in self.metrics:
             case = ET.SubElement(suite, "testcase", classname=f"posebench.regress.{self.protocol}", name=m.name,
                                  time="0")
+            if m.interval is not None:  # testcase properties, as pytest's record_property writes them
+                case_props = ET.SubElement(case, "properties")
+                for key, value in (("delta", repr(m.delta)), ("interval_low", repr(m.interval[0])),
+                                   ("interval_high", repr(m.interval[1])), ("interval_method", m.interval_method or ""),
+                                   ("basis", m.basis)):
+                    ET.SubElement(case_props, "property", name=key, value=value)
             if m.failed:
                 failure = ET.SubElement(case, "failure", message=m.message(), type=m.status)
                 failure.text = m.message()
@@ -139,6 +162,13 @@ def fmt_value(v: float | None, signed: bool = False) -> str:
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return f"{v:+.6g}" if signed else f"{v:.6g}"
+
+
+def fmt_interval(interval: tuple[float, float] | None) -> str:
+    """`[low, high]` of new − baseline, signed, or '–'."""
+    if interval is None:
+        return "–"
+    return f"[{fmt_value(interval[0], signed=True)}, {fmt_value(interval[1], signed=True)}]"
 
 
 def _value(v: Any, where: str) -> float:
@@ -220,8 +250,22 @@ def _judge(base: float, new: float, higher_is_better: bool, tol: float) -> Statu
     return "within" if worse <= tol else "regressed"
 
 
+def _judge_interval(base: float, new: float, interval: tuple[float, float], higher_is_better: bool,
+                    tol: float) -> Status:
+    """Regressed only when the whole interval of new − baseline is worse than the baseline by more than `tol`;
+    a point difference past the tolerance with an interval that is not is `within`."""
+    low, high = interval
+    least_worse = -high if higher_is_better else low  # the interval's most favourable end, as "how much worse"
+    if least_worse > tol:
+        return "regressed"
+    point = _judge(base, new, higher_is_better, tol)
+    return "within" if point == "regressed" else point
+
+
 def compare(new: dict[str, Any], base: dict[str, Any], tolerances: dict[str, float] | None = None, *,
-            new_file: str = "new", baseline_file: str = "baseline") -> RegressionReport:
+            new_file: str = "new", baseline_file: str = "baseline", gate: str = "point",
+            intervals: dict[str, Interval] | None = None, no_interval: dict[str, str] | None = None,
+            bootstrap: dict[str, Any] | None = None, extra_warnings: list[str] | None = None) -> RegressionReport:
     """Compare two results dicts (as `read_results` returns them) metric by metric.
 
     Args:
@@ -229,6 +273,11 @@ def compare(new: dict[str, Any], base: dict[str, Any], tolerances: dict[str, flo
         base: the baseline results.
         tolerances: metric -> absolute tolerance; metrics not named get 0.
         new_file, baseline_file: labels for the report.
+        gate: "point" (the point difference against the tolerance) or "interval" (the whole interval against the
+            tolerance; metrics without one fall back to the point difference, with a warning).
+        intervals: metric -> bootstrap interval of new − baseline (`compare_files` computes them).
+        no_interval: metric -> why it has no interval (for the warnings).
+        bootstrap, extra_warnings: the bootstrap settings and its warnings, for the report.
 
     Returns:
         A `RegressionReport`; `report.ok` is False when any metric regressed beyond its tolerance or is
@@ -239,6 +288,9 @@ def compare(new: dict[str, Any], base: dict[str, Any], tolerances: dict[str, flo
             names a metric neither result has, or a metric value is not a number.
     """
     tolerances = dict(tolerances or {})
+    intervals = dict(intervals or {})
+    if gate not in GATES:
+        raise RegressError(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")
     problems = comparability_problems(new, base)
     if problems:
         raise RegressError(f"refusing to compare {new_file} with {baseline_file}; they do not measure the same "
@@ -262,8 +314,18 @@ def compare(new: dict[str, Any], base: dict[str, Any], tolerances: dict[str, flo
             diffs.append(MetricDiff(name, hib, b, None, None, tol, "missing"))
         else:
             delta = 0.0 if n == b else n - b
-            diffs.append(MetricDiff(name, hib, b, n, delta, tol, _judge(b, n, hib, tol)))
-    warnings = []
+            iv = intervals.get(name)
+            interval = None if iv is None else (iv.low, iv.high)
+            if gate == "interval" and interval is not None:
+                status, basis = _judge_interval(b, n, interval, hib, tol), "interval"
+            else:
+                status, basis = _judge(b, n, hib, tol), "point"
+            diffs.append(MetricDiff(name, hib, b, n, delta, tol, status, interval,
+                                    None if iv is None else iv.method, basis))
+    warnings = list(extra_warnings or [])
+    for name, why in (no_interval or {}).items():
+        tail = "; judged on the point difference" if gate == "interval" else ""
+        warnings.append(f"{name}: no interval ({why}){tail}")
     if bool(new.get("canonical")) != bool(base.get("canonical")):
         warnings.append(f"canonical: new {bool(new.get('canonical'))}, baseline {bool(base.get('canonical'))}")
     new_flags, base_flags = sorted(new.get("flags") or []), sorted(base.get("flags") or [])
@@ -278,7 +340,45 @@ def compare(new: dict[str, Any], base: dict[str, Any], tolerances: dict[str, flo
         profile=f"{new['profile']['name']}@{new['profile']['version']}",
         profile_sha256=str(new["profile"]["sha256"]), pairs_sha256=str(new["dataset"]["pairs_sha256"]),
         baseline_file=baseline_file, new_file=new_file, metrics=tuple(diffs), warnings=tuple(warnings),
+        gate=gate, bootstrap=bootstrap,
     )
+
+
+def compare_files(new_file: str | Path, baseline_file: str | Path, tolerances: dict[str, float] | None = None, *,
+                  gate: str = "point", intervals: bool = False, resamples: int = 2000, fid_resamples: int = 200,
+                  seed: int = 0, level: float = LEVEL) -> RegressionReport:
+    """`compare` two results files; with `gate="interval"` (or `intervals=True`, shown but not gating) also the
+    bootstrap interval of new − baseline of each metric both have, from the per-image CSV and the features file
+    beside each results file (`posebench.results.regress_intervals`).
+
+    Args:
+        resamples: bootstrap resamples of the per-image metrics' paired mean difference.
+        fid_resamples: bootstrap resamples of FID and KID (each recomputes them on the resampled generated set).
+        seed: seed of every metric's resampling (the same seed, the same intervals).
+        level: the interval's coverage (0.95: the 2.5th and 97.5th percentiles).
+
+    Raises:
+        RegressError: the results are not comparable, a bad gate, or a bad tolerance.
+        IntervalError: with intervals: a bad number of resamples, a missing or mismatched sidecar file, or two runs
+            that scored different images.
+    """
+    from posebench.results.regress_intervals import check_resamples, metric_intervals
+    from posebench.results.schema import read_results
+
+    if gate not in GATES:
+        raise RegressError(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")
+    check_resamples(resamples, fid_resamples)
+    new, base = read_results(new_file), read_results(baseline_file)
+    kw: dict[str, Any] = {"new_file": str(new_file), "baseline_file": str(baseline_file), "gate": gate}
+    report = compare(new, base, tolerances, **kw)  # every refusal (comparability, tolerances, values) comes first
+    if gate == "point" and not intervals:
+        return report
+    names = [m for m in base.get("metrics", {}) if m in new.get("metrics", {})]
+    found, why, warnings = metric_intervals(new_file, new, baseline_file, base, names, resamples=resamples,
+                                            fid_resamples=fid_resamples, seed=seed, level=level)
+    return compare(new, base, tolerances, intervals=found, no_interval=why, extra_warnings=warnings,
+                   bootstrap={"resamples": resamples, "fid_resamples": fid_resamples, "seed": seed, "level": level},
+                   **kw)
 
 
 def write_report_json(report: RegressionReport, path: str | Path) -> None:

@@ -6,8 +6,11 @@ histograms (matplotlib, Agg canvas, no pyplot state), grids of the worst and bes
 Everything is inline: images are base64 PNG data URIs and the CSS is in a `<style>` element, so the file
 opens offline and can be attached to an issue or a pull request as it is.
 
-The report re-reads the images it shows, so the dataset root and the prediction folders recorded in each
-results file (`config.root`, `config.pred`) must still exist, as must the per-image CSV beside it.
+Every results file `posebench eval` writes can be reported: pair protocols (DeepFashion, Market), Human-Art pose
+protocols and two plain folders. Results of different profiles are compared in separate tables (their numbers are
+not comparable), never ranked against each other. Sample grids (pair protocols only) re-read the images, so the
+dataset root and prediction folders recorded in each results file (`config.root`, `config.pred`) must still exist
+for them; with `samples=0` the page is built from the results files and their per-image CSVs alone.
 """
 
 from __future__ import annotations
@@ -56,9 +59,11 @@ class ReportRun:
         label: column label (from `--label` or the prediction folder's name).
         data: the results dict as `read_results` returns it.
         columns: per-image metric names, in the CSV's order.
-        values: pair -> metric -> value (float; inf and nan as written by the evaluation).
-        root: dataset root recorded in the results config.
-        pred: prediction folder recorded in the results config.
+        values: image -> metric -> value (float; inf and nan as written by the evaluation); the image is a
+            `PairKey` for pair protocols, else the tuple of the CSV's identity columns.
+        id_columns: the per-image CSV's identity columns (`source,target`; `name`; `key,scenario,...`).
+        root: dataset root recorded in the results config (None when not needed: no sample grids).
+        pred: prediction folder recorded in the results config (None when not needed).
         files: pair -> generated image file, filled by `_match_files`.
     """
 
@@ -66,10 +71,20 @@ class ReportRun:
     label: str
     data: dict[str, Any]
     columns: list[str]
-    values: dict[PairKey, dict[str, float]]
-    root: Path
-    pred: Path
+    values: dict[Any, dict[str, float]]
+    id_columns: tuple[str, ...] = ("source", "target")
+    root: Path | None = None
+    pred: Path | None = None
     files: dict[PairKey, Path] = field(default_factory=dict)
+
+    @property
+    def is_pairs(self) -> bool:
+        return self.id_columns == ("source", "target")
+
+    @property
+    def group(self) -> str:
+        """Results of one group can be ranked against each other: the same protocol and profile (with version)."""
+        return f"{self.data['protocol'].get('name')} · {_profile(self.data)}"
 
     @property
     def rank_metric(self) -> str | None:
@@ -113,41 +128,51 @@ def _existing_dir(results: Path, value: Any, what: str, option: str) -> Path:
     return path
 
 
-def read_per_image(results: Path, csv_path: Path) -> tuple[list[str], dict[PairKey, dict[str, float]]]:
-    """Read an evaluation's per-image CSV (`source,target,<metric>...`).
+# identity columns the evaluator writes first in a per-image CSV (pairs; two plain folders; Human-Art)
+ID_LAYOUTS = (("source", "target"), ("name",), ("key", "scenario", "image_id", "file"))
+
+
+def read_per_image(results: Path, csv_path: Path) -> tuple[list[str], dict[Any, dict[str, float]], tuple[str, ...]]:
+    """Read an evaluation's per-image CSV (identity columns, then one column per metric).
 
     Args:
         results: the results file that names the CSV (for messages).
         csv_path: the CSV.
 
     Returns:
-        (metric columns in file order, pair -> metric -> value).
+        (metric columns in file order, image -> metric -> value, identity columns). The image is a `PairKey`
+        for `source,target` files, else the tuple of identity values.
 
     Raises:
-        PosebenchError: the file is missing or its header is not `source,target,...`.
+        PosebenchError: the file is missing or its header starts with none of the evaluator's identity layouts.
     """
     if not csv_path.is_file():
         raise PosebenchError(f"{results}: its per-image file {csv_path} is missing; the report needs it for the "
                              "distributions and the worst/best samples. Re-run `posebench eval` to write it")
     with csv_path.open(newline="") as fh:
         rows = list(csv.reader(fh))
-    if not rows or rows[0][:2] != ["source", "target"]:
-        raise PosebenchError(f"{csv_path}: expected a header starting source,target (a posebench per-image CSV)")
-    columns = rows[0][2:]
-    values: dict[PairKey, dict[str, float]] = {}
+    ids = next((layout for layout in ID_LAYOUTS if rows and tuple(rows[0][: len(layout)]) == layout), None)
+    if ids is None:
+        expected = " or ".join(",".join(layout) for layout in ID_LAYOUTS)
+        raise PosebenchError(f"{csv_path}: expected a header starting {expected} (a posebench per-image CSV)")
+    k = len(ids)
+    columns = rows[0][k:]
+    values: dict[Any, dict[str, float]] = {}
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(rows[0]):
             raise PosebenchError(f"{csv_path}:{line}: {len(row)} fields, the header has {len(rows[0])}")
-        values[PairKey(row[0], row[1])] = {c: _as_float(v) for c, v in zip(columns, row[2:], strict=True)}
-    return columns, values
+        key = PairKey(row[0], row[1]) if k == 2 else tuple(row[:k])
+        values[key] = {c: _as_float(v) for c, v in zip(columns, row[k:], strict=True)}
+    return columns, values, ids
 
 
-def load_run(path: str | Path, label: str | None = None) -> ReportRun:
-    """Read one results file with its per-image CSV and check that its images are still reachable.
+def load_run(path: str | Path, label: str | None = None, *, images: bool = True) -> ReportRun:
+    """Read one results file with its per-image CSV; with `images`, check that the dataset root and prediction
+    folder its sample grids need still exist (pair protocols only: the others have no grids).
 
     Raises:
-        PosebenchError: unknown schema version, missing per-image CSV, or a dataset root / prediction folder
-            that no longer exists.
+        PosebenchError: unknown schema version, another kind of results file, missing per-image CSV, or (with
+            `images`) a dataset root / prediction folder that no longer exists.
     """
     path = Path(path)
     data = read_results(path)
@@ -155,15 +180,19 @@ def load_run(path: str | Path, label: str | None = None) -> ReportRun:
     if not name:
         raise PosebenchError(f"{path}: names no per-image file (per_image_file); the report needs per-image "
                              "values. Re-run `posebench eval` to write them")
-    columns, values = read_per_image(path, path.parent / name)
+    columns, values, ids = read_per_image(path, path.parent / name)
     config = data.get("config") or {}
-    root = _existing_dir(path, config.get("root"), "dataset root", "root")
-    pred = _existing_dir(path, config.get("pred") or data["predictions"].get("dir"), "prediction folder", "pred")
-    return ReportRun(path, label or pred.name, data, columns, values, root, pred)
+    recorded_pred = config.get("pred") or data["predictions"].get("dir")
+    run = ReportRun(path, label or Path(str(recorded_pred or path.stem)).name, data, columns, values, ids)
+    if images and run.is_pairs and data["protocol"].get("name") != "folders":
+        run.root = _existing_dir(path, config.get("root"), "dataset root", "root")
+        run.pred = _existing_dir(path, recorded_pred, "prediction folder", "pred")
+    return run
 
 
 def _check_compatible(runs: Sequence[ReportRun]) -> None:
-    """All results files must share the protocol (name and version) and the split."""
+    """All results files must share the protocol (name and version) and the split (profiles may differ: they are
+    compared in separate tables)."""
     first = runs[0]
 
     def proto(r: ReportRun) -> str:
@@ -378,7 +407,7 @@ def distribution_plot(metric: str, runs: Sequence[ReportRun], higher_is_better: 
     arrow = "↑ higher is better" if higher_is_better else "↓ lower is better"
     ax.set_title(f"{metric} per image ({arrow})", fontsize=10)
     ax.set_xlabel(metric)
-    ax.set_ylabel("pairs")
+    ax.set_ylabel("images")
     ax.legend(fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -446,7 +475,8 @@ def _run_section(r: ReportRun) -> str:
     warnings = "".join(f'<li class="warn">{_e(w)}</li>' for w in r.data.get("warnings") or [])
     flags = ", ".join(r.data.get("flags") or []) or "none"
     return (f'<div class="run"><h3>{_e(r.label)}</h3>'
-            f'<div class="muted">results <code>{_e(r.path)}</code><br>predictions <code>{_e(r.pred)}</code></div>'
+            f'<div class="muted">results <code>{_e(r.path)}</code><br>predictions <code>'
+            f'{_e(r.pred or r.data["predictions"].get("dir"))}</code></div>'
             f'<p>profile {_e(_profile(r.data))} · {_canonical(r.data)} · flags: {_e(flags)}</p>'
             '<table><tr><th>metric</th><th>value</th><th>± stderr</th><th>n</th><th>details</th></tr>'
             + "".join(rows) + "</table>"
@@ -473,10 +503,14 @@ def _comparison(runs: Sequence[ReportRun]) -> str:
             cls = "num best" if best is not None and v == best else "num"
             cells.append(f'<td class="{cls}">{text} <span class="muted">n={_e(m["n"])}</span></td>')
         rows.append(f"<tr><td>{_e(name)} {_arrow(higher)}</td>{''.join(cells)}</tr>")
+    def scored(r: ReportRun) -> str:
+        total = r.data["dataset"].get("pairs")
+        return f"{len(r.values)}" + (f" of {total}" if total is not None else "")
+
     meta = [
         ("profile", [_e(_profile(r.data)) for r in runs]),
         ("canonical", [_canonical(r.data) for r in runs]),
-        ("pairs scored", [_e(f"{len(r.values)} of {r.data['dataset'].get('pairs')}") for r in runs]),
+        ("images scored", [_e(scored(r)) for r in runs]),
         ("warnings", [_e(len(r.data.get("warnings") or [])) for r in runs]),
     ]
     for name, cells_ in meta:
@@ -545,33 +579,33 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
     Example:
         >>> html = build_report(["oracle.json", "copy.json"], labels=["oracle", "copy"])  # doctest: +SKIP
     """
-    from posebench.datasets import manifest
-    from posebench.datasets.problems import ProblemLog
-
     if not results_paths:
         raise PosebenchError("give at least one results file")
     if samples < 0:
         raise PosebenchError(f"--samples must be >= 0, got {samples}")
-    runs = [load_run(p) for p in results_paths]
+    runs = [load_run(p, images=samples > 0) for p in results_paths]
     _check_compatible(runs)
     _unique_labels(runs, labels)
 
     first = runs[0].data
     split_name = first["dataset"].get("split")
-    index = manifest.load(first["dataset"].get("name") or first["protocol"]["name"].split("-")[0], runs[0].root,
-                          ProblemLog())
-    if split_name not in index.splits:
-        raise PosebenchError(f"{runs[0].root} no longer has the {split_name!r} split that {runs[0].path} scored")
-    split = index.splits[split_name]
-    for r in runs:
-        _match_files(r, set(split.images))
+    split = _split_for_samples(runs, split_name) if samples else None
 
     notes = []
+    groups: dict[str, list[ReportRun]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    if len(groups) > 1:
+        notes.append(f"these results use {len(groups)} profiles ({'; '.join(groups)}): each is compared in its own "
+                     "table and nothing is ranked across them, as their numbers are not comparable")
+    if samples and split is None:
+        notes.append("sample grids are drawn for pair protocols (source, target, ground truth); these results "
+                     "have none")
     pair_hashes = {r.data["dataset"].get("pairs_sha256") for r in runs}
     if len(pair_hashes) > 1:
         notes.append("the results files were scored on different pair lists (pairs_sha256 differs): "
                      "compare with care")
-    roots = {str(r.root.resolve()) for r in runs}
+    roots = {str(r.root.resolve()) for r in runs if r.root is not None}
     if len(roots) > 1:
         notes.append(f"the results files name different dataset roots; images are shown from {runs[0].root}")
 
@@ -593,18 +627,38 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
         f"{'s' if len(runs) > 1 else ''}: {_e(', '.join(r.label for r in runs))}</div>",
         "".join(f'<p class="warn">{_e(n)}</p>' for n in notes),
         "</header>",
-        f'<section id="comparison"><h2>Comparison</h2>{_comparison(runs)}</section>',
+        '<section id="comparison"><h2>Comparison</h2>'
+        + "".join((f"<h3>{_e(name)}</h3>" if len(groups) > 1 else "") + _comparison(members)
+                  for name, members in groups.items()) + "</section>",
         f'<section id="runs"><h2>Results files</h2><div class="runs">{"".join(_run_section(r) for r in runs)}'
         "</div></section>",
         f'<section id="distributions"><h2>Per-image distributions</h2><div class="plots">{"".join(plots)}</div>'
         "</section>",
     ]
-    if samples:
+    if samples and split is not None:
         parts.append('<section id="samples"><h2>Worst and best samples</h2>'
                      + "".join(_samples_section(r, i, runs, split, samples) for i, r in enumerate(runs))
                      + "</section>")
     parts += [_provenance(runs), "</body></html>\n"]
     return "".join(parts)
+
+
+def _split_for_samples(runs: Sequence[ReportRun], split_name: str | None) -> SplitIndex | None:
+    """The dataset split the sample grids read (pair protocols), with each run's files matched; None otherwise."""
+    from posebench.datasets import manifest
+    from posebench.datasets.problems import ProblemLog
+
+    first = runs[0]
+    if not first.is_pairs or first.root is None:
+        return None
+    index = manifest.load(first.data["dataset"].get("name") or first.data["protocol"]["name"].split("-")[0],
+                          first.root, ProblemLog())
+    if split_name not in index.splits:
+        raise PosebenchError(f"{first.root} no longer has the {split_name!r} split that {first.path} scored")
+    split = index.splits[split_name]
+    for r in runs:
+        _match_files(r, set(split.images))
+    return split
 
 
 def write_report(results_paths: Sequence[str | Path], out: str | Path, labels: Sequence[str] | None = None,

@@ -8,6 +8,9 @@ Top-level keys:
     flags [str], declared {best_of, oracle_selection},
     metrics {name: {value, stderr, higher_is_better, n, details}},
     per_image_file, warnings [str], env {...}, timing {seconds, images_per_second}
+Optional (for `posebench regress` intervals): per_image_id_columns [str] (the CSV columns that name an image),
+    features_file (the kept FID/KID features, `posebench.results.kept_features`; a bare file name like
+    per_image_file)
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class RunResults(TypedDict, total=False):
     metrics: dict[str, MetricResult]
     breakdown: dict[str, Any]  # {by, rows}: per group (Human-Art scenarios)
     per_image_file: str
+    per_image_id_columns: list[str]
+    features_file: str
     warnings: list[str]
     env: dict[str, Any]
     timing: dict[str, Any]
@@ -67,7 +72,7 @@ def results_document(*, protocol: dict[str, Any], profile: dict[str, Any], datas
     import datetime as dt
 
     from posebench._version import __version__
-    from posebench.env import versions
+    from posebench.env import provenance, versions
 
     doc: RunResults = {
         "schema_version": SCHEMA_VERSION, "posebench": __version__,
@@ -76,7 +81,7 @@ def results_document(*, protocol: dict[str, Any], profile: dict[str, Any], datas
         "protocol": protocol, "profile": profile, "dataset": dataset, "predictions": predictions,
         "flags": list(flags or []), "declared": declared or {"best_of": 1, "oracle_selection": False},
         "metrics": metrics, "per_image_file": per_image_file, "warnings": list(warnings),
-        "env": {**versions(), **env},
+        "env": {**versions(), **provenance(), **env},
         "timing": {"seconds": round(seconds, 3), "images_per_second": round(scored / seconds, 3) if seconds else None},
         "config": config,
     }
@@ -142,6 +147,11 @@ def validate_results(data: Any, where: str) -> dict[str, Any]:
 
     if not isinstance(data, dict):
         raise ResultsError(f"{where}: expected a JSON object")
+    if data.get("kind") == "reid-augment":  # the same schema family, another kind of result
+        raise ResultsError(f"{where} is a re-ID augmentation results file (posebench reid-augment: mAP per real-data "
+                           "fraction), not an evaluation of generated images; report, regress and leaderboard add "
+                           "read `posebench eval` results. Its tables are in that file's rows and "
+                           "map_vs_fraction.png beside it")
     version = data.get("schema_version")
     if version is None:
         raise ResultsError(f"{where}: not a posebench results file (no schema_version); posebench eval writes them")
@@ -160,11 +170,16 @@ def validate_results(data: Any, where: str) -> dict[str, Any]:
         raise ResultsError(f"{where}: canonical must be true or false, got {_short(data['canonical'])}")
     if not isinstance(data["warnings"], list):
         raise ResultsError(f"{where}: warnings must be a list")
-    per_image = data.get("per_image_file")
-    if per_image is not None and (not isinstance(per_image, str) or not per_image or "/" in per_image
-                                  or "\\" in per_image or per_image in (".", "..")):
-        raise ResultsError(f"{where}: per_image_file must be a bare file name beside the results file, got "
-                           f"{_short(per_image)}")
+    for key in ("per_image_file", "features_file"):
+        name = data.get(key)
+        if name is not None and (not isinstance(name, str) or not name or "/" in name or "\\" in name
+                                 or name in (".", "..")):
+            raise ResultsError(f"{where}: {key} must be a bare file name beside the results file, got {_short(name)}")
+    id_columns = data.get("per_image_id_columns")
+    if id_columns is not None and (not isinstance(id_columns, list) or not id_columns
+                                   or not all(isinstance(c, str) and c for c in id_columns)):
+        raise ResultsError(f"{where}: per_image_id_columns must be a non-empty list of column names, got "
+                           f"{_short(id_columns)}")
     metrics = data["metrics"]
     if not isinstance(metrics, dict):
         raise ResultsError(f"{where}: metrics must be a mapping of metric name -> entry, got a "

@@ -44,12 +44,13 @@ def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress:
     Raises:
         PosebenchError: unknown kind, a root that does not load, no test pairs or no training images.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
     from posebench.datasets import manifest
     from posebench.datasets.problems import ProblemLog
     from posebench.images import read_rgb, resize, write_png
     from posebench.protocols import get_protocol
+    from posebench.utils.progress import Progress
 
     if kind not in BASELINES:
         raise PosebenchError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
@@ -64,7 +65,8 @@ def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo = [k for k in sorted(split.pairs) if not (out / k.filename).exists()]
-    columns = (TextColumn(f"baseline {kind}"), BarColumn(), MofNCompleteColumn())
+    # one labelled row per step (the mean-train baseline has two: averaging the training images, then writing)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, disable=not progress) as bar:
         constant: np.ndarray | None = None
         if kind == "mean-train" and todo:
@@ -72,9 +74,9 @@ def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress:
             if train is None or not train.images:
                 raise PosebenchError(f"{root} has no training images for the mean-train baseline")
             paths = [train.images[s] for s in sorted(train.images)]
-            task = bar.add_task("mean", total=len(paths))
+            task = bar.add_task(f"baseline {kind}: mean of the training images", total=len(paths))
             constant = mean_image(paths, size, lambda: bar.advance(task))
-        task = bar.add_task("write", total=len(todo))
+        task = bar.add_task(f"baseline {kind}: write", total=len(todo))
         for key in todo:
             if constant is not None:
                 img = constant

@@ -35,6 +35,8 @@ class EvalConfig:
         test_fid, real_limit: also FID/KID against the protocol's other real sets; cap the real set (development).
         batch_size, workers, device, use_cache, progress: images per batch, DataLoader decoding workers (default:
             0 on CPU, the cores with a GPU), torch device, reuse of cached real-set statistics, progress bars.
+        skipped: metrics left out because their weight files are missing (`posebench.run.missing_weights`), with
+            the reason and the command that fetches each file; recorded in the results' warnings.
     """
 
     protocol: str | None
@@ -65,6 +67,7 @@ class EvalConfig:
     device: str = "cpu"
     use_cache: bool = True
     progress: bool = True
+    skipped: dict[str, str] | None = None  # metric -> why it was left out (`--skip-missing-weights`)
 
     def __post_init__(self) -> None:
         for name in ("root", "pred", "out", "fid_weights", "lpips_weights", "is_weights", "pose_weights", "detections",

@@ -101,7 +101,7 @@ def chosen_weights(metric: str) -> str | None:
     for name in OPTIONAL_METRICS[metric]:
         if weights.status(name) in (weights.Status.VERIFIED, weights.Status.UNCHECKED):
             return name
-        if weights._from_installed_package(weights.get(name)) is not None:
+        if weights.from_installed_package(weights.get(name)) is not None:
             return name
     return None
 
@@ -234,8 +234,9 @@ def _train_side_by_side(runs: dict[str, tuple[str, Path]], root: Path, seconds: 
     import queue
     import signal
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+    from posebench.utils.progress import Progress
     from reposedm.config import load_config
 
     ctx = multiprocessing.get_context("spawn")  # fork after torch started its OpenMP threads can hang
@@ -443,7 +444,7 @@ def _print_summary(console: Any, result: DemoResult, budget: float) -> None:
 
     names = list(next(iter(result.metrics.values())))
     table = Table(title="posebench demo · deepfashion-256x176 on synthetic people (non-canonical)")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)  # names are never cut
     for m in names:
         table.add_column(f"{m} {'↓' if known_direction(m) is False else '↑'}", justify="right")
     for method, values in result.metrics.items():

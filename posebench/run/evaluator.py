@@ -65,6 +65,9 @@ class _Decoded:
         item = self.items[i]
         try:
             pred = read_rgb(item.pred, self.max_pixels)
+            if item.crop is not None:  # e.g. the generated panel of a PATN strip
+                left, top, right, bottom = item.crop
+                pred = np.ascontiguousarray(pred[top:bottom, left:right])
             gt = None if item.gt is None else read_rgb(item.gt)
             prepared: dict[tuple, tuple[np.ndarray, bool]] = {}
             for key in self.needs:
@@ -206,18 +209,21 @@ class _Metrics:
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run an evaluation and write `cfg.out` (+ a per-image CSV beside it). Returns the results dict (an empty
     dict on the non-main processes of a sharded run)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from posebench.metrics.inputs import ImagePairs
     from posebench.utils.io import check_output_path
+    from posebench.utils.progress import Progress
 
     t0 = time.perf_counter()
     check_output_path(cfg.out, "--out")  # before any long work: a folder, a path below a file, read-only
     check_output_path(cfg.out.with_suffix(".per_image.csv"), "the per-image CSV beside --out")
+    check_output_path(_features_path(cfg.out), "the FID/KID features file beside --out")
     replaced = cfg.out.exists()
     plan = plan_for(cfg)
     metrics = _Metrics(plan, cfg)
     plan.non_canonical.extend(_weights_reasons(metrics))
+    plan.warnings.extend(f"{m} skipped: {why}" for m, why in (cfg.skipped or {}).items())
     shard = Shard.current(cfg.device)
     need_keypoints = bool(plan.masked)
     mine = list(range(shard.rank, len(plan.items), shard.world))  # a strided shard under torchrun / accelerate
@@ -248,6 +254,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 return {}
         out, per_image_cols = _results(plan, metrics)
         real_meta, breakdown = _real_sets(plan, cfg, metrics, out, bar)
+    for key, entry in out.items():  # e.g. KID from subsets smaller than the profile's
+        note = (entry.get("details") or {}).get("note") if isinstance(entry, dict) else None
+        if note:
+            plan.warnings.append(f"{key}: {note}")
     if metrics.resized:
         plan.warnings.append(f"{metrics.resized} generated images were resized to the metric size (profile resize "
                              "chain)" if plan.kind != "pose" else
@@ -261,14 +271,47 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     doc = _document(plan, cfg, metrics, out, real_meta, breakdown, per_image_file, shard.world,
                     time.perf_counter() - t0)
     from posebench.results.schema import results_json
-    from posebench.utils.io import atomic_write_texts
 
-    # the per-image CSV and the results JSON are replaced together, or neither is
-    atomic_write_texts({per_image_file: _per_image_csv(plan, per_image_cols), cfg.out: results_json(doc)})
+    # --- for `posebench regress` intervals: which CSV columns name an image, and the kept FID/KID features
+    doc["per_image_id_columns"] = list(plan.id_columns)
+    features = _kept_features(plan, metrics)
+    if features is not None:
+        doc["features_file"] = _features_path(cfg.out).name
+    # the per-image CSV, the features file and the results JSON are replaced together, or none is
+    _write_together({per_image_file: _per_image_csv(plan, per_image_cols), cfg.out: results_json(doc),
+                     **({_features_path(cfg.out): features} if features is not None else {})})
     out = dict(doc)
     if replaced:
         out["replaced_previous"] = True  # not stored in the file: the CLI says so
     return out
+
+
+def _features_path(out: Path) -> Path:
+    from posebench.results.kept_features import features_path
+
+    return features_path(out)
+
+
+def _kept_features(plan: Plan, metrics: _Metrics) -> bytes | None:
+    """The features file's bytes (`posebench.results.kept_features`) when FID or KID was computed against fixed
+    real sets; None otherwise (per-scenario FID/KID of Human-Art has no single generated set to resample)."""
+    if not metrics.sets or plan.per_group_real:
+        return None
+    from posebench.results.kept_features import encode, from_metrics
+
+    return encode(from_metrics(metrics.sets, metrics.real_of))
+
+
+def _write_together(files: dict[Path, str | bytes]) -> None:
+    """Each file to a temporary beside it, then all renamed (`atomic_write_texts`, with bytes allowed)."""
+    import contextlib
+
+    from posebench.utils.io import atomic_open
+
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(atomic_open(p, "wb" if isinstance(d, bytes) else "w")) for p, d in files.items()]
+        for fh, data in zip(handles, files.values(), strict=True):
+            fh.write(data)
 
 
 def _weights_reasons(metrics: _Metrics) -> list[str]:
@@ -414,7 +457,7 @@ def _distances(metrics: _Metrics, real: Any, positions: list[int] | None) -> dic
         entry = m.summary(positions)
         row[key] = float(entry["value"])
         if key == "kid":
-            row["kid_std"] = float(entry["stderr"])
+            row["kid_std"] = float(entry["details"]["subset_std"])
     return row
 
 

@@ -62,6 +62,35 @@ def match_predictions(files: Sequence[Path], pairs: Sequence[PairKey], known: se
     return found, (schemes.pop() if schemes else scheme or "posebench"), notes
 
 
+PATN_PANELS = 5  # source | source pose | target | target pose | generated (PATN's test outputs)
+
+
+def _cut_patn_panels(items: list[Item], resolution: tuple[int, int]) -> str | None:
+    """PATN saves `{from}___{to}_vis` strips of 5 panels and its getMetrics scores panel 5: mark that panel as the
+    generated image (from each file's header). A file of the protocol's aspect is taken whole; any other layout is
+    refused, named. Returns the note for the results, or None when no file was a strip."""
+    from PIL import Image
+
+    aspect = resolution[1] / resolution[0]  # W / H
+    strips, problems = 0, []
+    for it in items:
+        with Image.open(it.pred) as im:
+            w, h = im.size
+        if w % PATN_PANELS == 0 and abs(w / PATN_PANELS / h - aspect) < 0.02:
+            panel = w // PATN_PANELS
+            it.crop = ((PATN_PANELS - 1) * panel, 0, w, h)
+            strips += 1
+        elif abs(w / h - aspect) >= 0.02:
+            problems.append(f"{it.pred}: {w}x{h} is neither one image of the protocol's aspect nor PATN's strip of "
+                            f"{PATN_PANELS} panels (source | source pose | target | target pose | generated, each "
+                            f"W/H = {aspect:.3f}); save the generated image alone, or the whole strip")
+    raise_problems(problems, "PATN outputs")
+    if not strips:
+        return None
+    return (f"{strips} PATN strips: the generated image (panel {PATN_PANELS} of source | source pose | target | "
+            "target pose | generated) was cut out and scored, as PATN's getMetrics does")
+
+
 def pose_estimator_name(cfg: EvalConfig) -> str:
     """The estimator that pose metrics use: `cfg.pose_estimator`, else posebench.pose.detect's default."""
     from posebench.pose.detect import DEFAULT_ESTIMATOR
@@ -138,6 +167,9 @@ def plan(cfg: EvalConfig) -> Plan:
         people = split.keypoints.get(k.target) if need_keypoints else None
         items.append(Item(pred=files[k], gt=split.images[k.target], ids={"source": k.source, "target": k.target},
                           keypoints=people[0] if people else None))
+    panels = _cut_patn_panels(items, protocol.resolution) if scheme == "patn" else None
+    if panels:
+        notes.append(panels)
     from posebench.datasets.index import refuse_files_outside_root
 
     refuse_files_outside_root(cfg.root, [it.gt for it in items], "ground-truth images")
@@ -154,7 +186,8 @@ def plan(cfg: EvalConfig) -> Plan:
                resolution=protocol.resolution, real_sets=real_sets,
                dataset={"name": protocol.dataset, "layout": index.layout, "split": protocol.split,
                         "pairs": len(pairs), "pairs_sha256": pairs_sha256(pairs)},
-               predictions={"scheme": scheme}, id_columns=("source", "target"), masked=masked,
+               predictions={"scheme": scheme, **({"panel": f"{PATN_PANELS} of {PATN_PANELS}"} if panels else {})},
+               id_columns=("source", "target"), masked=masked,
                pose_ground_truth=_pair_ground_truth if pose_metrics else None, warnings=list(notes),
                non_canonical=non_canonical)
     check_lossy(out, list(files.values()), cfg.allow_lossy)

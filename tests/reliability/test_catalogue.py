@@ -192,7 +192,7 @@ def test_a_huge_image_is_refused_from_its_header(folders, tmp_path):
 
 
 def test_board_markdown_escapes_html_from_method_names(tmp_path):
-    """`leaderboard render` wrote a raw <script> from a --method name into leaderboards/README.md."""
+    """`leaderboard render` wrote a raw <script> from a --method name into the boards' README.md."""
     import shutil
 
     from posebench.protocols import get_profile
@@ -200,7 +200,7 @@ def test_board_markdown_escapes_html_from_method_names(tmp_path):
     from posebench.results.schema import write_results
 
     board = tmp_path / "deepfashion-256x176.yaml"
-    shutil.copy(Path(__file__).parents[2] / "leaderboards" / "deepfashion-256x176.yaml", board)
+    shutil.copy(Path(__file__).parents[2] / "posebench" / "leaderboards" / "deepfashion-256x176.yaml", board)
     results = {"schema_version": 1, "posebench": "x", "canonical": True, "warnings": [], "env": {},
                "protocol": {"name": "deepfashion-256x176", "version": 1, "sha256": "b" * 64},
                "profile": {"name": "clean", "version": get_profile("clean").version, "sha256": "p" * 64},

@@ -110,6 +110,12 @@ def test_checkpoint_faults(synth_root, tmp_path):
     assert res.exit_code == 0, res.output
     assert not stale.exists() and (run / "checkpoints" / "checkpoint-000002").is_dir()
 
+    # a B1 run has no recurrent pose alignment: --save-warped says so instead of writing nothing silently
+    res = runner.invoke(app, ["sample", "--run", str(run), *common, "--out", str(tmp_path / "b1-gen"), "--steps",
+                              "1", "--limit", "1", "--save-warped", "--quiet"])
+    assert res.exit_code == 0 and "no recurrent pose alignment" in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "b1-gen" / "warped").exists()
+
     ckpt = run / "checkpoints" / "checkpoint-000002"
     weights = next((ckpt / "ema").glob("*.safetensors"))
     tensors = load_file(str(weights))

@@ -106,28 +106,80 @@ def test_tiny_random_cli_end_to_end(humanart, tmp_path):
     assert sum(len(v) for v in load_detections(out).values()) == len(dets)
 
 
-def test_gt_ids_and_eval_pose(humanart, tmp_path):
+def test_gt_scores_its_images_and_skips_the_rest(humanart, tmp_path):
+    """Human-Art's images/ holds the training images too: --gt val.json scores the validation images only and says
+    how many others it skipped."""
     gt = humanart / "annotations" / "validation_humanart.json"
+    val_ids = {im["id"] for im in json.loads(gt.read_text())["images"]}
+    n_folder = len(list((humanart / "images").rglob("*.jpg")))
     out = tmp_path / "dt.json"
     res = runner.invoke(app, ["pose", "detect", "--images", str(humanart / "images"), "--out", str(out),
                               "--estimator", "tiny-random", "--gt", str(gt), "--no-flip"])
-    assert res.exit_code == 2, res.output  # training images are in the folder too, not in the validation GT
-    assert "no ground-truth image" in res.output
+    assert res.exit_code == 0, res.output
+    skipped = n_folder - len(val_ids)
+    assert skipped == 4 and len(val_ids) == 4
+    assert (f"note: {skipped} of the {n_folder} images under {humanart / 'images'} are not in {gt} and were skipped "
+            f"(e.g. 2D_virtual_human/cartoon/000000000001.jpg") in " ".join(res.output.split())
+    assert f"scoring the {len(val_ids)} it names" in " ".join(res.output.split())
+    assert f"in {len(val_ids)} images" in res.output
+    dets = json.loads(out.read_text())
+    assert {d["image_id"] for d in dets} == val_ids  # tiny-random: one person in every scored image
+    assert not (tmp_path / "dt.image_ids.json").exists()
+    res = runner.invoke(app, ["eval-pose", str(gt), str(out)])
+    assert res.exit_code == 0, res.output
+    assert set(load_detections(out, gt=gt)) == val_ids
+
+
+def test_gt_and_folder_in_full_agreement_skip_nothing(humanart, tmp_path):
+    gt = humanart / "annotations" / "validation_humanart.json"
     both = json.loads(gt.read_text())
     train = json.loads((humanart / "annotations" / "training_humanart.json").read_text())
     both["images"] += train["images"]
     both["annotations"] += train["annotations"]
     gt_all = tmp_path / "gt.json"
     gt_all.write_text(json.dumps(both))
+    out = tmp_path / "dt.json"
     res = runner.invoke(app, ["pose", "detect", "--images", str(humanart / "images"), "--out", str(out),
                               "--estimator", "tiny-random", "--gt", str(gt_all)])
     assert res.exit_code == 0, res.output
-    dets = json.loads(out.read_text())
-    assert {d["image_id"] for d in dets} == {im["id"] for im in both["images"]}
-    assert not (tmp_path / "dt.image_ids.json").exists()
-    res = runner.invoke(app, ["eval-pose", str(gt_all), str(out)])
-    assert res.exit_code == 0, res.output
-    assert set(load_detections(out, gt=gt_all)) == {im["id"] for im in both["images"]}
+    assert "skipped" not in res.output
+    assert {d["image_id"] for d in json.loads(out.read_text())} == {im["id"] for im in both["images"]}
+
+
+def test_gt_image_missing_from_the_folder_exit_2(humanart, tmp_path):
+    gt = json.loads((humanart / "annotations" / "validation_humanart.json").read_text())
+    gt["images"].append({**gt["images"][0], "id": 99, "file_name": "HumanArt/images/real_human/dance/gone.jpg"})
+    bad = tmp_path / "gt.json"
+    bad.write_text(json.dumps(gt))
+    out = tmp_path / "dt.json"
+    res = runner.invoke(app, ["pose", "detect", "--images", str(humanart / "images"), "--out", str(out),
+                              "--estimator", "tiny-random", "--gt", str(bad)])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert f"{bad}: 1 of its 5 images are not under {humanart / 'images'}" in text
+    assert "HumanArt/images/real_human/dance/gone.jpg" in text
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("images", "needle"), [
+    ([], "lists no images"),
+    ([{"file_name": "a.png"}], "images[0] needs a 'file_name' and an 'id'"),
+    # a bare name found in two folders, or two entries claiming one file: ambiguous, never guessed
+    ([{"file_name": "a.png", "id": 1}], "ground-truth file names match several images"),
+    ([{"file_name": "x/a.png", "id": 1}, {"file_name": "root/x/a.png", "id": 2}], "match several ground-truth"),
+])
+def test_gt_bad_entries_exit_2(tmp_path, images, needle):
+    folder = tmp_path / "root"
+    for sub in ("x", "y"):
+        (folder / sub).mkdir(parents=True)
+        _write(folder / sub / "a.png", 40, 30)
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": images, "annotations": []}))
+    res = runner.invoke(app, ["pose", "detect", "--images", str(folder), "--out", str(tmp_path / "dt.json"),
+                              "--estimator", "tiny-random", "--gt", str(gt)])
+    assert res.exit_code == 2, res.output
+    assert str(gt) in " ".join(res.output.split()) and needle in " ".join(res.output.split())
+    assert not (tmp_path / "dt.json").exists()
 
 
 def test_unreadable_image_exit_2(tmp_path):

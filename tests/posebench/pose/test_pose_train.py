@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,25 @@ def test_cli_train_then_detect(root, tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(dets.read_text())
     assert rows and all(len(r["keypoints"]) == 51 for r in rows)
+
+
+def test_cli_train_says_what_it_counted_and_warns_when_no_better(root, tmp_path):
+    """The option names agree with the other commands (--max-steps, --pose-weights, --no-pose-flip); the summary
+    names the split of each count; two steps do not beat the untrained network here, which is said."""
+    out = tmp_path / "net.safetensors"
+    res = runner.invoke(app, ["pose", "train", "--root", str(root), "--out", str(out), "--max-steps", "1",
+                              "--batch-size", "2", "--input-size", "64", "--quiet"])
+    assert res.exit_code == 0, res.output
+    n_train = len((root / "train.lst").read_text().split())
+    n_test = len((root / "test.lst").read_text().split())
+    text = " ".join(res.output.split())
+    assert f"trained 1 steps on the {n_train} images of split 'train'" in text
+    assert f"mean joint error on the {n_test} images of split 'test'" in text
+    before, after = (float(x) for x in re.search(r"([\d.]+) px untrained -> ([\d.]+) px trained", text).groups())
+    assert ("no better than the untrained one" in text) == (after >= before)
+    res = runner.invoke(app, ["pose", "detect", "--images", str(root / "test"), "--out", str(tmp_path / "d.json"),
+                              "--estimator", "synthetic-posenet", "--pose-weights", str(out), "--no-pose-flip"])
+    assert res.exit_code == 0, res.output
 
 
 def test_bad_files_and_roots(root, tmp_path):

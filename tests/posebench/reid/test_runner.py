@@ -28,7 +28,33 @@ def _invoke(*args: str):
     return runner.invoke(app, ["reid-augment", *args])
 
 
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+# What the tiny smoke root departs from (docs/reid.md): its few images, --max-images, 1 epoch, 64x32, random init.
+def _smoke_reasons(market: Path) -> list[str]:
+    from posebench.reid.runner import _labelled, _list_images
+
+    train = _labelled(market / "bounding_box_train", _list_images(market / "bounding_box_train"),
+                      keep_distractors=False)
+    n_train, n_ids = len(train), len({pid for _, pid, _ in train})
+    n_query = len(_labelled(market / "query", _list_images(market / "query"), keep_distractors=False))
+    n_gallery = len(_labelled(market / "bounding_box_test", _list_images(market / "bounding_box_test"),
+                              keep_distractors=True))
+    return [f"Market-1501 root {market} holds {n_train} training images of {n_ids} identities, not the full "
+            "12,936 of 751",
+            f"Market-1501 root {market} holds {n_query} query and {n_gallery} gallery images, not 3,368 and 15,913",
+            "--max-images 12: only the first 12 training, query and gallery images", "1 epoch, not 60",
+            "random initialisation (--no-pretrained), not ImageNet weights", "input 64x32, not 256x128"]
+
+
 def test_copy_source_end_to_end_and_resume(market: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from posebench import __version__
+    from posebench.env import versions
+
     out = tmp_path / "out"
     res = _invoke("--market-root", str(market), "--generator", "copy-source", "--out", str(out), *TINY)
     assert res.exit_code == 0, res.output
@@ -36,11 +62,33 @@ def test_copy_source_end_to_end_and_resume(market: Path, tmp_path: Path) -> None
     methods = {r["method"] for r in doc["rows"]}
     assert methods == {"Standard", "copy-source"}
     for r in doc["rows"]:
-        assert r["fraction"] == 0.5 and r["n_seeds"] == 1
+        assert r["fraction"] == 0.5 and r["n_seeds"] == 1 and r["seeds"] == [0]
         assert 0.0 <= r["mAP_mean"] <= 1.0 and 0.0 <= r["rank1_mean"] <= 1.0
+        assert r["mAP_std"] is None and r["rank10_std"] is None  # one seed: no spread
+        assert f"{100 * r['mAP_mean']:.1f} (1 seed)" in res.output
+    assert "±" not in "".join(line for line in res.output.splitlines() if line.startswith("│"))
+    assert "Note: one seed: no spread shown; several seeds (e.g. --seeds 0,1,2) give mean ± std." in res.output
     assert doc["settings"]["pretrained"] is False and doc["settings"]["init"] == "random"
-    assert "leak identities beyond the subset" in doc["leakage_caveat"]
-    assert (out / "map_vs_fraction.png").stat().st_size > 0
+    # eval's schema family, another kind
+    assert (doc["schema_version"], doc["kind"], doc["posebench"]) == (1, "reid-augment", __version__)
+    assert doc["created"].endswith("+00:00") and doc["created"][:2] == "20"
+    assert doc["canonical"] is False and doc["non_canonical_reasons"] == _smoke_reasons(market)
+    assert doc["env"]["device"] == "cpu" and doc["env"]["processes"] == 1
+    assert doc["env"]["torchreid"] == versions()["torchreid"] and doc["env"]["posebench"] == __version__
+    assert doc["format"] == "posebench-reid-augment" and doc["versions"]["posebench"] == __version__  # kept
+    # copy-source has no generator: no leakage caveat
+    assert doc["generator_train_set"] == "none" and doc["leakage_caveat"] is None
+    assert doc["generator_training"]["caveat"] is None
+    assert ("Generator: no generator: copy-source adds copies of D_tr images, so nothing outside the subset is "
+            "seen; no leakage caveat.") in res.output
+    assert "whole Market-1501 training set" not in res.output
+    assert _flat("Non-canonical (6 departures from docs/reid.md): " + "; ".join(_smoke_reasons(market))) in \
+        _flat(res.output)
+    with Image.open(out / "map_vs_fraction.png") as im:
+        assert im.text["Description"] == ("non-canonical run (6 departures from docs/reid.md): 4 ids, 1 epoch, "
+                                          "64x32\nnot comparable with the published curves (left out)\n"
+                                          "series: Standard; copy-source")
+    assert doc["published_for_reference"]["plotted"] is False
     published = doc["published_for_reference"]["rows"]
     assert {p["method"] for p in published} >= {"PIDM", "RePoseDM"}  # drawn on the plot for reference
     assert dict(next(p for p in published if p["method"] == "PIDM")["points"])[0.2] == 61.5
@@ -133,6 +181,12 @@ def test_shell_template_generator(market: Path, tmp_path: Path) -> None:
     assert generated and len(generated) == len((out / "plans" / "f0.5_s0_plan.csv").read_text().splitlines()) - 1
     doc = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in doc["rows"]} == {"Standard", "shell"}
+    assert doc["generator_train_set"] == "unknown"
+    assert doc["generator_training"]["description"] == "unknown: posebench cannot tell what the generator was " \
+        "trained on"
+    assert "Generator trained on: unknown: posebench cannot tell what the generator was trained on." in res.output
+    assert doc["leakage_caveat"] == ("if it saw Market-1501 training images outside the subset, generated images may "
+                                     "leak identities beyond it")
 
     res = _invoke("--market-root", str(market), "--generator", f"shell:{sys.executable} -c 'raise SystemExit(3)' "
                   "{plan} {out}", "--out", str(tmp_path / "bad"), *TINY)
@@ -177,6 +231,7 @@ def test_two_processes_under_torchrun(market: Path, tmp_path: Path, free_port: i
     assert sorted(p.name for p in (out / "runs").glob("*.json")) == [
         "f0.5_s0_copy-source_joint.json", "f0.5_s0_standard.json"]
     assert proc.stdout.count("done f0.5_s0 Standard") == 1  # only the main process reports and writes
+    assert "Cython" not in proc.stderr + proc.stdout  # torchreid's import warning is silenced where it is imported
 
 
 def test_pretrained_weights_load_by_name_into_torchreid(monkeypatch, tmp_path) -> None:
@@ -204,3 +259,77 @@ def test_pretrained_weights_load_by_name_into_torchreid(monkeypatch, tmp_path) -
 
     with pytest.raises(PosebenchError, match="resnet50-torchreid-imagenet does not fit"):
         runner_mod._build_model(5, pretrained=True, device="cpu")
+
+
+# ---------------------------------------------------------------------------------------------- reposedm:RUN
+
+
+def _fake_run(folder: Path, config: str) -> Path:
+    """A reference-model run folder as reid-augment reads it: the newest checkpoint's run_config.json."""
+    from reposedm.config import named_config
+
+    ckpt = folder / "checkpoints" / "checkpoint-000050"
+    ckpt.mkdir(parents=True)
+    (ckpt / "run_config.json").write_text(named_config(config).to_json() + "\n")
+    return folder
+
+
+def test_reposedm_run_of_another_dataset_refused(market: Path, tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "df-run", "deepfashion-256-b1")
+    out = tmp_path / "out"
+    res = _invoke("--market-root", str(market), "--generator", f"reposedm:{run}", "--out", str(out), *TINY)
+    assert res.exit_code == 2, res.output
+    cfg = run / "checkpoints" / "checkpoint-000050" / "run_config.json"
+    assert (f"generator reposedm:{run}: the run was trained on DeepFashion, not Market-1501 ({cfg}: config "
+            "'deepfashion-256-b1' at 256x176 (protocol deepfashion-256x176's size)); its images are not Market-1501 "
+            "people") in _flat(res.output)
+    assert "--allow-other-dataset" in res.output
+    assert not out.exists()  # refused before any plan, generation or training
+
+
+@pytest.mark.parametrize(("setup", "needle"), [
+    ("no-checkpoint", "has no checkpoints"),
+    ("bad-config", "cannot read run config"),
+])
+def test_reposedm_run_without_a_readable_config(market: Path, tmp_path: Path, setup: str, needle: str) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    if setup == "bad-config":
+        (run / "checkpoints" / "checkpoint-000001").mkdir()
+        (run / "checkpoints" / "checkpoint-000001" / "run_config.json").write_text("{not json")
+    res = _invoke("--market-root", str(market), "--generator", f"reposedm:{run}", "--out", str(tmp_path / "out"),
+                  *TINY)
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and str(run) in _flat(res.output)
+    assert not (tmp_path / "out").exists()
+
+
+def test_reposedm_other_dataset_allowed_is_recorded(market: Path, tmp_path: Path, monkeypatch) -> None:
+    """--allow-other-dataset runs it (sampling replaced by copies of the sources) and says so everywhere."""
+    import shutil
+
+    from posebench.cli import reid as reid_cli
+
+    def fake_filler(run, market_root, device, steps, progress):
+        def fill(rows, folder: Path, seed: int) -> None:
+            folder.mkdir(parents=True, exist_ok=True)
+            for r in rows:
+                shutil.copyfile(next((market_root / "bounding_box_train").glob(r.source + ".*")), folder / r.filename)
+        return fill
+
+    monkeypatch.setattr(reid_cli, "_reposedm_filler", fake_filler)
+    run = _fake_run(tmp_path / "df-run", "deepfashion-256-full")
+    out = tmp_path / "out"
+    res = _invoke("--market-root", str(market), "--generator", f"reposedm:{run}", "--out", str(out), *TINY,
+                  "--allow-other-dataset")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())
+    reason = "generator trained on DeepFashion, not Market-1501 (--allow-other-dataset)"
+    assert doc["non_canonical_reasons"] == [*_smoke_reasons(market), reason] and doc["canonical"] is False
+    assert doc["generator_train_set"] == "other-dataset"
+    assert doc["generator_training"]["dataset"] == "deepfashion"
+    assert doc["leakage_caveat"] == "its images are not Market-1501 people"
+    cfg = run / "checkpoints" / "checkpoint-000050" / "run_config.json"
+    assert (f"Generator trained on: DeepFashion, not Market-1501 (run {run}, {cfg}: config 'deepfashion-256-full' "
+            "at 256x176 (protocol deepfashion-256x176's size)).") in _flat(res.output)
+    assert {r["method"] for r in doc["rows"]} == {"Standard", "reposedm"}

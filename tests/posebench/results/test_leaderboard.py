@@ -167,9 +167,9 @@ def test_shipped_boards_validate_and_readme_is_current():
     assert res.exit_code == 0, res.output
     assert "7 board(s) valid" in res.output
     res = runner.invoke(app, ["leaderboard", "render", "--check"])
-    assert res.exit_code == 0, res.output  # leaderboards/README.md was regenerated after the last board edit
+    assert res.exit_code == 0, res.output  # posebench/leaderboards/README.md was regenerated after the last board edit
     res = runner.invoke(app, ["leaderboard", "list"], env=WIDE)
-    assert res.exit_code == 0 and re.search(r"deepfashion-256x176 .*\b10\b.*\b0\b", res.output), res.output
+    assert res.exit_code == 0 and re.search(r"deepfashion-256x176 .*\b12\b.*\b0\b", res.output), res.output
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def test_show_sorts_by_direction():
     assert _order(res.output, methods) == [e.method for e in by_fid]
     assert "fid ↓" in res.output and "ssim ↑" in res.output and "reported: as-reprinted" in res.output
     res = runner.invoke(app, ["leaderboard", "show", "deepfashion-256x176", "--sort", "ssim"], env=WIDE)
-    assert _order(res.output, methods)[:2] == ["RePoseDM", "PIDM"]  # highest SSIM first
+    assert _order(res.output, methods)[:2] == ["RePoseDM", "PCDMs"]  # highest SSIM first
     res = runner.invoke(app, ["leaderboard", "show", "deepfashion-256x176", "--sort", "psnr"])
     assert res.exit_code == 2 and "no metric 'psnr'" in res.output
     res = runner.invoke(app, ["leaderboard", "show", "deepfashion-265x176"])
@@ -238,7 +238,7 @@ def test_add_appends_a_measured_entry_with_provenance(board_dir, tmp_path):
     assert after.startswith(before)  # appended: comments and layout of the hand-written part untouched
     board = load_board(board_dir / "deepfashion-256x176.yaml")
     e = board.entries[-1]
-    assert (e.kind, e.method, e.index) == ("measured", "Mine", 10)
+    assert (e.kind, e.method, e.index) == ("measured", "Mine", 12)
     assert e.values == {"fid": 6.01234567, "ssim": 0.7345, "lpips": 0.1712}  # psnr is not a board metric
     assert e.results["profile"] == {"name": "clean", "version": CLEAN_VERSION, "sha256": "p" * 64}
     assert e.results["pairs_sha256"] == "a" * 64 and e.results["images_sha256"] == "c" * 64

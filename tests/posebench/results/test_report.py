@@ -174,3 +174,67 @@ def test_label_count_must_match(world, tmp_path):
     res = runner.invoke(app, ["report", *map(str, world["results"]), "--label", "one", "--out",
                               str(tmp_path / "r.html")])
     assert res.exit_code == 2 and "1 --label for 2 results files" in res.output
+
+
+def test_results_of_two_profiles_are_never_ranked_together(world, tmp_path):
+    """`clean@2` and `pidm@2` numbers are not comparable: one table each, no best across them, and said so."""
+    other = _variant(world, "pidm-profile.json", lambda d: d["profile"].update(name="pidm"))
+    out = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", str(world["results"][0]), str(other), "--out", str(out), "--samples", "0"])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "these results use 2 profiles" in html and "not comparable" in html
+    assert html.count('<table class="compare">') == 2 and 'class="num best"' not in html  # one run per table
+
+
+def test_samples_0_needs_neither_the_dataset_root_nor_the_images(world, tmp_path):
+    """The page is built from the results files and their per-image CSVs alone."""
+    moved = _variant(world, "moved.json", lambda d: d["config"].update(root="/nonexistent/root",
+                                                                         pred="/nonexistent/preds"))
+    out = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", str(world["results"][0]), str(moved), "--out", str(out), "--samples", "0"])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert 'id="samples"' not in html and "ssim" in html
+
+
+def _foreign_layout(world, name: str, header: list[str], rows: list[list[str]], protocol: str) -> Path:
+    """A results file whose per-image CSV has another identity layout (Human-Art, two plain folders)."""
+    data = json.loads(world["results"][1].read_text())
+    data["protocol"]["name"] = protocol
+    data["per_image_file"] = f"{name}.per_image.csv"
+    with (world["base"] / data["per_image_file"]).open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    data["metrics"]["ssim"].update(value=float(np.mean([float(r[-2]) for r in rows])), n=len(rows))
+    path = world["base"] / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_human_art_and_plain_folder_results_are_reported(world, tmp_path):
+    humanart = _foreign_layout(world, "humanart", ["key", "scenario", "image_id", "file", "ssim", "psnr"],
+                               [["a/1", "cartoon", "1", "1.png", "0.5", "20.0"],
+                                ["b/2", "dance", "2", "2.png", "0.7", "22.0"]], "humanart-val")
+    out = tmp_path / "h.html"
+    res = runner.invoke(app, ["report", str(humanart), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "humanart-val" in html and "sample grids are drawn for pair protocols" in html
+    assert "0.6000" in html  # the results' SSIM, the mean of the two per-image values
+
+    folders = _foreign_layout(world, "folders", ["name", "ssim", "psnr"], [["x", "0.25", "10.0"]], "folders")
+    res = runner.invoke(app, ["report", str(folders), "--out", str(tmp_path / "f.html")])
+    assert res.exit_code == 0, res.output
+    bad = _foreign_layout(world, "unknown-layout", ["id", "ssim", "psnr"], [["x", "0.25", "10.0"]], "folders")
+    res = runner.invoke(app, ["report", str(bad), "--out", str(tmp_path / "b.html")])
+    assert res.exit_code == 2 and "expected a header starting source,target or name or key" in res.output
+
+
+def test_a_reid_results_file_is_refused_for_what_it_is(tmp_path):
+    reid = tmp_path / "results.json"
+    reid.write_text(json.dumps({"schema_version": 1, "kind": "reid-augment", "rows": []}))
+    for args in (["report", str(reid), "--out", str(tmp_path / "r.html")],
+                 ["regress", "--results", str(reid), "--baseline", str(reid), "--tolerance", "map=1"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and "re-ID augmentation results file" in res.output, res.output
+        assert "upgrade posebench" not in res.output
