@@ -164,18 +164,22 @@ def cost(args: argparse.Namespace) -> None:
     for n in args.cost_sizes:
         gen, real = rng.normal(0.5, 1, (n, 2048)), rng.normal(0, 1, (max(n, 4096), 2048))
         mu, cov = real.mean(0), np.cov(real, rowvar=False)
-        draws = rng.integers(0, n, size=(3, n))
+        draws = rng.integers(0, n, size=(4, n))
         t0 = time.perf_counter()
         fid = FidResampler(gen, mu, cov)
         t1 = time.perf_counter()
-        fid(draws)
+        fid(draws[:1])  # the first call pays for touching the new arrays: not timed
+        t1 = time.perf_counter()
+        fid(draws[1:])
         t2 = time.perf_counter()
         kid = KidResampler(gen, real.astype(np.float32), num_subsets=100, max_subset_size=1000, seed=0)
         t3 = time.perf_counter()
-        kid(draws)
+        kid(draws[:1])
+        t3 = time.perf_counter()
+        kid(draws[1:])
         t4 = time.perf_counter()
-        print(f"n={n}, D=2048: FID set-up {t1 - t0:.1f} s, {(t2 - t1) / 3:.2f} s per resample; KID set-up "
-              f"{t3 - t2:.1f} s, {(t4 - t3) / 3:.2f} s per resample (per run; a comparison has two runs)")
+        print(f"n={n}, D=2048: FID set-up {t1 - t0:.1f} s (with one resample), {(t2 - t1) / 3:.2f} s per resample; "
+              f"KID set-up {t3 - t2:.1f} s, {(t4 - t3) / 3:.2f} s per resample (per run; a comparison has two runs)")
 
 
 def main() -> None:

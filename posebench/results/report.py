@@ -583,9 +583,7 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
         raise PosebenchError("give at least one results file")
     if samples < 0:
         raise PosebenchError(f"--samples must be >= 0, got {samples}")
-    runs = [load_run(p, images=samples > 0) for p in results_paths]
-    _check_compatible(runs)
-    _unique_labels(runs, labels)
+    runs = load_runs(results_paths, labels, images=samples > 0)
 
     first = runs[0].data
     split_name = first["dataset"].get("split")
@@ -641,6 +639,15 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
                      + "</section>")
     parts += [_provenance(runs), "</body></html>\n"]
     return "".join(parts)
+
+
+def load_runs(results_paths: Sequence[str | Path], labels: Sequence[str] | None = None, *,
+              images: bool = False) -> list[ReportRun]:
+    """The results files of one report, checked to share protocol and split, with their labels."""
+    runs = [load_run(p, images=images) for p in results_paths]
+    _check_compatible(runs)
+    _unique_labels(runs, labels)
+    return runs
 
 
 def _split_for_samples(runs: Sequence[ReportRun], split_name: str | None) -> SplitIndex | None:

@@ -238,3 +238,27 @@ def test_a_reid_results_file_is_refused_for_what_it_is(tmp_path):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and "re-ID augmentation results file" in res.output, res.output
         assert "upgrade posebench" not in res.output
+
+
+def test_comparison_exports_for_papers(world, tmp_path):
+    """--csv holds every value of the results files exactly; --latex a booktabs table per profile, best in bold."""
+    out_csv, out_tex = tmp_path / "c.csv", tmp_path / "c.tex"
+    other = _variant(world, "pidm-export.json", lambda d: d["profile"].update(name="pidm"))
+    res = runner.invoke(app, ["report", *map(str, world["results"]), str(other), "--out", str(tmp_path / "r.html"),
+                              "--samples", "0", "--label", "oracle_gt", "--label", "copy&src", "--label", "other",
+                              "--csv", str(out_csv), "--latex", str(out_tex)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out_csv.open(newline="")))
+    for path, label in zip(world["results"], ("oracle_gt", "copy&src"), strict=True):
+        metrics = json.loads(path.read_text())["metrics"]
+        got = {r["metric"]: r for r in rows if r["label"] == label}
+        assert set(got) == set(metrics)
+        for name, m in metrics.items():
+            assert float(got[name]["value"]) == float(m["value"]) and int(got[name]["n"]) == m["n"]
+    tex = out_tex.read_text()
+    assert tex.count(r"\toprule") == 2 and tex.count(r"\bottomrule") == 2  # clean@2 and pidm@2 apart
+    assert r"oracle\_gt" in tex and r"copy\&src" in tex and r"ssim $\uparrow$" in tex
+    assert r"\textbf{1.0000}" in tex  # the oracle's SSIM, the best of its table
+    res = runner.invoke(app, ["report", str(world["results"][0]), "--out", str(tmp_path / "r2.html"), "--samples",
+                              "0", "--csv", str(tmp_path)])
+    assert res.exit_code == 2
