@@ -229,8 +229,10 @@ def regress(
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Store this checkpoint's suite "
                                                   "results as the baseline instead of comparing.")] = False,
     device: Annotated[str, typer.Option(help="torch device for --suite.")] = "cpu",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON ('-': stdout, "
-                                                                 "instead of the table).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of the "
+                                          "table.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the report as JSON to this "
+                                                  "file.", dir_okay=False)] = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML (one testcase per metric).")] = None,
     gate: Annotated[str, typer.Option(help="point: fail when the point difference is worse than the tolerance; "
                                       "interval: fail only when the whole 95% bootstrap interval of new - baseline "
@@ -281,12 +283,12 @@ def regress(
         if results is None or baseline is None:
             raise PosebenchError("pass --results NEW --baseline BASE, or --checkpoint RUN --suite NAME --root DATA")
         report = compare_files(results, baseline, parse_tolerances(tolerance), **stats)
-    if json_out is not None and str(json_out) == "-":
+    if as_json:
         typer.echo(report.to_json(), nl=False)
     else:
         _print_report(report)
-        if json_out is not None:
-            write_report_json(report, json_out)
+    if json_out is not None:
+        write_report_json(report, json_out)
     if junit is not None:
         write_junit(report, junit)
     if not report.ok:

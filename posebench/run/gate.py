@@ -123,6 +123,23 @@ class GateOutcome:
     notes: list[str] = field(default_factory=list)
 
 
+def _store_baseline(results: dict[str, Any], out: Path, baseline: Path) -> None:
+    """The baseline results with the files `--gate interval` reads beside them (the per-image CSV, the kept FID/KID
+    features), renamed after the baseline and named in it, so a later run can be compared by intervals too."""
+    from posebench.results.kept_features import features_path
+
+    stored = dict(results)
+    sidecars = {"per_image_file": baseline.with_suffix(".per_image.csv"), "features_file": features_path(baseline)}
+    for key, dest in sidecars.items():
+        name = results.get(key)
+        if name and (out.parent / name).is_file():
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.copyfile(out.parent / name, tmp)
+            tmp.replace(dest)  # atomic: a reader never sees half a file
+            stored[key] = dest.name
+    atomic_write_text(baseline, json.dumps(stored, indent=2) + "\n")
+
+
 def run_checkpoint_suite(checkpoint: Path, suite: Suite, *, root: Path, work: Path | None = None,
                          update_baseline: bool = False, device: str = "cpu", progress: bool = True) -> GateOutcome:
     """Sample the suite's subset with `checkpoint`, evaluate it and compare with the stored baseline.
@@ -181,7 +198,7 @@ def run_checkpoint_suite(checkpoint: Path, suite: Suite, *, root: Path, work: Pa
             raise SuiteError(f"suite {suite.name}: no baseline at {suite.baseline}. Run once with --update-baseline "
                              f"on the reference checkpoint (results of this run: {out})")
         suite.baseline.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(suite.baseline, json.dumps(results, indent=2) + "\n")
+        _store_baseline(results, out, suite.baseline)
         return GateOutcome(out, None, baseline_written=True)
     base = read_results(suite.baseline)
     base_suite = base.get("suite") or {}

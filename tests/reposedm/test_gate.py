@@ -60,6 +60,11 @@ def test_checkpoint_gate_end_to_end(tiny_run, synth_root, tmp_path):
     res = runner.invoke(app, [*gate, "--junit", str(tmp_path / "gate.xml")])
     assert res.exit_code == 0, res.output  # the same checkpoint reproduces its own baseline
     assert "failures=\"0\"" in (tmp_path / "gate.xml").read_text()
+    # the baseline keeps its per-image CSV beside it, so the interval gate works in suite mode too
+    assert baseline["per_image_file"] == "smoke.baseline.per_image.csv"
+    assert (tmp_path / "smoke.baseline.per_image.csv").is_file()
+    res = runner.invoke(app, [*gate, "--gate", "interval"])
+    assert res.exit_code == 0 and "interval" in res.output, res.output
 
     worse = dict(baseline)
     worse["metrics"] = {**baseline["metrics"], "ssim": {**baseline["metrics"]["ssim"], "value": 0.99}}

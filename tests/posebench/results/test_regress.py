@@ -82,7 +82,7 @@ def test_refuses_results_that_measure_something_else(tmp_path, key, value, label
 def test_junit_and_json_reports(tmp_path):
     junit, out = tmp_path / "regress.xml", tmp_path / "regress.json"
     res = _regress(tmp_path, _results(fid=7.0, ssim=0.70, lpips=0.16), "--tolerance", "fid=0.5",
-                   "--junit", str(junit), "--json", str(out))
+                   "--junit", str(junit), "--json-out", str(out))
     assert res.exit_code == 1, res.output
     root = ET.parse(junit).getroot()
     cases = root.findall(".//testcase")
@@ -96,7 +96,7 @@ def test_junit_and_json_reports(tmp_path):
     assert by_name["fid"]["delta"] == pytest.approx(1.0) and by_name["fid"]["tolerance"] == 0.5
     assert by_name["lpips"]["status"] == "improved"
     # a passing run: no failures, and `--json -` prints the report instead of the table
-    res = _regress(tmp_path, _results(fid=5.0), "--junit", str(junit), "--json", "-")
+    res = _regress(tmp_path, _results(fid=5.0), "--junit", str(junit), "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["ok"] is True
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "0"
 

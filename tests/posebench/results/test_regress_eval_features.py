@@ -108,7 +108,7 @@ def test_regress_interval_gate_on_two_evaluations(two_samplings):
     resamples, seed = 8, 2
     res = runner.invoke(app, ["regress", "--results", str(base / "b.json"), "--baseline", str(base / "a.json"),
                               "--gate", "interval", "--fid-resamples", str(resamples), "--seed", str(seed),
-                              "--resamples", "300", "--json", "-"])
+                              "--resamples", "300", "--json"])
     assert res.exit_code in (0, 1), res.output
     got = {m["name"]: m for m in json.loads(res.stdout)["metrics"]}
     assert {k: m["basis"] for k, m in got.items()} == {k: "interval" for k in ("ssim", "psnr", "fid", "kid")}

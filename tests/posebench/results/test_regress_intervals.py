@@ -139,7 +139,7 @@ def test_per_image_interval_equals_a_loop_reference(tmp_path):
     new = _run(tmp_path, "new", ids, {"ssim": ssim_n, "lpips": lpips_n})
     base = _run(tmp_path, "base", [ids[i] for i in order], {"ssim": ssim_b[order], "lpips": lpips_b[order]})
     res = _regress(new, base, "--gate", "interval", "--resamples", str(resamples), "--seed", str(seed),
-                   "--json", "-")
+                   "--json")
     assert res.exit_code in (0, 1), res.output
     got = _report(res)
     for key, x, y in (("ssim", ssim_n, ssim_b), ("lpips", lpips_n, lpips_b)):
@@ -151,9 +151,9 @@ def test_per_image_interval_equals_a_loop_reference(tmp_path):
         assert got[key]["basis"] == "interval" and f"{resamples} resamples, seed {seed}" in got[key]["interval_method"]
     # deterministic by seed; another seed moves the interval
     again = _report(_regress(new, base, "--gate", "interval", "--resamples", str(resamples), "--seed", str(seed),
-                             "--json", "-"))
+                             "--json"))
     other = _report(_regress(new, base, "--gate", "interval", "--resamples", str(resamples), "--seed", "6",
-                             "--json", "-"))
+                             "--json"))
     assert again["ssim"]["interval"] == got["ssim"]["interval"] and other["ssim"]["interval"] != got["ssim"]["interval"]
 
 
@@ -165,12 +165,12 @@ def test_a_known_shift_is_detected_and_a_zero_shift_is_not(tmp_path):
     ids = _ids(n)
     b = _run(tmp_path, "base", ids, {"ssim": base})
     shifted = _run(tmp_path, "shifted", ids, {"ssim": base - 0.03 + noise})
-    res = _regress(shifted, b, "--gate", "interval", "--tolerance", "ssim=0.01", "--json", "-")
+    res = _regress(shifted, b, "--gate", "interval", "--tolerance", "ssim=0.01", "--json")
     assert res.exit_code == 1, res.output
     m = _report(res)["ssim"]
     assert m["status"] == "regressed" and m["interval"][0] < -0.03 < m["interval"][1] and m["interval"][1] < -0.01
     same = _run(tmp_path, "same", ids, {"ssim": base + noise - noise.mean()})  # zero shift, per-image noise
-    res = _regress(same, b, "--gate", "interval", "--json", "-")
+    res = _regress(same, b, "--gate", "interval", "--json")
     assert res.exit_code == 0, res.output
     m = _report(res)["ssim"]
     assert m["interval"][0] < 0 < m["interval"][1] and m["status"] != "regressed"
@@ -186,14 +186,14 @@ def test_interval_gate_passes_where_the_point_gate_raises_a_false_alarm(tmp_path
     ids = _ids(n)
     b = _run(tmp_path, "base", ids, {"ssim": base})
     new = _run(tmp_path, "new", ids, {"ssim": base + noise - noise.mean() - 0.001})
-    point = _regress(new, b, "--json", "-")
+    point = _regress(new, b, "--json")
     assert point.exit_code == 1 and _report(point)["ssim"]["status"] == "regressed"
     assert _report(point)["ssim"]["interval"] is None  # the default gate computes no interval
-    interval = _regress(new, b, "--gate", "interval", "--json", "-")
+    interval = _regress(new, b, "--gate", "interval", "--json")
     assert interval.exit_code == 0, interval.output
     m = _report(interval)["ssim"]
     assert m["status"] == "within" and m["interval"][0] < 0 < m["interval"][1]
-    shown = _regress(new, b, "--intervals", "--json", "-")  # point gate, intervals shown: still fails
+    shown = _regress(new, b, "--intervals", "--json")  # point gate, intervals shown: still fails
     assert shown.exit_code == 1 and _report(shown)["ssim"]["interval"] == m["interval"]
     table = _regress(new, b, "--gate", "interval")
     assert "95% interval" in table.output and "within (interval)" in table.output
@@ -224,7 +224,7 @@ def test_fid_and_kid_intervals_equal_a_loop_reference(tmp_path):
     new, base, f = _feature_runs(tmp_path)
     resamples, seed = 40, 9
     res = _regress(new, base, "--gate", "interval", "--fid-resamples", str(resamples), "--seed", str(seed),
-                   "--json", "-")
+                   "--json")
     assert res.exit_code in (0, 1), res.output
     got = _report(res)
     rs = FeatureStats(keep_features=True)
@@ -301,7 +301,7 @@ def test_resamplers_agree_with_posebench_fid_and_kid():
 
 def test_fid_shift_is_detected(tmp_path):
     new, base, _ = _feature_runs(tmp_path, shift=0.8)
-    res = _regress(new, base, "--gate", "interval", "--fid-resamples", "30", "--tolerance", "fid=0.1", "--json", "-")
+    res = _regress(new, base, "--gate", "interval", "--fid-resamples", "30", "--tolerance", "fid=0.1", "--json")
     got = _report(res)
     assert res.exit_code == 1 and got["fid"]["status"] == "regressed" and got["fid"]["interval"][0] > 0.1
 
@@ -313,7 +313,7 @@ def test_junit_and_json_carry_the_interval(tmp_path):
     new, base, _ = _feature_runs(tmp_path)
     junit, out = tmp_path / "gate.xml", tmp_path / "gate.json"
     res = _regress(new, base, "--gate", "interval", "--fid-resamples", "20", "--resamples", "100", "--junit",
-                   str(junit), "--json", str(out), "--tolerance", "fid=1000,kid=1000")
+                   str(junit), "--json-out", str(out), "--tolerance", "fid=1000,kid=1000")
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     assert report["gate"] == "interval"
@@ -338,7 +338,7 @@ def test_metrics_without_an_interval_fall_back_to_the_point_with_a_warning(tmp_p
         doc = json.loads(path.read_text())
         doc["metrics"]["pce"]["value"] = 0.55
         path.write_text(json.dumps(doc))
-    res = _regress(n, b, "--gate", "interval", "--json", "-")
+    res = _regress(n, b, "--gate", "interval", "--json")
     assert res.exit_code == 1  # IS has no interval: judged on its point difference, which is worse
     got = json.loads(res.stdout)
     assert {m["name"]: m["basis"] for m in got["metrics"]} == {"ssim": "interval", "pce": "point", "is": "point"}
