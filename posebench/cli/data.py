@@ -47,12 +47,13 @@ def verify(
                                                  help="Skip the protocol's pinned counts and hashes.")] = False,
     no_decode: Annotated[bool, typer.Option("--no-decode", help="Do not decode every image.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print problems as JSON.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--quiet", help="Progress bars (off with --json).")] = True,
 ) -> None:
     """Check a root against the protocol's pinned facts and its own integrity; list every problem (exit 2)."""
     from posebench.datasets.manifest import verify as verify_
 
     problems = verify_(dataset, root, integrity_only=integrity_only, decode_images=not no_decode,
-                       progress=not as_json)
+                       progress=progress and not as_json)
     errors = [p for p in problems if p.severity == "error"]
     if as_json:
         typer.echo(json.dumps({"ok": not errors, "problems": [p.as_dict() for p in problems]}, indent=1))
@@ -113,6 +114,7 @@ def synth(
     size: Annotated[str | None, typer.Option(help="HxW, e.g. 256x176 (default: the format's native size).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same bytes.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Allow writing into a non-empty folder.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:
     """Procedurally generated people written in the real on-disk format of a dataset."""
     from posebench.datasets.synth import synthesize
@@ -120,7 +122,7 @@ def synth(
     if format not in ("deepfashion", "market", "humanart"):
         raise PosebenchError(f"unknown format {format!r}; choose deepfashion, market or humanart")
     summary = synthesize(format, out, identities=identities, poses=poses, size=_parse_size(size), seed=seed,
-                         overwrite=overwrite)
+                         overwrite=overwrite, progress=progress)
     typer.echo(f"{summary.format} at {summary.root}: images {summary.images}, pairs {summary.pairs}, "
                f"identities {summary.identities}")
 

@@ -32,6 +32,7 @@ def detect(
                                           "older spelling).")] = False,
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 8,
+    progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:
     """Detect people's keypoints in every image of a folder and write COCO keypoint results.
 
@@ -55,7 +56,7 @@ def detect(
     else:
         ids = assign_image_ids(files, images)
     dets = detect_images(files, estimator, weights=weights, device=device, flip_test=not no_flip,
-                         batch_size=batch_size, image_ids=ids, progress=True)
+                         batch_size=batch_size, image_ids=ids, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(dets) + "\n")
     typer.echo(f"wrote {out}: {len(dets)} detections in {len(files)} images")

@@ -49,6 +49,7 @@ def download(
     names: Annotated[list[str] | None, typer.Argument(help="Registry names (see `weights list`).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Download every registered file.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Download again even if cached.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:
     """Fetch files into the cache, resuming partial downloads, and verify their sha256."""
     from posebench import weights
@@ -59,7 +60,7 @@ def download(
     failures = []
     for spec in specs:
         try:
-            path = weights.download(spec, force=force)
+            path = weights.download(spec, force=force, progress=progress)
             typer.echo(f"{spec.name}: {path}")
         except PosebenchError as exc:
             if len(specs) == 1:

@@ -106,3 +106,12 @@ def test_help_never_cuts_option_names_at_80_columns(command):
     assert "…" not in res.output
     long_options = [o for o in re.findall(r"--[a-z][a-z-]+", res.output) if len(o) > 14]
     assert long_options, res.output  # the long names are there, whole
+
+
+@pytest.mark.parametrize("command", [["eval"], ["sample"], ["train-reference"], ["demo"], ["baseline"],
+                                     ["reid-augment"], ["pose", "detect"], ["pose", "train"], ["data", "verify"],
+                                     ["data", "synth"], ["weights", "download"]])
+def test_every_long_command_has_progress_and_quiet(command):
+    res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "--progress" in res.output and "--quiet" in res.output, command
