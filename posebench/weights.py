@@ -206,12 +206,8 @@ def from_installed_package(spec: WeightFile) -> Path | None:
         if source.is_file():
             digest = sha256_file(source)
             if spec.matches(digest):
-                dest = cache_path(spec)
-                with atomic_open(dest, "wb") as out, open(source, "rb") as src:
-                    shutil.copyfileobj(src, out, _CHUNK)
-                _write_stamp(dest, digest)
-                log.info("copied %s from the installed package %s (%s)", spec.name, spec.package, source)
-                return dest
+                log.info("copying %s from the installed package %s (%s)", spec.name, spec.package, source)
+                return _copy_into_cache(spec, source, digest)
             log.warning("%s has sha256 %s, not the registry's %s for '%s'; not used", source, digest[:16],
                         spec.sha256, spec.name)
     return None
@@ -358,11 +354,25 @@ def add_local_file(spec: WeightFile | str, source: str | os.PathLike[str], *, tr
             f"{source} has sha256 {digest}, but '{spec.name}' must have {spec.sha256}. "
             f"It was not copied. Download it again from {spec.url}."
         )
+    return _copy_into_cache(spec, source, digest)
+
+
+def _copy_into_cache(spec: WeightFile, source: Path, digest: str) -> Path:
+    """A checked file copied into the cache atomically, with the stamp that records its digest."""
     dest = cache_path(spec)
     with atomic_open(dest, "wb") as out, open(source, "rb") as src:
         shutil.copyfileobj(src, out, _CHUNK)
     _write_stamp(dest, digest)
     return dest
+
+
+def available(spec: WeightFile | str) -> bool:
+    """Usable without a download: in the cache (checked or not yet), or installed with the package that ships it
+    (then copied into the cache)."""
+    spec = get(spec)
+    if status(spec) in (Status.VERIFIED, Status.UNCHECKED):
+        return True
+    return from_installed_package(spec) is not None
 
 
 def ensure(spec: WeightFile | str, *, allow_download: bool = True) -> Path:

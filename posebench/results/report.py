@@ -590,9 +590,7 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
     split = _split_for_samples(runs, split_name) if samples else None
 
     notes = []
-    groups: dict[str, list[ReportRun]] = {}
-    for r in runs:
-        groups.setdefault(r.group, []).append(r)
+    groups = group_runs(runs)
     if len(groups) > 1:
         notes.append(f"these results use {len(groups)} profiles ({'; '.join(groups)}): each is compared in its own "
                      "table and nothing is ranked across them, as their numbers are not comparable")
@@ -639,6 +637,14 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
                      + "</section>")
     parts += [_provenance(runs), "</body></html>\n"]
     return "".join(parts)
+
+
+def group_runs(runs: Sequence[ReportRun]) -> dict[str, list[ReportRun]]:
+    """The runs by `ReportRun.group` (protocol + profile), in order: only runs of one group are ranked together."""
+    groups: dict[str, list[ReportRun]] = {}
+    for r in runs:
+        groups.setdefault(r.group, []).append(r)
+    return groups
 
 
 def load_runs(results_paths: Sequence[str | Path], labels: Sequence[str] | None = None, *,

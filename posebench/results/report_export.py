@@ -11,16 +11,9 @@ import re
 from collections.abc import Sequence
 
 from posebench.results.board_export import latex_escape
-from posebench.results.report import ReportRun, _as_float, _metric_names
+from posebench.results.report import ReportRun, _as_float, _metric_names, group_runs
 
 _DAGGER = r"$^{\dagger}$"
-
-
-def _groups(runs: Sequence[ReportRun]) -> dict[str, list[ReportRun]]:
-    groups: dict[str, list[ReportRun]] = {}
-    for r in runs:
-        groups.setdefault(r.group, []).append(r)
-    return groups
 
 
 def comparison_csv(runs: Sequence[ReportRun]) -> str:
@@ -28,7 +21,7 @@ def comparison_csv(runs: Sequence[ReportRun]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["group", "label", "metric", "higher_is_better", "value", "stderr", "n", "canonical", "results"])
-    for group, members in _groups(runs).items():
+    for group, members in group_runs(runs).items():
         for r in members:
             for name, m in r.data["metrics"].items():
                 se = m.get("stderr")
@@ -50,7 +43,7 @@ def comparison_latex(runs: Sequence[ReportRun], digits: int = 4) -> str:
     """A booktabs table per group (needs `\\usepackage{booktabs}`): a row per results file, a column per metric
     with its direction arrow, the best value of each column in bold, a dagger on non-canonical results."""
     tables = []
-    for group, members in _groups(runs).items():
+    for group, members in group_runs(runs).items():
         names = _metric_names(members)
         higher = {n: next(r.higher_is_better(n) for r in members if n in r.data["metrics"]) for n in names}
         best = {}

@@ -98,12 +98,7 @@ def chosen_weights(metric: str) -> str | None:
     """The first registry file of OPTIONAL_METRICS[metric] that is cached, or installed with its package."""
     from posebench import weights
 
-    for name in OPTIONAL_METRICS[metric]:
-        if weights.status(name) in (weights.Status.VERIFIED, weights.Status.UNCHECKED):
-            return name
-        if weights.from_installed_package(weights.get(name)) is not None:
-            return name
-    return None
+    return next((name for name in OPTIONAL_METRICS[metric] if weights.available(name)), None)
 
 
 class _Stages:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from posebench.errors import PosebenchError
-from posebench.utils.io import atomic_write_text
+from posebench.utils.io import atomic_open, atomic_write_text
 from posebench.utils.keys import check_keys, read_yaml_mapping
 
 _KEYS = {"suite", "version", "protocol", "pairs", "subset_seed", "sampling", "profile", "metrics", "tolerance",
@@ -133,9 +133,8 @@ def _store_baseline(results: dict[str, Any], out: Path, baseline: Path) -> None:
     for key, dest in sidecars.items():
         name = results.get(key)
         if name and (out.parent / name).is_file():
-            tmp = dest.with_name(dest.name + ".tmp")
-            shutil.copyfile(out.parent / name, tmp)
-            tmp.replace(dest)  # atomic: a reader never sees half a file
+            with atomic_open(dest, "wb") as fh, open(out.parent / name, "rb") as src:  # never half a file
+                shutil.copyfileobj(src, fh)
             stored[key] = dest.name
     atomic_write_text(baseline, json.dumps(stored, indent=2) + "\n")
 

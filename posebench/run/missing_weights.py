@@ -22,11 +22,7 @@ def without_missing_weights(cfg: EvalConfig) -> EvalConfig:
                                pose_estimator=cfg.pose_estimator, pose_weights=cfg.pose_weights,
                                detections=cfg.detections):
         name = need["registry"]
-        if need["file"] is not None or name is None:
-            continue
-        if weights.status(name) in (weights.Status.VERIFIED, weights.Status.UNCHECKED):
-            continue
-        if weights.from_installed_package(weights.get(name)) is not None:
+        if need["file"] is not None or name is None or weights.available(name):
             continue
         for metric in need["for"]:
             skipped[metric] = (f"weight file '{name}' is not in the cache ({weights.cache_path(name)}); fetch it "
