@@ -154,23 +154,47 @@ class HigherHRNet(PoseEstimator):
 
     # ------------------------------------------------------------------------------------------ network
 
-    def _features(self, images: torch.Tensor) -> torch.Tensor:
+    # HRNet fuses its four branches by upsampling the 1/32 branch by fixed factors, so a side that is not a
+    # multiple of 32 breaks the fusion (256x176: 176 = 5.5 x 32). Such inputs are padded at the bottom and right
+    # with the ImageNet mean (0 after normalisation, what the letterbox of `posebench.pose.detect` fills with) and
+    # every output is cropped back to the image's own grid (H // s, W // s for stride s): pixels keep their
+    # coordinates, and the map stays differentiable with respect to every input pixel.
+    size_multiple = 32
+
+    def _padded_normalised(self, images: torch.Tensor) -> torch.Tensor:
         self.check_input(images)
-        return self.backbone((images - self.mean) / self.std)[0]
+        x = (images - self.mean) / self.std
+        h, w = images.shape[-2:]
+        m = self.size_multiple
+        pad_h, pad_w = -h % m, -w % m
+        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+    @staticmethod
+    def _crop(x: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
+        return x[..., : size[0] // stride, : size[1] // stride]
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone branch-0 features at 1/4, not cropped (the head needs the padded grid)."""
+        return self.backbone(self._padded_normalised(images))[0]
 
     def forward_raw(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Head outputs: [(B, 2J, H/4, W/4) heatmaps + tags, (B, J, H/2, W/2) heatmaps]."""
-        return self.keypoint_head(self._features(images))
+        """Head outputs: [(B, 2J, H//4, W//4) heatmaps + tags, (B, J, H//2, W//2) heatmaps]."""
+        size = tuple(images.shape[-2:])
+        first, second = self.keypoint_head(self._features(images))
+        return [self._crop(first, size, 4), self._crop(second, size, 2)]
 
     def forward(self, images: torch.Tensor) -> PoseOutput:
+        image_size = tuple(images.shape[-2:])
         features = self._features(images)
-        outputs = self.keypoint_head(features)
-        heatmaps, _ = ae_decode.split_outputs(outputs, self.decode_cfg)
+        # the two stages are averaged on the padded grid (an exact 2x resize, as for a multiple-of-32 input), then
+        # cropped
+        heatmaps, _ = ae_decode.split_outputs(self.keypoint_head(features), self.decode_cfg)
         size = tuple(heatmaps[-1].shape[-2:])
         align = self.decode_cfg.align_corners
         avg = torch.stack([F.interpolate(h, size=size, mode="bilinear", align_corners=align)
                            if tuple(h.shape[-2:]) != size else h for h in heatmaps]).mean(0)
-        return PoseOutput(heatmaps=avg, features=features)
+        return PoseOutput(heatmaps=self._crop(avg, image_size, self.stride),
+                          features=self._crop(features, image_size, 4))
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, flip_test: bool = True) -> list[list[ae_decode.Person]]:

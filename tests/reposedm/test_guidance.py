@@ -260,3 +260,19 @@ def test_second_order_training_through_a_vae_decoder():
                            torch.tensor([False, True]))
     loss.backward()
     assert "pose_field" in logs and model.unet.conv_out.bias.grad is not None
+
+
+def test_pose_field_with_higherhrnet_at_deepfashion_size():
+    """Gradient guidance's G_phi with HigherHRNet on 256x176 images: the keypoint reference's grid equals phi's,
+    and G is differentiable down to the image (the paper-size `full` configs need exactly this)."""
+    from posebench.pose.higherhrnet import higherhrnet_w32
+
+    torch.manual_seed(0)
+    field = PoseField(higherhrnet_w32(), GuidanceConfig(enabled=True, estimator="higherhrnet-w32-coco"))
+    xy = torch.tensor([[[88.0, 40.0]] * 17])
+    ref = field.reference(target_xy=xy, target_visible=torch.ones(1, 17), image_size=(256, 176))
+    assert ref.target.shape == (1, 17, 128, 88) and ref.mask.sum() > 0
+    image = torch.rand(1, 3, 256, 176, requires_grad=True)
+    g = field(image, ref)
+    g.sum().backward()
+    assert g.shape == (1,) and torch.isfinite(image.grad).all() and image.grad.abs().sum() > 0

@@ -61,6 +61,31 @@ def test_predict_runs_flip_test(w32: HigherHRNet):
         assert np.all((person.keypoints[:, :2] >= -1) & (person.keypoints[:, :2] <= 65))
 
 
+@pytest.mark.parametrize("size", [(256, 176), (512, 352), (128, 64), (100, 70)])
+def test_any_input_size_maps_back_to_the_image_grid(w32: HigherHRNet, size: tuple[int, int]):
+    """The paper sizes (176 and 352 are not multiples of 32) and an odd size run, on the image's own grid, with the
+    gradient reaching every input pixel's neighbourhood; a side that is a multiple of 32 is untouched."""
+    h, w = size
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, h, w, requires_grad=True)
+    out = w32(x)
+    assert out.heatmaps.shape == (1, 17, h // 2, w // 2) and out.features.shape == (1, 32, h // 4, w // 4)
+    raw = w32.forward_raw(x.detach())
+    assert [tuple(r.shape) for r in raw] == [(1, 34, h // 4, w // 4), (1, 17, h // 2, w // 2)]
+    out.heatmaps[..., -1, -1].sum().backward()  # the bottom-right heatmap pixel sees the bottom-right image corner
+    assert torch.isfinite(x.grad).all() and x.grad[..., -8:, -8:].abs().sum() > 0
+    # cropping, not resizing: the output equals the output of the image padded by hand with the ImageNet mean
+    ph, pw = -h % 32, -w % 32
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    padded = mean.expand(1, 3, h + ph, w + pw).clone()
+    padded[..., :h, :w] = x.detach()
+    with torch.no_grad():
+        by_hand = w32(padded)
+        again = w32(x.detach())
+    torch.testing.assert_close(again.heatmaps, by_hand.heatmaps[..., : h // 2, : w // 2])
+    torch.testing.assert_close(again.features, by_hand.features[..., : h // 4, : w // 4])
+
+
 @pytest.mark.parametrize("width", [32, 48])
 def test_generated_mmpose_keys_match_the_model(width: int):
     model = HigherHRNet(width=width)
