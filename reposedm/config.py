@@ -47,6 +47,9 @@ class GuidanceConfig:
     # phi sees the decoded image upsampled by this integer factor (bilinear), so that a model smaller than the
     # scale its estimator was trained at still shows it people of that size (the demo: 32x22 -> 64x44).
     estimator_scale: int = 1
+    # A randomly initialised estimator (`tiny-random`, or one without weights) makes guidance noise: refused at
+    # paper size unless allowed, and then every result of the run is marked non-canonical (`random_estimator`).
+    allow_random_estimator: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ class ModelConfig:
     cfg_drop: Literal["source", "both"] = "source"  # what the unconditional branch drops
     guidance_scale: float = 2.0  # w_c
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+
+    @property
+    def is_test_size(self) -> bool:
+        """Both sides below 64 px: the `tiny` and `demo` sizes, where a random pose estimator is expected."""
+        return max(self.resolution) < 64
 
     @property
     def uses_rpa(self) -> bool:
@@ -199,6 +207,8 @@ _VARIANT_MODEL: dict[str, dict[str, Any]] = {
     "b2": {"variant": "b2"},
     "full": {"variant": "full", "guidance": {"enabled": True}},
 }
+# The paper's pose field at paper size: HigherHRNet-W32 trained on COCO (its weights are checked before training).
+_PAPER_ESTIMATOR = "higherhrnet-w32-coco"
 
 
 def config_names() -> list[str]:
@@ -214,6 +224,8 @@ def named_config(name: str) -> RunConfig:
                           "or pass a YAML file")
     model_over, train_over = SIZES[size]
     model = {**model_over, **_VARIANT_MODEL[variant]}
+    if variant == "full" and size not in ("tiny", "demo"):
+        model["guidance"] = {**model["guidance"], "estimator": _PAPER_ESTIMATOR}
     return RunConfig.from_dict({"name": name, "model": model, "train": dict(train_over)}, f"config {name}")
 
 

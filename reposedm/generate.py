@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,8 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     from posebench.protocols import get_protocol
     from posebench.utils.progress import Progress
     from reposedm.checkpoints import load_pipeline, weights_fingerprint
-    from reposedm.train import build_pose_field
+    from reposedm.guidance import random_estimator_reason
+    from reposedm.train import build_pose_field, read_training_data
 
     if steps <= 0 or batch_size <= 0 or (limit is not None and limit <= 0):
         raise PosebenchError("--steps, --batch-size and --limit must be positive")
@@ -100,8 +101,6 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     eta = (g.pose_guidance_scale if g.enabled else 0.0) if pose_guidance_scale is None else pose_guidance_scale
     pose_field = None
     if eta != 0.0:
-        from dataclasses import replace
-
         pose_field = build_pose_field(replace(cfg, model=replace(cfg.model, guidance=replace(g, enabled=True))),
                                       torch.device(device))
     if pairs is None:
@@ -131,6 +130,13 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta, "seed": seed,
         "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size), "resized": resized,
     }
+    trained_on = read_training_data(ckpt.parent.parent)  # RUN/checkpoints/checkpoint-N -> RUN
+    reasons = list(trained_on.get("non_canonical_reasons", []))
+    sampling_reason = random_estimator_reason(replace(g, enabled=True)) if eta != 0.0 else None
+    if sampling_reason and sampling_reason not in reasons:
+        reasons.append(sampling_reason)
+    # read by `posebench eval` (the results of these images inherit them) and `reid-augment`; not resume keys
+    provenance = {"training_data": trained_on.get("sources", []), "non_canonical_reasons": reasons}
     record_file = Path(record_path or out / "sampling.json")
     try:
         _check_resume(out, record_file, settings, n - len(todo))
@@ -142,7 +148,8 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
             (out / pairs[k].filename).unlink(missing_ok=True)
         todo = list(chosen)
     # the settings go down before the first image: a resumed run is checked against them
-    atomic_write_text(record_file, json.dumps({**settings, "pairs": n, "complete": False}, indent=2) + "\n")
+    atomic_write_text(record_file, json.dumps({**settings, **provenance, "pairs": n, "complete": False}, indent=2)
+                      + "\n")
     if save_warped and cfg.model.variant == "b1":
         log.warning("--save-warped: %s is a %s run, which has no recurrent pose alignment (no warped sources); "
                     "no warped/ strips are written", run, cfg.model.variant.upper())
@@ -167,7 +174,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
                     array = resize(array, target_size, "pil-bicubic")
                 write_png(out / pairs[k].filename, array)
             bar.update(task, advance=len(ks))
-    record = {**settings, "pairs": n, "complete": True,
+    record = {**settings, **provenance, "pairs": n, "complete": True,
               "seeding": "image k uses image_seed(seed, k), k = index in the sorted pair list"}
     atomic_write_text(record_file, json.dumps(record, indent=2) + "\n")
     return GenerateResult(out, len(todo), n - len(todo), n, record)

@@ -32,6 +32,19 @@ class FieldReference:
     mask: torch.Tensor  # (B, 1, h, w) in {0, 1}
 
 
+def random_estimator_reason(cfg: GuidanceConfig) -> str | None:
+    """Why the configured estimator is a random network (None when it has trained weights)."""
+    from posebench.pose.base import ESTIMATORS
+
+    if not cfg.enabled or cfg.estimator_weights is not None:
+        return None
+    entry = ESTIMATORS.get(cfg.estimator)
+    if cfg.estimator == "tiny-random" or entry.weights is None:
+        return (f"the guidance pose estimator {cfg.estimator!r} is randomly initialised (no weights file), so the "
+                "pose field's gradient carries no pose information")
+    return None
+
+
 class PoseField:
     """G_phi of eq. 11 over a frozen, differentiable pose estimator."""
 

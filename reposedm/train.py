@@ -37,7 +37,7 @@ from reposedm.checkpoints import (
 from reposedm.config import ConfigError, RunConfig
 from reposedm.data import PairDataset, PairSource, collate
 from reposedm.diffusion import Schedule, eps_from_output, hybrid_loss, predict_x0, q_sample
-from reposedm.guidance import PoseField
+from reposedm.guidance import PoseField, random_estimator_reason
 from reposedm.models.network import RePoseDMModel
 from reposedm.png import write_png
 from reposedm.sampling import image_seed
@@ -208,6 +208,24 @@ def enable_double_backward(model: RePoseDMModel, vae: Any) -> None:
         vae.set_attn_processor(AttnProcessor())
 
 
+def check_pose_estimator(cfg: RunConfig) -> list[str]:
+    """Refuse a random guidance estimator at paper size unless the config allows it; returns the non-canonical
+    reasons the run's results carry (a random estimator at any size)."""
+    g = cfg.model.guidance
+    reason = random_estimator_reason(g)
+    if reason is None:
+        return []
+    if not cfg.model.is_test_size and not g.allow_random_estimator:
+        h, w = cfg.model.resolution
+        raise ConfigError(
+            f"config {cfg.name}: {reason}; a {h}x{w} `full` run with it is not RePoseDM. Use a trained estimator "
+            "(model.guidance.estimator: higherhrnet-w32-coco, fetched by `posebench weights download "
+            "higherhrnet-w32-coco`, or estimator_weights: FILE), or pass --allow-random-estimator "
+            "(model.guidance.allow_random_estimator: true) to train anyway: the run and every result of its samples "
+            "are then marked non-canonical")
+    return [reason]
+
+
 def build_pose_field(cfg: RunConfig, device: torch.device) -> PoseField | None:
     g = cfg.model.guidance
     if not g.enabled:
@@ -253,12 +271,16 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
         raise ConfigError("second-order pose guidance (eq. 15) needs double backward, which DDP does not support; "
                           "train on one process or set model.guidance.train_mode: first-order")
     resume_from = _check_run_folder(out, cfg, resume)
+    non_canonical = check_pose_estimator(cfg)
     vae = load_vae(cfg.model)  # early: a missing file offline fails before anything is written
     pose_field = build_pose_field(cfg, accelerator.device)  # likewise for the guidance estimator's weights
     dataset = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_run_config(out, cfg)  # before step 1, so a crashed run still says what it was
+        write_training_data(out, source, len(dataset), non_canonical)
+        for reason in non_canonical:
+            log.warning("%s: %s; the run's results are marked non-canonical", cfg.name, reason)
     accelerator.wait_for_everyone()
 
     set_seed(tc.seed)  # model init only; training randomness comes from step-seeded generators
@@ -359,6 +381,38 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(out, step, last_ckpt, losses, stopped_by)
+
+
+TRAINING_DATA = "training_data.json"
+
+
+def write_training_data(out: Path, source: PairSource, pairs: int, non_canonical: list[str]) -> None:
+    """RUN/training_data.json: what the run learns from (dataset, split, root, pairs) and why its results are not
+    canonical, for the tools that score its samples (`posebench eval`, `reid-augment`). A resumed run keeps the
+    first record unless the data changed, which is recorded as a list of sources."""
+    from posebench.utils.io import atomic_write_text
+
+    path = out / TRAINING_DATA
+    entry = {"dataset": source.dataset, "split": source.split, "root": str(source.root), "pairs": pairs}
+    record: dict[str, Any] = {"schema_version": 1, "sources": [entry], "non_canonical_reasons": non_canonical}
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            before = {}
+        sources = before.get("sources", [])
+        record["sources"] = sources + [entry] if entry not in sources else sources
+        record["non_canonical_reasons"] = sorted(set(before.get("non_canonical_reasons", [])) | set(non_canonical))
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def read_training_data(run: Path) -> dict[str, Any]:
+    """The run's training_data.json, or {} for a run written before it existed."""
+    path = Path(run) / TRAINING_DATA
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _any_process(accelerator: Any, flag: bool) -> bool:

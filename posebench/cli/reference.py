@@ -27,6 +27,9 @@ def train_reference(
     val_split: Annotated[str | None, typer.Option(help="Split for the validation grids (default: the "
                                                   "protocol's test split).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Print the resolved config and exit.")] = False,
+    allow_random_estimator: Annotated[bool, typer.Option(
+        "--allow-random-estimator", help="Train a paper-size `full` config with a randomly initialised guidance "
+        "pose estimator (refused otherwise); the run and its samples' results are marked non-canonical.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:
     """Train RePoseDM (full) or its ablations B1 / B2 with HF accelerate.
@@ -46,6 +49,11 @@ def train_reference(
             raise PosebenchError("pass --config NAME|FILE (or --resume an existing run folder)")
         config = str(out / "config.json")
     cfg = load_config(config)
+    if allow_random_estimator:
+        from dataclasses import replace
+
+        g = replace(cfg.model.guidance, allow_random_estimator=True)
+        cfg = replace(cfg, model=replace(cfg.model, guidance=g))
     if dry_run:
         typer.echo(cfg.to_json())
         return

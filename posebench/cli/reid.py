@@ -96,9 +96,14 @@ def _reposedm_training(run: Path):
     from posebench.reid.provenance import reposedm_training
     from reposedm.checkpoints import read_run_config, resolve_checkpoint
 
-    path = resolve_checkpoint(run) / "run_config.json"
+    from reposedm.train import TRAINING_DATA, read_training_data
+
+    ckpt = resolve_checkpoint(run)
+    path = ckpt / "run_config.json"
     cfg = read_run_config(path)
-    return reposedm_training(run, path, cfg.name, tuple(cfg.model.resolution))
+    run_folder = ckpt.parent.parent  # RUN/checkpoints/checkpoint-N
+    return reposedm_training(run, path, cfg.name, tuple(cfg.model.resolution), read_training_data(run_folder),
+                             run_folder / TRAINING_DATA)
 
 
 def _reposedm_filler(run: Path, market_root: Path, device: str, steps: int, progress: bool):

@@ -4,14 +4,16 @@ protocol docs/reid.md fixes. Both go into results.json, the printed summary and 
 Generator training data (`generator_train_set` in results):
 
 - `none`: no generator (`none`: Standard only; `copy-source`: the generated images are copies of D_tr images);
-- `unknown`: `folder:` and `shell:` (posebench sees only images), and `reposedm:RUN`, whose run does not record
-  which images of its dataset it was trained on; the dataset itself is read from the run's config;
-- `other-dataset`: a `reposedm:RUN` whose config is another dataset's (refused unless allowed explicitly).
+- `recorded`: a `reposedm:RUN` that records its training data (RUN/training_data.json: dataset, split, root,
+  pairs; written by train-reference) on Market-1501;
+- `unknown`: `folder:` and `shell:` (posebench sees only images), and an older `reposedm:RUN` without that record,
+  whose dataset is then read from the run's config;
+- `other-dataset`: a `reposedm:RUN` trained (by its record or its config) on another dataset (refused unless
+  allowed explicitly).
 
-A reposedm run records its resolved config (`run_config.json` in every checkpoint) but not its data, so the
-dataset comes from the config: the size part of a named config (`market-128-full`, `deepfashion-256-b1`) and the
-model resolution, which matches one protocol's (128x64 is market-128x64's). Conflicting or missing evidence is
-`unknown`, never a guess.
+Without the record the dataset comes from the config: the size part of a named config (`market-128-full`,
+`deepfashion-256-b1`) and the model resolution, which matches one protocol's (128x64 is market-128x64's).
+Conflicting or missing evidence is `unknown`, never a guess.
 """
 
 from __future__ import annotations
@@ -70,16 +72,43 @@ def _protocol_at(resolution: tuple[int, int]) -> tuple[str | None, str | None]:
     return hits[0] if len({d for d, _ in hits}) == 1 else (None, None)
 
 
-def reposedm_training(run: str | Path, config_path: str | Path, name: str,
-                      resolution: tuple[int, int]) -> GeneratorTraining:
-    """What a reference-model run's config says about its training data (see the module docstring).
+def _recorded_training(run: str | Path, record: dict[str, Any], record_path: str | Path) -> GeneratorTraining | None:
+    """From the run's own record of its data (RUN/training_data.json, written by train-reference): the dataset and
+    split it learned from. None when the record names no source."""
+    sources = [s for s in record.get("sources", []) if isinstance(s, dict) and s.get("dataset")]
+    if not sources:
+        return None
+    datasets = sorted({str(s["dataset"]) for s in sources})
+    seen = "; ".join(f"{DATASET_NAMES.get(s['dataset'], s['dataset'])} split {s.get('split')!r} of {s.get('root')} "
+                     f"({s.get('pairs')} pairs)" for s in sources)
+    evidence = f"{record_path}: trained on {seen}"
+    if datasets != ["market"]:
+        other = [d for d in datasets if d != "market"][0]
+        return GeneratorTraining("other-dataset", other, f"{DATASET_NAMES.get(other, other)}, not Market-1501 (run "
+                                 f"{run}, {evidence})", "its images are not Market-1501 people", evidence)
+    return GeneratorTraining(
+        "recorded", "market", f"Market-1501, as the run records (run {run}, {evidence})",
+        "the generator saw every image of the split(s) named; if that is the whole Market-1501 training set "
+        "(train-reference's default --split train), generated images may leak identities beyond the subset",
+        evidence)
+
+
+def reposedm_training(run: str | Path, config_path: str | Path, name: str, resolution: tuple[int, int],
+                      record: dict[str, Any] | None = None, record_path: str | Path | None = None,
+                      ) -> GeneratorTraining:
+    """What a reference-model run says about its training data (see the module docstring).
 
     Args:
         run: the run or checkpoint folder given as `reposedm:RUN` (named in messages).
         config_path: the `run_config.json` the generator samples with.
         name: the config's `name`.
         resolution: the config's `model.resolution` (H, W).
+        record, record_path: the run's training_data.json (runs since it exists); it wins over the config.
     """
+    if record:
+        recorded = _recorded_training(run, record, record_path or run)
+        if recorded is not None:
+            return recorded
     h, w = (int(v) for v in resolution)
     by_name = _dataset_from_name(name)
     by_size, protocol = _protocol_at((h, w))

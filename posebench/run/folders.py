@@ -63,4 +63,4 @@ def plan(cfg: EvalConfig) -> Plan:
                non_canonical=["two plain folders (--gt): no protocol pins the images, sizes or real set"])
     check_lossy(out, list(preds.values()), cfg.allow_lossy)
     declare(out, cfg.best_of, cfg.oracle_selection)
-    return finish(out)
+    return finish(out, cfg.pred)

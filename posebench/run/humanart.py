@@ -216,7 +216,7 @@ def plan(cfg: EvalConfig) -> Plan:
         detections=_precomputed(cfg, images, scored, notes) if pose_metrics and cfg.detections is not None else None,
         warnings=list(notes), non_canonical=non_canonical)
     check_lossy(out, list(found.values()), cfg.allow_lossy)
-    return finish(out)
+    return finish(out, cfg.pred)
 
 
 def rescale_warning(n: int, plan: Plan) -> str:

@@ -192,7 +192,7 @@ def plan(cfg: EvalConfig) -> Plan:
                non_canonical=non_canonical)
     check_lossy(out, list(files.values()), cfg.allow_lossy)
     declare(out, cfg.best_of, cfg.oracle_selection)
-    return finish(out)
+    return finish(out, cfg.pred)
 
 
 def _pair_ground_truth(item: Item, size: tuple[int, int]) -> tuple[dict, list[dict], bool]:

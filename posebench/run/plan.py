@@ -98,7 +98,22 @@ def declare(plan: Plan, best_of: int, oracle_selection: bool) -> None:
         plan.non_canonical.append("samples were selected with the ground truth (oracle selection)")
 
 
-def finish(plan: Plan) -> Plan:
+def generator_reasons(pred: Path) -> list[str]:
+    """Non-canonical reasons the generator recorded beside its images (`posebench sample` writes PRED/sampling.json;
+    e.g. a RePoseDM run trained with a random pose estimator): its results inherit them."""
+    import json
+
+    record = pred / "sampling.json"
+    try:
+        reasons = json.loads(record.read_text(encoding="utf-8")).get("non_canonical_reasons") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [f"the generator's own record ({record}): {r}" for r in reasons if isinstance(r, str)]
+
+
+def finish(plan: Plan, pred: Path | None = None) -> Plan:
+    if pred is not None:
+        plan.non_canonical.extend(generator_reasons(Path(pred)))
     for reason in plan.non_canonical:
         plan.warnings.append(f"non-canonical: {reason}; not comparable with leaderboard rows")
     return plan

@@ -52,6 +52,25 @@ def test_reposedm_market_config(tmp_path: Path) -> None:
     assert check_dataset(g, "reposedm:run", allow_other_dataset=False) is None
 
 
+def test_reposedm_recorded_training_data_wins_over_the_config(tmp_path: Path) -> None:
+    """A run that records its data (training_data.json) is described by that record, whatever its config's name."""
+    cfg = tmp_path / "run" / "checkpoints" / "checkpoint-000100" / "run_config.json"
+    record_path = tmp_path / "run" / "training_data.json"
+    market = {"sources": [{"dataset": "market", "split": "train", "root": "/data/market", "pairs": 263_631}]}
+    g = reposedm_training(tmp_path / "run", cfg, "tiny-full", (32, 22), market, record_path)
+    assert (g.train_set, g.dataset) == ("recorded", "market")
+    assert g.evidence == f"{record_path}: trained on Market-1501 split 'train' of /data/market (263631 pairs)"
+    assert "whole Market-1501 training set" in g.caveat
+    assert check_dataset(g, "reposedm:run", allow_other_dataset=False) is None
+    deepfashion = {"sources": [{"dataset": "deepfashion", "split": "train", "root": "/d", "pairs": 9}]}
+    g = reposedm_training(tmp_path / "run", cfg, "market-128-full", (128, 64), deepfashion, record_path)
+    assert (g.train_set, g.dataset) == ("other-dataset", "deepfashion")
+    with pytest.raises(PosebenchError, match="trained on DeepFashion, not Market-1501"):
+        check_dataset(g, "reposedm:run", allow_other_dataset=False)
+    # an empty record (or none) falls back to the config
+    assert reposedm_training("run", cfg, "market-128-full", (128, 64), {}, record_path).train_set == "unknown"
+
+
 @pytest.mark.parametrize(("name", "size", "dataset", "train_set", "needle"), [
     ("deepfashion-256-b1", (256, 176), "deepfashion", "other-dataset", "DeepFashion, not Market-1501"),
     ("deepfashion-512-full", (512, 352), "deepfashion", "other-dataset", "DeepFashion, not Market-1501"),
