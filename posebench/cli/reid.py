@@ -95,7 +95,6 @@ def _reposedm_training(run: Path):
     training data; a run without checkpoints or with an unreadable config is an error naming it."""
     from posebench.reid.provenance import reposedm_training
     from reposedm.checkpoints import read_run_config, resolve_checkpoint
-
     from reposedm.train import TRAINING_DATA, read_training_data
 
     ckpt = resolve_checkpoint(run)
