@@ -52,6 +52,7 @@ class TrainResult:
     last_checkpoint: Path | None
     losses: list[float]  # loss of every optimizer step of this invocation
     stopped_by: str = "max_steps"  # or "time" (max_seconds reached first)
+    main_process: bool = True  # False on the other ranks of a multi-process run (they report nothing)
 
 
 # ------------------------------------------------------------------------------------------ determinism
@@ -263,13 +264,11 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     cpu = not torch.cuda.is_available()
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg, cpu), cpu=cpu)
     world, rank = accelerator.num_processes, accelerator.process_index
+    _warn_single_cpu_process(world)
     per_micro = tc.batch_size // tc.grad_accum
     if per_micro % world:
         raise ConfigError(f"train.batch_size {tc.batch_size} / grad_accum {tc.grad_accum} = {per_micro} items per "
                           f"micro-batch do not split over {world} processes")
-    if world > 1 and cfg.model.guidance.enabled and cfg.model.guidance.train_mode == "second-order":
-        raise ConfigError("second-order pose guidance (eq. 15) needs double backward, which DDP does not support; "
-                          "train on one process or set model.guidance.train_mode: first-order")
     resume_from = _check_run_folder(out, cfg, resume)
     non_canonical = check_pose_estimator(cfg)
     vae = load_vae(cfg.model)  # early: a missing file offline fails before anything is written
@@ -306,7 +305,16 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
         ema.load_state_dict(state["ema"])
         step = int(state["step"])
         log.info("resumed %s at step %d", resume_from, step)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    # Eq. 15 differentiates through autograd.grad(create_graph=True), which DDP's gradient hooks cannot follow: with
+    # several processes the second-order objective trains an unwrapped model and averages its gradients by hand
+    # (`all_reduce_gradients`, after the local backward passes), which is what DDP computes.
+    manual_sync = world > 1 and needs_double_backward(cfg)
+    if manual_sync:
+        model = model.to(accelerator.device)
+        optimizer = accelerator.prepare(optimizer)
+        broadcast_parameters(model)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(accelerator.device)
     if vae is not None:
         vae.to(accelerator.device)
@@ -348,6 +356,8 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                     accelerator.backward(loss / tc.grad_accum)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v / tc.grad_accum
+            if manual_sync:
+                all_reduce_gradients(model)
             if tc.grad_clip > 0:
                 accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
@@ -380,7 +390,19 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                 break
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(out, step, last_ckpt, losses, stopped_by)
+    return TrainResult(out, step, last_ckpt, losses, stopped_by, accelerator.is_main_process)
+
+
+def _warn_single_cpu_process(world: int) -> None:
+    """`accelerate launch --cpu --num_processes N` starts one process (accelerate runs several CPU processes only
+    through mpirun), and says nothing; it leaves MASTER_ADDR set without a WORLD_SIZE, which is how this is seen."""
+    import os
+
+    asked_cpu = os.environ.get("ACCELERATE_USE_CPU", "false").lower() in ("1", "true", "yes")
+    if world == 1 and asked_cpu and os.environ.get("MASTER_ADDR") and "WORLD_SIZE" not in os.environ:
+        log.warning("accelerate launch --cpu started one process: accelerate runs several CPU processes only through "
+                    "mpirun (--mpirun_hostfile). This run trains on 1 process. For N CPU processes run: "
+                    "torchrun --nproc_per_node N -m posebench train-reference ...")
 
 
 TRAINING_DATA = "training_data.json"
@@ -413,6 +435,39 @@ def read_training_data(run: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    """Every process starts from rank 0's weights (what DDP does when it wraps a model)."""
+    import torch.distributed as dist
+
+    for tensor in [*model.parameters(), *model.buffers()]:
+        dist.broadcast(tensor.data, src=0)
+
+
+def all_reduce_gradients(model: torch.nn.Module) -> None:
+    """Average the gradients over processes, as DDP does, for a model DDP cannot wrap (eq. 15's double backward).
+
+    A parameter no process used keeps grad None (AdamW then skips it, as on one process); one used on some processes
+    only counts zeros on the others. One flat buffer per dtype keeps it to a few collectives."""
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    dist.all_reduce(used, op=dist.ReduceOp.MAX)
+    world = dist.get_world_size()
+    live = [p for p, u in zip(params, used.tolist(), strict=True) if u > 0]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    for dtype in sorted({p.grad.dtype for p in live}, key=str):
+        grads = [p.grad for p in live if p.grad.dtype == dtype]
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= world
+        for g, synced in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+            g.copy_(synced)
 
 
 def _any_process(accelerator: Any, flag: bool) -> bool:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -80,37 +79,50 @@ def test_step_randomness_depends_only_on_seed_step_and_slot():
     assert len(set(step_items(0, 3, 10, 4).tolist())) == 4  # without replacement when the set is large enough
 
 
-_DDP_SCRIPT = textwrap.dedent("""
-    import sys
-    from pathlib import Path
-    from reposedm.config import load_config
-    from reposedm.data import PairSource
-    from reposedm.train import train
-    cfg = load_config("tiny-b2", batch_size=4, sample_every=0, checkpoint_every=100)
-    train(cfg, source=PairSource("deepfashion", Path(sys.argv[1]), "train"), out=Path(sys.argv[2]), max_steps=3,
-          progress=False)
-""")
 
 
-def test_two_processes_match_one(synth_root, train_source, tmp_path, free_port):
-    """torchrun, 2 CPU processes (gloo) x 2 items == 1 process x 4 items after 3 steps.
+@pytest.mark.parametrize("config", ["tiny-b2", "tiny-full"])
+def test_two_processes_match_one(config, synth_root, train_source, tmp_path, free_port):
+    """torchrun, 2 CPU processes (gloo) x 2 items == 1 process x 4 items after 3 steps; tiny-full trains the
+    second-order eq. 15 objective, whose gradients are averaged by hand (DDP cannot wrap a double backward).
 
-    Tolerance 1e-5: the gradients are averaged in another order (DDP all-reduce of two half-batch means vs
+    Tolerance 1e-5: the gradients are averaged in another order (an all-reduce of two half-batch means vs
     one mean); measured max difference ~1e-7.
     """
-    cfg = load_config("tiny-b2", batch_size=4, sample_every=0, checkpoint_every=100)
+    cfg = load_config(config, batch_size=4, sample_every=0, checkpoint_every=100)
+    assert config != "tiny-full" or cfg.model.guidance.train_mode == "second-order"
     one = train(cfg, source=train_source, out=tmp_path / "one", max_steps=3, progress=False)
-    script = tmp_path / "ddp_train.py"
-    script.write_text(_DDP_SCRIPT)
+    # the same config through the CLI, as a user launches it
+    cfg_file = tmp_path / "ddp.yaml"
+    cfg_file.write_text(f"base: {config}\ntrain: {{batch_size: 4, sample_every: 0, checkpoint_every: 100}}\n")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                str(free_port)]
-    proc = subprocess.run([*torchrun, str(script), str(synth_root), str(tmp_path / "two")], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                str(free_port), "-m", "posebench", "train-reference", "--config", str(cfg_file), "--protocol",
+                "deepfashion-256x176", "--root", str(synth_root), "--out", str(tmp_path / "two"), "--max-steps", "3",
+                "--quiet"]
+    proc = subprocess.run(torchrun, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 reports the run once; rank 1 says nothing (it used to print "checkpoint None")
+    reports = [line for line in proc.stdout.splitlines() if "last loss" in line]
+    assert len(reports) == 1 and "step 3" in reports[0] and "checkpoint-000003" in reports[0], proc.stdout
+    assert "None" not in proc.stdout
     a = _weights(one.last_checkpoint)
     b = _weights(list_checkpoints(tmp_path / "two")[-1])
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert worst < 1e-5, worst
+
+
+def test_accelerate_launch_cpu_single_process_is_said(train_source, tmp_path, monkeypatch, caplog):
+    """`accelerate launch --cpu --num_processes 2` starts one process (its simple launcher sets MASTER_ADDR and
+    ACCELERATE_USE_CPU, no WORLD_SIZE): the run says so and names the command that starts two."""
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    cfg = load_config("tiny-b1", sample_every=0, checkpoint_every=100)
+    with caplog.at_level("WARNING", logger="reposedm.train"):
+        train(cfg, source=train_source, out=tmp_path / "r", max_steps=1, progress=False)
+    assert "accelerate launch --cpu started one process" in caplog.text
+    assert "torchrun --nproc_per_node N -m posebench train-reference" in caplog.text
 
 
 def test_refuses_to_clobber_and_resume_mismatch(train_source, tmp_path):
