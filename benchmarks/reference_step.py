@@ -117,6 +117,20 @@ def build_vae(cfg: Any, device: torch.device) -> Any:
     return vae.to(device).eval().requires_grad_(False)
 
 
+def build_pose_field(cfg: Any, device: torch.device) -> Any:
+    """The config's pose field; at paper size its HigherHRNet with random weights (timings only: the weights are
+    not downloadable everywhere, and the cost does not depend on them)."""
+    from posebench.pose.higherhrnet import SPECS, build
+    from reposedm.guidance import PoseField
+    from reposedm.train import build_pose_field as real_pose_field
+
+    g = cfg.model.guidance
+    if g.enabled and g.estimator in SPECS and g.estimator_weights is None:
+        torch.manual_seed(2)
+        return PoseField(build(g.estimator).to(device), g)
+    return real_pose_field(cfg, device)
+
+
 def build_model(cfg: Any, device: torch.device) -> Any:
     from reposedm.models.network import RePoseDMModel
 
@@ -143,7 +157,7 @@ def random_batch(cfg: Any, batch: int, device: torch.device) -> dict[str, torch.
 
 
 def bench_training(bench: Bench, size: str, batch: int, amp: bool, vae: Any) -> None:
-    from reposedm.train import Objective, build_pose_field, enable_double_backward, needs_double_backward
+    from reposedm.train import Objective, enable_double_backward, needs_double_backward
 
     device = bench.device
     cases = [("b1", "b1", None), ("b2", "b2", None), ("full (2nd-order)", "full", "second-order"),
@@ -242,21 +256,18 @@ def bench_sampling(bench: Bench, size: str, batch: int, steps: int, vae: Any) ->
 
 
 def bench_guidance(bench: Bench, size: str, batch: int, steps: int, vae: Any) -> None:
-    from posebench.pose import build_estimator
     from reposedm.diffusion import Schedule, make_scheduler
-    from reposedm.guidance import PoseField
     from reposedm.sampling import generators_for, sample
     from reposedm.train import Objective
 
     device = bench.device
     cfg = build_cfg(size, "full")
-    g = cfg.model.guidance
     model = build_model(cfg, device).eval().requires_grad_(False)
     scheduler = make_scheduler(cfg.model, "ddim")
     data = random_batch(cfg, batch, device)
     objective = Objective(cfg, vae, None)
     source = objective.to_model_space(data["source"])
-    field = PoseField(build_estimator(g.estimator).to(device), g)
+    field = build_pose_field(cfg, device)
     ref = field.reference(target_xy=data["target_xy"], target_visible=data["target_visible"],
                           image_size=cfg.model.resolution)
     schedule = Schedule.from_config(cfg.model)

@@ -14,22 +14,31 @@ pose_app = typer.Typer(help="Pose estimation: detect keypoints in images (COCO r
                        no_args_is_help=True)
 
 
+def _one_spelling(value, old_value, name: str, old_name: str):
+    """An option kept under its older spelling (hidden from --help): either may be given, not both differently."""
+    from posebench.errors import PosebenchError
+
+    if value is not None and old_value is not None and value != old_value:
+        raise PosebenchError(f"{name} {value} and {old_name} {old_value} are the same option (two spellings); pass one")
+    return value if value is not None else old_value
+
+
 @pose_app.command("detect")
 def detect(
     images: Annotated[Path, typer.Option("--images", help="Folder of images (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", help="COCO keypoint results JSON to write.")],
     estimator: Annotated[str, typer.Option(help="Registered pose estimator (tiny-random, synthetic-posenet with "
-                                           "--weights from `pose train`, higherhrnet-w32-coco, "
+                                           "--pose-weights from `pose train`, higherhrnet-w32-coco, "
                                            "higherhrnet-w48-coco-udp, higherhrnet-w48-humanart-udp).")]
     = "higherhrnet-w32-coco",
-    weights: Annotated[Path | None, typer.Option("--pose-weights", "--weights", help="Checkpoint file to use "
-                                                 "instead of the registered one (--weights: the older spelling).")]
-    = None,
+    weights: Annotated[Path | None, typer.Option("--pose-weights", help="Checkpoint file to use instead of the "
+                                                 "registered one.")] = None,
+    weights_old: Annotated[Path | None, typer.Option("--weights", hidden=True)] = None,  # the older spelling
     gt: Annotated[Path | None, typer.Option("--gt", help="COCO ground truth: detect only the images its 'images' "
                                             "list names (ids by file_name); other images in the folder are "
                                             "skipped and counted.")] = None,
-    no_flip: Annotated[bool, typer.Option("--no-pose-flip", "--no-flip", help="Skip the flip test (--no-flip: the "
-                                          "older spelling).")] = False,
+    no_flip: Annotated[bool, typer.Option("--no-pose-flip", help="Skip the flip test.")] = False,
+    no_flip_old: Annotated[bool, typer.Option("--no-flip", hidden=True)] = False,  # the older spelling
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", min=1)] = 8,
     progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
@@ -45,6 +54,8 @@ def detect(
     from posebench.pose.detect import assign_image_ids, detect_images, list_images, match_gt_images
     from posebench.utils.io import atomic_write_text
 
+    weights = _one_spelling(weights, weights_old, "--pose-weights", "--weights")
+    no_flip = no_flip or no_flip_old
     files = list_images(images)
     if gt is not None:
         chosen = match_gt_images(files, images, load_json(gt, "ground-truth"), gt)
@@ -72,13 +83,13 @@ def train(
     root: Annotated[Path, typer.Option(help="Dataset root with exact keypoints (synthetic people: `posebench data "
                                        "synth`).", file_okay=False)],
     out: Annotated[Path, typer.Option(help="safetensors file to write (use with --estimator synthetic-posenet "
-                                      "--weights OUT).")],
+                                      "--pose-weights OUT).")],
     dataset: Annotated[str, typer.Option(help="Dataset format of the root: deepfashion, market or humanart.")]
     = "deepfashion",
     split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     val_split: Annotated[str, typer.Option(help="Split for the before/after joint error.")] = "test",
-    steps: Annotated[int, typer.Option("--max-steps", "--steps", help="Optimizer steps (--steps: the older "
-                                       "spelling).")] = 600,
+    steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps [default: 600].")] = None,
+    steps_old: Annotated[int | None, typer.Option("--steps", hidden=True)] = None,  # the older spelling
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,
     input_size: Annotated[int, typer.Option(help="Square network input side (multiple of 16).")] = 128,
     seed: Annotated[int, typer.Option(help="Seed (initialization and batches).")] = 0,
@@ -90,6 +101,8 @@ def train(
     """
     from posebench.pose.train import train_pose
 
+    steps = _one_spelling(steps, steps_old, "--max-steps", "--steps")
+    steps = 600 if steps is None else steps
     summary = train_pose(root, dataset, out, split=split, steps=steps, batch_size=batch_size, input_size=input_size,
                          seed=seed, val_split=val_split, progress=progress)
     err = summary["joint_error_px"]

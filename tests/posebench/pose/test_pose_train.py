@@ -81,6 +81,20 @@ def test_cli_train_says_what_it_counted_and_warns_when_no_better(root, tmp_path)
     assert res.exit_code == 0, res.output
 
 
+def test_older_option_spellings_work_but_are_hidden(root, tmp_path):
+    """--steps, --weights and --no-flip still work (older scripts) but --help shows only the names every command
+    shares; the two spellings of one option given different values are refused."""
+    for command, shown, hidden in ((["pose", "train"], ["--max-steps"], ["--steps"]),
+                                   (["pose", "detect"], ["--pose-weights", "--no-pose-flip"], ["--weights",
+                                                                                                "--no-flip"])):
+        text = runner.invoke(app, [*command, "--help"]).output
+        assert all(name in text for name in shown), text
+        assert not any(f"{name} " in text or f"{name}\n" in text for name in hidden), text
+    res = runner.invoke(app, ["pose", "train", "--root", str(root), "--out", str(tmp_path / "n.safetensors"),
+                              "--max-steps", "1", "--steps", "2", "--quiet"])
+    assert res.exit_code == 2 and "same option" in res.output
+
+
 def test_bad_files_and_roots(root, tmp_path):
     with pytest.raises(PosebenchError, match="does not exist"):
         load_synthetic(tmp_path / "nope.safetensors")
