@@ -142,6 +142,9 @@ class TrainConfig:
     num_workers: int = 2
     seed: int = 0
     gradient_checkpointing: bool = False
+    # VAE latents of the training images stored once and read back ($POSEBENCH_HOME/latents, keyed by image content
+    # and VAE; reposedm/latent_cache.py); latent-space configs only
+    cache_latents: bool = False
 
 
 @dataclass(frozen=True)

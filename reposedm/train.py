@@ -76,24 +76,67 @@ def item_randomness(seed: int, step: int, slots: list[int], shape: tuple[int, ..
     return torch.tensor(ts), torch.stack(noises), torch.tensor(drops)
 
 
+class StepBatches(torch.utils.data.Sampler):
+    """The batch sampler of the training DataLoader: for every optimizer step from `start` to `total`, this process's
+    micro-batches of dataset indices, in order (`step_items`, sliced by process as DDP expects).
+
+    Items are deterministic functions of their index (decode, resize, render; no augmentation) and the per-item
+    randomness (t, noise, CFG dropout) is drawn in the main process from (seed, step, slot), so neither the number
+    of workers nor where a run was resumed can change a batch."""
+
+    def __init__(self, seed: int, start: int, total: int, num_items: int, batch_size: int, grad_accum: int,
+                 rank: int, world: int) -> None:
+        self.seed, self.start, self.total, self.num_items = seed, start, total, num_items
+        self.batch_size, self.grad_accum, self.rank, self.world = batch_size, grad_accum, rank, world
+        self.per_micro = batch_size // grad_accum
+
+    def micro_slots(self, micro: int) -> list[int]:
+        """Global batch slots of micro-batch `micro` that this process computes."""
+        lo = micro * self.per_micro + self.rank * (self.per_micro // self.world)
+        return list(range(lo, lo + self.per_micro // self.world))
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            indices = step_items(self.seed, step, self.num_items, self.batch_size)
+            for micro in range(self.grad_accum):
+                yield [int(indices[j]) for j in self.micro_slots(micro)]
+
+    def __len__(self) -> int:
+        return (self.total - self.start) * self.grad_accum
+
+
+def training_batches(dataset: PairDataset, sampler: StepBatches, num_workers: int) -> Any:
+    """A DataLoader over `sampler`'s micro-batches: with workers, decoding and rendering overlap the GPU's step."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                                       pin_memory=torch.cuda.is_available(), persistent_workers=False,
+                                       prefetch_factor=4 if num_workers > 0 else None)
+
+
 # ---------------------------------------------------------------------------------------- the objective
 
 
 class Objective:
     """One micro-batch's loss: L_mse + L_vlb (diffusion.py), plus the pose field (eq. 15) for `full`."""
 
-    def __init__(self, cfg: RunConfig, vae: Any, pose_field: PoseField | None) -> None:
+    def __init__(self, cfg: RunConfig, vae: Any, pose_field: PoseField | None, latent_cache: Any = None) -> None:
         self.cfg = cfg
         self.schedule = Schedule.from_config(cfg.model)
         self.vae = vae
         self.pose_field = pose_field
+        self.latent_cache = latent_cache  # reposedm.latent_cache.LatentCache, or None
         g = cfg.model.guidance
         self.guidance_mode = g.train_mode if (g.enabled and pose_field is not None) else "off"
 
     def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
-        x = images * 2 - 1
         if self.vae is None:
-            return x
+            return images * 2 - 1
+        if self.latent_cache is not None:
+            return self.latent_cache.encode(images, self._encode)
+        return self._encode(images)
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The VAE posterior mean x scaling factor (deterministic, so it can be cached)."""
+        x = images * 2 - 1
         with torch.no_grad():
             return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean.float() * self.cfg.model.vae_scaling_factor
 
@@ -186,7 +229,7 @@ def _same_model(path: Path, cfg: RunConfig) -> None:
         raise ConfigError(f"--resume with a different model config than {path}; resume with the run's own config "
                           "(the default when --config is omitted) or start a new --out")
     keep = ("max_steps", "checkpoint_every", "keep_checkpoints", "keep_every", "log_every", "sample_every",
-            "num_workers", "sample_steps", "num_samples")
+            "num_workers", "sample_steps", "num_samples", "cache_latents")
     a = {k: v for k, v in vars(saved.train).items() if k not in keep}
     b = {k: v for k, v in vars(cfg.train).items() if k not in keep}
     if a != b:
@@ -318,7 +361,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     ema.to(accelerator.device)
     if vae is not None:
         vae.to(accelerator.device)
-    objective = Objective(cfg, vae, pose_field)
+    objective = Objective(cfg, vae, pose_field, _latent_cache(cfg, vae, accelerator))
     latent_shape = (cfg.model.latent_channels, *cfg.model.latent_size)
     metrics_path = out / "metrics.jsonl"
     if accelerator.is_main_process:
@@ -335,17 +378,17 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                TextColumn("{task.fields[status]}")]
     started, seen_at_start = time.perf_counter(), step
     stopped_by = "max_steps"
+    sampler = StepBatches(tc.seed, step, total_steps, len(dataset), tc.batch_size, tc.grad_accum, rank, world)
+    micro_batches = iter(training_batches(dataset, sampler, tc.num_workers))
     with Progress(*columns, disable=not (progress and accelerator.is_main_process)) as bar:
         task = bar.add_task("train", total=total_steps, completed=step, name=cfg.name, status="")
         while step < total_steps:
             model.train()
-            indices = step_items(tc.seed, step, len(dataset), tc.batch_size)
             sums: dict[str, float] = {}
             for micro in range(tc.grad_accum):
-                lo = micro * per_micro + rank * (per_micro // world)
-                slots = list(range(lo, lo + per_micro // world))
-                batch = collate([dataset[int(indices[j])] for j in slots])
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                slots = sampler.micro_slots(micro)
+                batch = next(micro_batches)
+                batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
                 t, noise, drop = item_randomness(tc.seed, step, slots, latent_shape,
                                                  cfg.model.num_train_timesteps, cfg.model.cond_dropout)
                 t, noise, drop = t.to(accelerator.device), noise.to(accelerator.device), drop.to(accelerator.device)
@@ -435,6 +478,21 @@ def read_training_data(run: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def _latent_cache(cfg: RunConfig, vae: Any, accelerator: Any) -> Any:
+    """The VAE-latent cache when `train.cache_latents` is on (latent-space configs), else None."""
+    if not cfg.train.cache_latents:
+        return None
+    if vae is None:
+        log.warning("train.cache_latents: %s works in pixel space (no VAE), nothing to cache", cfg.name)
+        return None
+    from reposedm.latent_cache import LatentCache, default_folder, vae_fingerprint
+
+    cache = LatentCache(default_folder(), vae_fingerprint(vae, cfg.model.vae_scaling_factor,
+                                                          str(accelerator.mixed_precision)))
+    log.info("caching VAE latents in %s", cache.folder)
+    return cache
 
 
 def broadcast_parameters(model: torch.nn.Module) -> None:

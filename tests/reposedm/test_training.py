@@ -58,6 +58,34 @@ def test_resume_is_bit_exact(variant, train_source, tmp_path):
     assert steps == sorted(set(steps))  # a resumed log has no duplicated steps
 
 
+def test_data_loader_workers_change_nothing(train_source, tmp_path):
+    """The DataLoader's workers only decode: 4 steps with none == 2 steps with 2 workers + --resume + 2 steps with
+    1 worker, bit for bit (weights and losses)."""
+    cfg = load_config("tiny-b1", sample_every=0, checkpoint_every=2, batch_size=4, grad_accum=2, num_workers=0)
+    whole = train(cfg, source=train_source, out=tmp_path / "whole", max_steps=4, progress=False)
+    with_workers = load_config("tiny-b1", sample_every=0, checkpoint_every=2, batch_size=4, grad_accum=2,
+                               num_workers=2)
+    train(with_workers, source=train_source, out=tmp_path / "split", max_steps=2, progress=False)
+    one_worker = load_config("tiny-b1", sample_every=0, checkpoint_every=2, batch_size=4, grad_accum=2,
+                             num_workers=1)
+    rest = train(one_worker, source=train_source, out=tmp_path / "split", max_steps=4, resume=True, progress=False)
+    assert rest.losses == whole.losses[2:]
+    a, b = _weights(whole.last_checkpoint), _weights(rest.last_checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_step_batches_follow_step_items():
+    """The batch sampler yields, per step and micro-batch, exactly this process's slots of `step_items`."""
+    from reposedm.train import StepBatches
+
+    two = [list(StepBatches(0, 3, 5, 10, 8, 2, rank, 2)) for rank in (0, 1)]
+    assert len(two[0]) == len(StepBatches(0, 3, 5, 10, 8, 2, 0, 2)) == 4  # 2 steps x 2 micro-batches
+    for k, step in enumerate((3, 3, 4, 4)):
+        micro = k % 2
+        items = step_items(0, step, 10, 8).tolist()
+        assert two[0][k] + two[1][k] == items[micro * 4: micro * 4 + 4]
+
+
 def test_gradient_accumulation_matches_the_full_batch(train_source, tmp_path):
     """batch 4 in 2 micro-batches of 2 == batch 4 at once (the same items, noise and t; float32 sums in another
     order: measured max difference ~1e-7 after 2 AdamW steps)."""
