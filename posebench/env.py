@@ -39,6 +39,8 @@ REQUIRED: tuple[tuple[str, str], ...] = (
     ("torchreid", "torchreid"),
     ("opencv-python-headless", "cv2"),
     ("matplotlib", "matplotlib"),
+    ("starlette", "starlette"),  # the human-study server
+    ("uvicorn", "uvicorn"),
 )
 
 # Optional backends: absence is normal and reported, never an error.
@@ -47,6 +49,7 @@ OPTIONAL: tuple[tuple[str, str, str], ...] = (
     ("mmcv", "mmcv", "mmpose"),
     ("scikit-image", "skimage", "dev"),
     ("xtcocotools", "xtcocotools.cocoeval", "dev"),
+    ("selenium", "selenium", "dev"),
 )
 # How to get an optional package when `pip install 'posebench[EXTRA]'` is not the way.
 INSTALL_HINTS: dict[str, str] = {

@@ -81,6 +81,7 @@ def _register() -> None:
         reference,
         reid,
         report,
+        study,
         weights,
     )
 
@@ -100,6 +101,7 @@ def _register() -> None:
     app.command("train-reference")(reference.train_reference)
     app.command("sample")(reference.sample)
     app.command("baseline")(demo.baseline)
+    app.add_typer(study.app, name="study")
 
 
 _register()

@@ -189,17 +189,22 @@ def render(
 @app.command("add")
 def add(
     board: Annotated[str, typer.Argument(help="Board name or YAML path.")],
-    results: Annotated[Path, typer.Argument(help="posebench results JSON (from `posebench eval`).")],
+    results: Annotated[Path, typer.Argument(help="posebench results JSON (from `posebench eval`, or `posebench study "
+                                            "score` for the human-study board).")],
     method: Annotated[str, typer.Option(help="Row label, e.g. 'RePoseDM (ours, ckpt 400k)'.")],
+    study_method: Annotated[str | None, typer.Option(help="Human-study results (posebench study score) hold every "
+                                                     "method of the study: the one to add (default: --method).")
+                            ] = None,
     board_dir: _DirOption = None,
 ) -> None:
     """Append a measured entry with the results' provenance (protocol, profile, hashes); the file is written
-    atomically and keeps its comments. Refuses results of another protocol."""
+    atomically and keeps its comments. Refuses results of another protocol. Human-study results go to the
+    human-study board, one method per row."""
     from posebench.results.leaderboard import add_measured, check_writable_boards, resolve_board
 
     path = resolve_board(board, board_dir)
     check_writable_boards(path)
-    entry = add_measured(path, results, method)
+    entry = add_measured(path, results, method, study_method)
     values = ", ".join(f"{m}={entry.display(m)}" for m in entry.values)
     typer.echo(f"added entries[{entry.index}] to {path}: {entry.method} ({entry.how}) {values}")
 

@@ -35,6 +35,13 @@ def report(
     for extra, option in ((csv_out, "--csv"), (latex_out, "--latex")):  # before the (long) page is built
         if extra is not None:
             check_output_path(extra, option)
+            from posebench.errors import PosebenchError
+            from posebench.results.human_study import file_is_study
+
+            study = next((p for p in results if file_is_study(p)), None)
+            if study is not None:
+                raise PosebenchError(f"{study} is a human-study results file: {option} exports the comparison of "
+                                     "`posebench eval` results; a study's numbers are in its results file and page")
     path = write_report(results, out, labels=label, samples=samples)
     typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.2f} MB)")
     if csv_out is not None or latex_out is not None:

@@ -536,11 +536,12 @@ def _append_entry_text(text: str, entry: dict[str, Any]) -> str | None:
 
 
 def add_measured(board_path: str | os.PathLike[str], results: dict[str, Any] | str | os.PathLike[str],
-                 method: str) -> Entry:
+                 method: str, study_method: str | None = None) -> Entry:
     """Append a measured entry built from a results JSON (a path, or the dict `read_results` returns).
 
     The board file keeps its comments and layout: the entry is appended as a YAML block, the new file is
-    re-parsed and validated, and it replaces the old one atomically.
+    re-parsed and validated, and it replaces the old one atomically. A human-study results file holds every method
+    of its study: the row is the one of `study_method` (default: `method`).
 
     Raises:
         BoardError: the results are for another protocol, the board takes no measured entries, the method
@@ -561,6 +562,13 @@ def add_measured(board_path: str | os.PathLike[str], results: dict[str, Any] | s
         except ValueError:  # another drive (Windows)
             results_file = str(rpath)
         results_file = Path(results_file).as_posix()
+    if results.get("kind") == "human-study":
+        from posebench.results.human_study import method_view
+
+        results = method_view(results, study_method or method, results_file or "the results")
+    elif study_method is not None:
+        raise BoardError("--study-method picks a method of a human-study results file (posebench study score); "
+                         "these results are not one")
     got = results["protocol"].get("name")
     if board.protocol is None:
         raise BoardError(f"board {board.name!r} takes no measured entries (it has no posebench protocol)")

@@ -363,12 +363,17 @@ def compare_files(new_file: str | Path, baseline_file: str | Path, tolerances: d
             that scored different images.
     """
     from posebench.results.regress_intervals import check_resamples, metric_intervals
-    from posebench.results.schema import read_results
+    from posebench.results.schema import ResultsError, read_results
 
     if gate not in GATES:
         raise RegressError(f"--gate must be one of {', '.join(GATES)}, got {gate!r}")
     check_resamples(resamples, fid_resamples)
     new, base = read_results(new_file), read_results(baseline_file)
+    for data, path in ((new, new_file), (base, baseline_file)):
+        if data.get("kind") == "human-study":
+            raise ResultsError(f"{path} is a human-study results file (posebench study score): human judgements of "
+                               "one study, with no per-image values and no checkpoint to gate; regress compares "
+                               "`posebench eval` results. Compare studies by their intervals in `posebench report`")
     kw: dict[str, Any] = {"new_file": str(new_file), "baseline_file": str(baseline_file), "gate": gate}
     report = compare(new, base, tolerances, **kw)  # every refusal (comparability, tolerances, values) comes first
     if gate == "point" and not intervals:

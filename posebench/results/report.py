@@ -10,7 +10,8 @@ Every results file `posebench eval` writes can be reported: pair protocols (Deep
 protocols and two plain folders. Results of different profiles are compared in separate tables (their numbers are
 not comparable), never ranked against each other. Sample grids (pair protocols only) re-read the images, so the
 dataset root and prediction folders recorded in each results file (`config.root`, `config.pred`) must still exist
-for them; with `samples=0` the page is built from the results files and their per-image CSVs alone.
+for them; with `samples=0` the page is built from the results files and their per-image CSVs alone. Human-study
+results (`posebench study score`) get a page of their own: a table per study (`posebench.results.human_study`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from posebench._version import __version__
 from posebench.datasets.names import IMAGE_SUFFIXES, PairKey, parse_generated_name
 from posebench.errors import PosebenchError
 from posebench.metrics.registry import known_direction
+from posebench.results.human_study import file_is_study
 from posebench.results.schema import read_results
 from posebench.utils.io import atomic_write_text
 
@@ -176,6 +178,10 @@ def load_run(path: str | Path, label: str | None = None, *, images: bool = True)
     """
     path = Path(path)
     data = read_results(path)
+    if data.get("kind") == "human-study":
+        raise PosebenchError(f"{path} is a human-study results file (posebench study score): `posebench report` shows "
+                             "it as a page of its own (give it alone or with other study files); the comparison "
+                             "exports (--csv, --latex) are for `posebench eval` results")
     name = data.get("per_image_file")
     if not name:
         raise PosebenchError(f"{path}: names no per-image file (per_image_file); the report needs per-image "
@@ -583,6 +589,9 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
         raise PosebenchError("give at least one results file")
     if samples < 0:
         raise PosebenchError(f"--samples must be >= 0, got {samples}")
+    studies = [Path(p) for p in results_paths if file_is_study(p)]
+    if studies:
+        return _study_report(studies, [Path(p) for p in results_paths], labels)
     runs = load_runs(results_paths, labels, images=samples > 0)
 
     first = runs[0].data
@@ -637,6 +646,22 @@ def build_report(results_paths: Sequence[str | Path], labels: Sequence[str] | No
                      + "</section>")
     parts += [_provenance(runs), "</body></html>\n"]
     return "".join(parts)
+
+
+def _study_report(studies: list[Path], paths: list[Path], labels: Sequence[str] | None) -> str:
+    """The page of human-study results files (`posebench study score`): a table per study."""
+    from posebench.results.human_study import study_page
+
+    if len(studies) != len(paths):
+        other = next(p for p in paths if p not in studies)
+        raise PosebenchError(f"{studies[0]} is a human-study results file and {other} is not: report them in two "
+                             "pages (human judgements and image metrics are not compared in one table)")
+    datas = [read_results(p) for p in studies]
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    footer = (f"<footer><b>Provenance.</b> Report written by posebench {_e(__version__)} at {_e(now)}. Each study "
+              "names its folder and manifest sha256; its build.json records the seed and inputs that rebuild it."
+              "</footer>")
+    return study_page(studies, datas, labels, _CSS, footer)
 
 
 def group_runs(runs: Sequence[ReportRun]) -> dict[str, list[ReportRun]]:

@@ -211,6 +211,10 @@ def validate_results(data: Any, where: str) -> dict[str, Any]:
                 raise ResultsError(f"{at}.value: {value} is not a value {name} can have")
             if not math.isinf(value) and not lo <= value <= hi:
                 raise ResultsError(f"{at}.value: {value!r} is outside what {name} can be ({lo:g} to {hi:g})")
+    if data.get("kind") == "human-study":  # `posebench study score`: every method of one study in one file
+        from posebench.results.human_study import check_study
+
+        check_study(data, where)
     return data
 
 

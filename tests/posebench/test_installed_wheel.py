@@ -49,7 +49,8 @@ def test_the_wheel_holds_the_package_data(installed):
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     for expected in ("posebench/leaderboards/deepfashion-256x176.yaml", "posebench/leaderboards/README.md",
                      "posebench/protocols/profiles/clean.yaml", "posebench/protocols/pose_profiles/humansd.yaml",
-                     "posebench/protocols/deepfashion-256x176.yaml"):
+                     "posebench/protocols/deepfashion-256x176.yaml", "posebench/study/static/index.html",
+                     "posebench/study/static/app.js", "posebench/study/static/style.css"):
         assert expected in names, expected
     res = subprocess.run([sys.executable, "-c", "import posebench; print(posebench.__file__)"], cwd=installed["cwd"],
                          env=installed["env"], capture_output=True, text=True, timeout=60)
