@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shlex
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ from posebench.study.design import Design, Item, draw_design
 from posebench.study.folder import FORMAT, PUBLIC, VERSION, dumps, write_manifest
 from posebench.study.images import ImageWriter, display_size
 from posebench.study.sources import StudySources, load_sources
-from posebench.utils.io import OutputError
+from posebench.utils.io import OutputError, _umask
 
 STATIC = Path(__file__).resolve().parent / "static"
 STATIC_FILES = ("index.html", "app.js", "style.css")
@@ -120,9 +121,14 @@ def make_study(results: list[Path], root: Path, out: Path, *, labels: list[str] 
     params = {"real": real, "generated": generated, "sets": sets, "checks": checks, "seed": seed}
     design = draw_design(names, sources.common, real=real, generated=generated, sets=sets, checks=checks, seed=seed)
     size = display_size(sources)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".building", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(f"--out {out}: cannot create the study folder ({exc.strerror or exc}); choose another "
+                          "path") from None
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # what mkdir gives; mkdtemp's 0700 would hide the study from its group
         writer = ImageWriter(tmp / PUBLIC, size)
         key_items, plan_items = _entries(design, sources, writer, progress)
         used = sorted({(i["source"], i["target"]) for i in key_items})
@@ -152,9 +158,12 @@ def make_study(results: list[Path], root: Path, out: Path, *, labels: list[str] 
         if out.is_dir():
             out.rmdir()  # empty (checked above); the rename below needs the name free
         tmp.rename(out)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
+        if isinstance(exc, OSError):  # reading inputs fails as StudyError; this is the output (disk full, ...)
+            raise OutputError(f"--out {out}: the study could not be written ({exc.strerror or exc}); nothing was "
+                              "left behind") from None
         raise
     return BuiltStudy(out, study_id, manifest_sha, names, len(design.scheme1), len(design.scheme2),
                       len(writer.written), len(sources.common))

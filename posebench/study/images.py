@@ -33,8 +33,11 @@ def display_size(sources: StudySources) -> tuple[int, int]:
     files = [sources.split.images[pair.target], *(m.files[pair] for m in sources.methods)]
     sizes = []
     for f in files:
-        with Image.open(f) as im:
-            sizes.append((im.height, im.width))
+        try:
+            with Image.open(f) as im:
+                sizes.append((im.height, im.width))
+        except OSError as exc:
+            raise StudyError(f"{f}: cannot be read as an image ({exc}); replace or remove it") from None
     return min(sizes, key=lambda hw: (hw[0] * hw[1], hw))
 
 
@@ -69,9 +72,10 @@ class ImageWriter:
     def file(self, path: Path) -> str:
         try:
             with Image.open(path) as im:
-                return self.add(png_bytes(im, self.size))
+                data = png_bytes(im, self.size)
         except OSError as exc:
             raise StudyError(f"{path}: cannot be read as an image ({exc}); replace or remove it") from None
+        return self.add(data)  # outside the try: a write error (disk full) is not the input image's fault
 
     def pose(self, split: SplitIndex, pair: PairKey) -> str:
         """The target's pose as an OpenPose-style stick figure on black, at the display size."""

@@ -67,9 +67,12 @@ def _judged(study: Study, item_id: str, answer: str) -> str:
 
 
 def _participants(study: Study, store: AnswerStore) -> list[Participant]:
+    # answers before participants: a session always exists before its answers, so a participant who starts and
+    # answers while a live study is scored is seen without answers, never as answers without a session
+    rows = store.answers()
     people = {pid: Participant(pid, started) for pid, started in store.participants()}
     sequence = study.sequence
-    for row in store.answers():
+    for row in rows:
         _check_row(study, row, sequence, store.path)
         if row.participant not in people:
             raise StudyError(f"{store.path}: answer {row.seq} belongs to participant {row.participant}, who has no "
@@ -214,6 +217,8 @@ def score_study(folder: str | Path, *, out_name: str = "score.json", resamples: 
         raise StudyError(f"--resamples must be >= 100 for a 95% interval, got {resamples}")
     if max_failed_checks < 0:
         raise StudyError(f"--max-failed-checks must be >= 0, got {max_failed_checks}")
+    if seed < 0:
+        raise StudyError(f"--seed must be >= 0, got {seed}")
     t0 = time.perf_counter()
     study = load_study(folder)
     store = AnswerStore(study.db_path, study.manifest_sha256, create=False)

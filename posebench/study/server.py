@@ -5,7 +5,7 @@ Routes:
     GET  /{file}           a file of public/ that the manifest lists; anything else is 404, so nothing outside
                            the web root (key.json, the answers, `..` paths) can be fetched
     POST /api/session      a new participant: {token, next, total}
-    GET  /api/progress     X-Study-Token header -> {next, total, done}
+    GET  /api/progress     X-Study-Token header -> {next, total, done[, code]}
     POST /api/answer       {token, seq, item, answer, ms} -> {next, total, done[, code]}
 
 A submission is refused, with a 4xx status and a JSON {error}, when it is not a small JSON object of exactly
@@ -107,8 +107,10 @@ def create_app(study: Study, store: AnswerStore) -> Any:
     async def refuse(exc: Refused, token: str | None) -> JSONResponse:
         await run_in_threadpool(store.record_refusal, exc.status, exc.reason, token)
         body: dict[str, Any] = {"error": exc.reason}
-        if exc.next_seq is not None:
+        if exc.next_seq is not None:  # set only once the token is known: the participant's own position
             body["next"] = exc.next_seq
+            if exc.next_seq >= total and token:  # the reply to the last answer was lost: the retry gets the code
+                body["code"] = completion_code(token, study)
         return JSONResponse(body, status_code=exc.status, headers=no_store)
 
     async def read_body(request: Request) -> bytes:
@@ -138,7 +140,10 @@ def create_app(study: Study, store: AnswerStore) -> Any:
             nxt = await run_in_threadpool(store.progress, token)
         except Refused as exc:
             return await refuse(exc, None)
-        return JSONResponse({"next": nxt, "total": total, "done": nxt >= total}, headers=no_store)
+        reply: dict[str, Any] = {"next": nxt, "total": total, "done": nxt >= total}
+        if nxt >= total:  # a reload after the last answer still shows the completion code
+            reply["code"] = completion_code(token, study)
+        return JSONResponse(reply, headers=no_store)
 
     async def answer(request: Request) -> Response:
         token = None

@@ -190,6 +190,7 @@
       const r = await reliable("GET", "api/progress");
       if (r.status === 200) {
         state.seq = r.data.next;
+        if (r.data.code) state.code = r.data.code;
         state.intro2Seen = state.seq > state.plan.counts.scheme1;
         $("start").firstChild.textContent = "Continue ";
       } else {

@@ -153,3 +153,43 @@ def test_the_commands_explain_themselves():
         assert res.exit_code == 0 and "…" not in res.output, res.output
     res = runner.invoke(app, ["study", "make", "--help"], env={"COLUMNS": "200"})
     assert "--progress" in res.output and "--quiet" in res.output and "--results" in res.output
+
+
+def test_a_study_folder_is_readable_like_any_new_folder(study_world, tmp_path):
+    from posebench.utils.io import _umask
+
+    assert _make(study_world, tmp_path / "s").exit_code == 0
+    assert (tmp_path / "s").stat().st_mode & 0o777 == 0o777 & ~_umask()  # not mkdtemp's 0700
+
+
+def test_an_output_that_cannot_be_written_is_exit_2_and_leaves_nothing(study_world, tmp_path, monkeypatch):
+    import errno
+
+    from posebench.study import images
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(images.ImageWriter, "add", full)
+    res = _make(study_world, tmp_path / "s")
+    assert res.exit_code == 2, res.output
+    assert "No space left on device" in res.output and "could not be written" in res.output
+    assert "cannot be read as an image" not in res.output  # the inputs are fine: the output is not
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".*building"))
+
+
+def test_an_unreadable_first_image_is_named_with_exit_2(study_world, tmp_path):
+    from posebench.study.sources import load_sources
+
+    sources = load_sources(study_world["results"], study_world["root"])
+    first = sources.common[0]
+    pred = tmp_path / "broken"
+    shutil.copytree(sources.methods[1].pred, pred)
+    (pred / sources.methods[1].files[first].name).write_bytes(b"not a png")
+    broken = _copy_results(study_world, tmp_path, lambda d: (d["config"].update(pred=str(pred)),
+                                                             d["predictions"].update(dir=str(pred))))
+    res = runner.invoke(app, ["study", "make", "--results", str(study_world["results"][0]), str(broken), "--root",
+                              str(study_world["root"]), "--out", str(tmp_path / "s"), "--real", "2", "--generated",
+                              "2", "--sets", "3", "--quiet"])
+    assert res.exit_code == 2 and "cannot be read as an image" in res.output, res.output
+    assert not (tmp_path / "s").exists()

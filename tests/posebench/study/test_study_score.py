@@ -196,3 +196,63 @@ def test_a_database_written_by_something_else_is_refused(answered):
 def test_a_study_without_answers_cannot_be_scored(fresh_study):
     res = runner.invoke(app, ["study", "score", str(fresh_study)])
     assert res.exit_code == 2 and "no answers yet" in res.output
+
+
+def test_repeats_are_never_counted_even_when_a_kept_participant_contradicts_them(fresh_study):
+    """A participant who answers every repeat the opposite way (and is kept with --max-failed-checks) scores
+    exactly as their first showings say: the repeat's answer is in no numerator and no denominator."""
+    study = load_study(fresh_study)
+    store = AnswerStore(study.db_path, study.manifest_sha256)
+    token = store.new_participant("contrarian")
+    given = {}
+    for seq, item_id in enumerate(study.sequence):
+        item = study.items[item_id]
+        if item["scheme"] == 1:
+            ans = ("real", "generated")[seq % 2]
+            if item["repeat_of"]:  # the opposite of the original's answer
+                ans = "generated" if given[item["repeat_of"]] == "real" else "real"
+        else:
+            slots = [o["slot"] for o in item["options"]]
+            ans = slots[seq % len(slots)]
+            if item["repeat_of"]:  # a slot that names another method than the original's choice
+                chosen = next(o["method"] for o in study.items[item["repeat_of"]]["options"]
+                              if o["slot"] == given[item["repeat_of"]])
+                ans = next(o["slot"] for o in item["options"] if o["method"] != chosen)
+        store.append_answer(token, seq, item_id, ans, 100, study.sequence)
+        given[item_id] = ans
+    doc, _ = score_study(fresh_study, resamples=200, max_failed_checks=10)
+    assert doc["participants"]["rows"][0]["checks_failed"] == 2 and doc["exclusions"] == []
+    want = expected_scores(study.key, [given])
+    assert {k: m["value"] for k, m in doc["metrics"].items()} == pytest.approx(want, abs=1e-6)
+    firsts = [i for i in study.key["items"] if not i["repeat_of"]]
+    assert sum(m["n"] for k, m in doc["metrics"].items() if k.startswith(("g2r/", "r2g/"))) == sum(
+        i["scheme"] == 1 for i in firsts)
+    assert doc["metrics"]["jab/oracle"]["n"] == sum(i["scheme"] == 2 for i in firsts)
+
+
+def test_a_participant_starting_while_the_study_is_scored_is_not_taken_for_an_edit(fresh_study, monkeypatch):
+    """Scoring a live study: a session that starts and answers between the scorer's reads must not be reported as
+    answers without a session (the database was not edited)."""
+    study = load_study(fresh_study)
+    store = AnswerStore(study.db_path, study.manifest_sha256)
+    _answer(study, store, truthful)
+    original = AnswerStore.participants
+
+    def participants_then_a_new_one_answers(self):
+        got = original(self)
+        if not getattr(self, "_raced", False):
+            self._raced = True
+            late = self.new_participant("late")
+            self.append_answer(late, 0, study.sequence[0], "real", 1, study.sequence)
+        return got
+
+    monkeypatch.setattr(AnswerStore, "participants", participants_then_a_new_one_answers)
+    doc, _ = score_study(fresh_study, resamples=200)
+    assert doc["participants"]["complete"] == 1
+
+
+def test_a_negative_bootstrap_seed_is_a_clear_error(answered):
+    folder, _ = answered
+    res = runner.invoke(app, ["study", "score", str(folder), "--seed", "-1"])
+    assert res.exit_code == 2 and "--seed must be >= 0" in res.output
+    assert not (folder / "score.json").exists()

@@ -167,3 +167,26 @@ def test_a_port_in_use_is_a_clear_error(fresh_study):
         res = CliRunner().invoke(app, ["study", "serve", str(fresh_study), "--port", str(port)])
     assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
     assert not (fresh_study / "answers.sqlite").exists()
+
+
+def test_the_completion_code_survives_a_lost_reply_and_a_reload(served):
+    """The reply to the last answer can be lost (a restart): the retry, refused as a replay, and the progress a
+    reload asks for both still give the participant's completion code."""
+    from posebench.study.server import completion_code
+
+    server, study = served
+    ids = study.sequence
+    p = HttpParticipant(server.url)
+    for seq, item in enumerate(ids):
+        status, body = p.answer(seq, item, study.allowed_answers(item)[0])
+        assert status == 200, body
+    code = completion_code(p.token, study)
+    assert body["code"] == code
+    status, body = p.answer(len(ids) - 1, ids[-1], study.allowed_answers(ids[-1])[0])  # the page's retry
+    assert status == 409 and body["next"] == len(ids) and body["code"] == code
+    status, body = request(server.url + "api/progress", headers={"X-Study-Token": p.token})
+    assert status == 200 and body["done"] and body["code"] == code
+    other = HttpParticipant(server.url)  # not done: no code, and a replay of another's position gives none
+    assert "code" not in request(server.url + "api/progress", headers={"X-Study-Token": other.token})[1]
+    status, body = other.answer(len(ids) - 1, ids[-1], study.allowed_answers(ids[-1])[0])
+    assert status == 409 and "code" not in body
