@@ -15,6 +15,11 @@ from posebench._version import __version__
 _LAZY = {
     "RePoseDMModel": "reposedm.models.network",
     "RePoseDMPipeline": "reposedm.pipeline",
+    "RePoseDMOutput": "reposedm.pipeline",
+    "ConditionEncoder": "reposedm.models.network",
+    "PoseEstimatorComponent": "reposedm.models.pose_estimator",
+    "export_pipeline": "reposedm.checkpoints",
+    "write_run_pipeline": "reposedm.checkpoints",
     "RunConfig": "reposedm.config",
     "load_config": "reposedm.config",
     "load_pipeline": "reposedm.checkpoints",

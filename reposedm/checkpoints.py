@@ -140,13 +140,15 @@ def apply_retention(run: Path, keep_last: int, keep_every: int) -> list[Path]:
 
 
 def read_run_config(path: Path) -> RunConfig:
-    from reposedm.config import RunConfig
+    from reposedm.config import RunConfig, upgrade_run_dump
 
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read run config {path} ({exc})") from exc
-    return RunConfig.from_dict(data, str(path))
+    if not isinstance(data, dict):
+        raise CheckpointError(f"run config {path} is not a JSON object; the checkpoint is damaged")
+    return RunConfig.from_dict(upgrade_run_dump(data), str(path))
 
 
 def write_run_config(run: Path, cfg: RunConfig) -> None:
@@ -175,22 +177,166 @@ def resolve_checkpoint(run_or_checkpoint: Path) -> Path:
 
 def load_pipeline(run_or_checkpoint: str | Path, *, ema: bool = True, scheduler: str = "ddim",
                   device: str | torch.device = "cpu", allow_download: bool = True,
-                  ) -> tuple[RePoseDMPipeline, RunConfig, Path]:
-    """RePoseDMPipeline from a run's newest (or a given) checkpoint, after verifying its checksums."""
-    from reposedm.diffusion import make_scheduler
-    from reposedm.models.network import RePoseDMModel
+                  pose_estimator: bool | None = None) -> tuple[RePoseDMPipeline, RunConfig, Path]:
+    """RePoseDMPipeline from a run's newest (or a given) checkpoint, after verifying its checksums.
+
+    Args:
+        scheduler: a short name or a diffusers scheduler class (`reposedm.diffusion.make_scheduler`), checked
+            before anything is read.
+        pose_estimator: include the guidance estimator as the `pose_estimator` component (default: when the run
+            trained with pose guidance).
+    """
+    from reposedm.diffusion import make_scheduler, scheduler_class
     from reposedm.pipeline import RePoseDMPipeline
     from reposedm.vae import load_vae
 
+    scheduler_class(scheduler)  # a bad name fails before any checkpoint work
     ckpt = resolve_checkpoint(Path(run_or_checkpoint))
     verify_checkpoint(ckpt)
     cfg = read_run_config(ckpt / "run_config.json")
-    weights = ckpt / ("ema" if ema else "model")
+    model = load_model(ckpt / ("ema" if ema else "model"))
+    vae = load_vae(cfg.model, allow_download=allow_download)
+    g = cfg.model.guidance
+    with_estimator = g.enabled if pose_estimator is None else pose_estimator
+    pipe = RePoseDMPipeline.from_model(
+        model.eval(), make_scheduler(cfg.model, scheduler), vae,
+        pose_estimator=_pose_estimator_component(cfg) if with_estimator else None,
+        guidance_scale=cfg.model.guidance_scale, pose_guidance_scale=g.pose_guidance_scale if g.enabled else 0.0,
+        train_mode=g.train_mode if g.enabled else "off")
+    return pipe.to(device), cfg, ckpt
+
+
+def load_model(weights: Path) -> Any:
+    """A checkpoint's RePoseDMModel (`model/` or `ema/`). Checkpoints of the layout before the condition encoder
+    was a module of its own load through `reposedm.models.network.upgrade_legacy_state_dict`.
+
+    Raises:
+        CheckpointError: tensors of the wrong shape, or names that neither layout knows, naming the folder.
+    """
+    from reposedm.models.network import RePoseDMModel
+
     try:
-        model = RePoseDMModel.from_pretrained(weights)
+        model, info = RePoseDMModel.from_pretrained(weights, output_loading_info=True)
     except (ValueError, RuntimeError, OSError) as exc:  # diffusers: a tensor whose shape does not fit, a bad file
         raise CheckpointError(f"{weights}: the weights do not fit the run's model ({str(exc).strip()[:300]}); the "
                               "checkpoint is damaged or was written by another config") from None
-    vae = load_vae(cfg.model, allow_download=allow_download)
-    pipe = RePoseDMPipeline(model.eval(), make_scheduler(cfg.model, scheduler), vae)
-    return pipe.to(device), cfg, ckpt
+    missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+    if missing or unexpected:  # diffusers only warns, and leaves the missing tensors uninitialised
+        raise CheckpointError(
+            f"{weights}: the weights file is of a layout this version of reposedm does not read ({len(missing)} "
+            f"tensors missing, e.g. {missing[:2]}; {len(unexpected)} unknown, e.g. {unexpected[:2]}); sample it "
+            "with the posebench version that trained it, or retrain")
+    return model
+
+
+def _pose_estimator_component(cfg: RunConfig) -> Any:
+    """The run's guidance estimator (its registry name and weights file) with the guidance settings."""
+    from posebench.pose.detect import load_estimator
+    from reposedm.models.pose_estimator import PoseEstimatorComponent
+
+    g = cfg.model.guidance
+    weights = Path(g.estimator_weights) if g.estimator_weights else None
+    return PoseEstimatorComponent.from_estimator(load_estimator(g.estimator, weights=weights), g)
+
+
+# ------------------------------------------------------------------------------------ diffusers export
+
+EXPORTS = "pipeline"  # RUN/pipeline/checkpoint-N/: diffusers folders written by `write_run_pipeline`
+EXPORT_RECORD = "reposedm_export.json"
+
+
+def export_pipeline(run_or_checkpoint: str | Path, out: str | Path, *, ema: bool = True, scheduler: str = "ddim",
+                    allow_download: bool = True, pose_estimator: bool | None = None) -> Path:
+    """Write a checkpoint as a self-contained diffusers pipeline folder (`RePoseDMPipeline.from_pretrained(out)`,
+    or `DiffusionPipeline.from_pretrained(out, trust_remote_code=True)`), atomically.
+
+    The folder holds every component, the VAE of latent-space runs included (a copy of the registry file's
+    weights: loading it needs no weights registry or network), and `reposedm_export.json` naming the checkpoint
+    and its weights' fingerprint. An earlier export at `out` is replaced as a whole; any other existing
+    folder is refused.
+
+    Raises:
+        CheckpointError: no or a damaged checkpoint, `out` is something else, or the write failed (nothing
+            is left at `out` but what was there before).
+    """
+    out = Path(out)
+    if out.exists() and not (out / "model_index.json").is_file():
+        raise CheckpointError(f"{out} exists and is not an exported pipeline (no model_index.json); choose "
+                              "another folder")
+    pipe, cfg, ckpt = load_pipeline(run_or_checkpoint, ema=ema, scheduler=scheduler, allow_download=allow_download,
+                                    pose_estimator=pose_estimator)
+    subfolder = "ema" if ema else "model"
+    record = {"config": cfg.name, "checkpoint": ckpt.name, "step": step_of(ckpt), "weights": subfolder,
+              "weights_sha256": weights_fingerprint(ckpt, subfolder), "scheduler": scheduler}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        pipe.save_pretrained(tmp)
+        (tmp / EXPORT_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        _fsync_tree(tmp)
+        _swap_into_place(tmp, out)
+    except (OSError, RuntimeError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"could not export {ckpt} to {out} ({exc}); free disk space and export again") from exc
+    return out
+
+
+def _swap_into_place(new: Path, final: Path) -> None:
+    """Rename a complete folder to `final`, replacing an earlier one only once the new one is complete."""
+    if not final.exists():
+        os.replace(new, final)
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_run_pipeline(run: str | Path, checkpoint: str | Path | None = None, **export: Any) -> Path:
+    """Make a run folder itself a diffusers pipeline of its newest (or the given) checkpoint's EMA weights, so
+    that `RePoseDMPipeline.from_pretrained(RUN)` (or `DiffusionPipeline.from_pretrained(RUN,
+    trust_remote_code=True)`) loads it. Returns the export folder.
+
+    The checkpoint is exported to RUN/pipeline/checkpoint-N/ (`export_pipeline`; `export` are its options);
+    RUN/pipeline/current is a relative symlink switched to it in one rename, and RUN/model_index.json, RUN/unet,
+    ... are relative symlinks through `current`, so a reader sees one export or the other, never a mix, and a
+    moved or copied run keeps working. The previous export is kept (a reader may be loading it); older ones are
+    removed. Disk: one copy of the EMA weights (+ the VAE in latent space, the estimator with guidance) per
+    export kept, at most two.
+    """
+    run = Path(run)
+    ckpt = resolve_checkpoint(Path(checkpoint) if checkpoint is not None else run)
+    exports = run / EXPORTS
+    exports.mkdir(exist_ok=True)
+    target = export_pipeline(ckpt, exports / ckpt.name, **export)
+    current = exports / "current"
+    previous = os.readlink(current) if current.is_symlink() else None
+    _replace_symlink(current, target.name)
+    for entry in sorted(p.name for p in target.iterdir()):
+        if entry != EXPORT_RECORD:
+            _link_into_run(run, entry)
+    for stale in run.iterdir():  # entries an earlier export had and this one has not
+        if stale.is_symlink() and os.readlink(stale).startswith(f"{EXPORTS}/current/") and not stale.exists():
+            stale.unlink()
+    for old in exports.iterdir():
+        if old.is_dir() and not old.is_symlink() and old.name not in (target.name, previous):
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _replace_symlink(link: Path, target: str) -> None:
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _link_into_run(run: Path, entry: str) -> None:
+    """RUN/entry -> pipeline/current/entry; refuses to replace anything else of that name."""
+    link, target = run / entry, f"{EXPORTS}/current/{entry}"
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    if link.exists() or link.is_symlink():
+        raise CheckpointError(f"{link} exists and is not the run's pipeline link ({target}); move it away to make "
+                              f"{run} a diffusers pipeline folder")
+    _replace_symlink(link, target)

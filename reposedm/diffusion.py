@@ -14,32 +14,98 @@ Schedule arithmetic runs in float64 and is cast at the end.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
 
-from reposedm.config import ModelConfig
+from reposedm.config import ConfigError, ModelConfig
 
-SCHEDULERS = ("ddpm", "ddim", "dpm-solver")
+# Short names; any other diffusers scheduler is named by its class (`make_scheduler`).
+SCHEDULERS = ("ddpm", "ddim", "dpm-solver", "unipc", "euler-ancestral")
+_SHORT_CLASSES = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "dpm-solver": "DPMSolverMultistepScheduler",
+                  "unipc": "UniPCMultistepScheduler", "euler-ancestral": "EulerAncestralDiscreteScheduler"}
+# The schedule every scheduler is put on (the model's training schedule), by diffusers' config names.
+_SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule")
+
+
+class SchedulerError(ConfigError, ValueError):
+    """A scheduler name that names no usable diffusers scheduler (a ValueError too, for older callers)."""
+
+
+def _on_training_schedule(name: str) -> bool:
+    """Whether diffusers' class `name` is importable here and takes the training schedule (betas and T)."""
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if not isinstance(cls, type) or not issubclass(cls, SchedulerMixin):  # missing, or a dummy (no torchsde)
+        return False
+    params = inspect.signature(cls.__init__).parameters
+    return all(k in params for k in _SCHEDULE_KEYS)
+
+
+@functools.cache
+def compatible_schedulers() -> tuple[str, ...]:
+    """diffusers' schedulers for noise-prediction U-Nets (DDPMScheduler's own `_compatibles`) that can be put on
+    the model's training schedule here (EDM-style sigma schedulers cannot; a missing optional dependency)."""
+    return tuple(n for n in DDPMScheduler._compatibles if _on_training_schedule(n))
+
+
+def _unknown(kind: str) -> SchedulerError:
+    import difflib
+
+    names = [*SCHEDULERS, *compatible_schedulers()]
+    # a fragment of a name ("euler") first, then spelling mistakes ("unipcc")
+    near = [n for n in names if kind.lower() in n.lower()] if len(kind) >= 3 else []
+    near += [n for n in difflib.get_close_matches(kind, names, n=2, cutoff=0.6) if n not in near]
+    hint = f"; did you mean {' or '.join(repr(n) for n in near[:3])}?" if near else ""
+    return SchedulerError(f"unknown scheduler {kind!r}{hint} (short names: {', '.join(SCHEDULERS)}; or a diffusers "
+                          f"scheduler class: {', '.join(compatible_schedulers())})")
+
+
+def scheduler_class(kind: str) -> type[SchedulerMixin]:
+    """The diffusers class of a short name (`SCHEDULERS`) or a class name (`compatible_schedulers`).
+
+    Raises:
+        SchedulerError: unknown (with did-you-mean and the short names), or a diffusers scheduler that cannot
+            sample this model (not DDPM-family, not on its training schedule, an optional dependency missing).
+    """
+    import diffusers
+
+    name = _SHORT_CLASSES.get(kind, kind)
+    if name in compatible_schedulers():
+        return getattr(diffusers, name)
+    if name.endswith("Scheduler") and hasattr(diffusers, name):
+        raise SchedulerError(f"diffusers scheduler {kind!r} cannot sample this model (not a DDPM-family scheduler "
+                             "on its betas, or an optional dependency is missing); use one of "
+                             f"{', '.join(SCHEDULERS)} or {', '.join(compatible_schedulers())}")
+    raise _unknown(kind)
 
 
 def make_scheduler(cfg: ModelConfig, kind: str = "ddpm") -> SchedulerMixin:
-    """A diffusers scheduler on the model's training schedule (T, linear betas, its parametrization)."""
+    """A diffusers scheduler on the model's training schedule (T, linear betas, its parametrization).
+
+    `kind`: a short name (`SCHEDULERS`) or a diffusers scheduler class name (`compatible_schedulers`), e.g.
+    "UniPCMultistepScheduler"; arguments a scheduler does not take are left out, as `from_config` would.
+    """
+    cls = scheduler_class(kind)
     common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_start=cfg.beta_start, beta_end=cfg.beta_end,
                   beta_schedule="linear", prediction_type=cfg.prediction_type)
     # In pixel space y~_0 is clipped to [-1, 1] at every step, as improved DDPM / PIDM sample
     # (`clip_denoised=True`); latents have no fixed range.
     clip = cfg.latent == "pixel"
-    if kind == "ddpm":
+    if cls is DDPMScheduler:
         variance = "learned_range" if cfg.learned_variance else "fixed_small"
         return DDPMScheduler(**common, variance_type=variance, clip_sample=clip)
-    if kind == "ddim":
+    if cls is DDIMScheduler:
         return DDIMScheduler(**common, clip_sample=clip, set_alpha_to_one=False, steps_offset=1)
-    if kind == "dpm-solver":
+    if cls is DPMSolverMultistepScheduler:
         return DPMSolverMultistepScheduler(**common)
-    raise ValueError(f"unknown scheduler {kind!r}; choose one of {', '.join(SCHEDULERS)}")
+    params = inspect.signature(cls.__init__).parameters
+    return cls(**{k: v for k, v in common.items() if k in params})
 
 
 @dataclass

@@ -35,7 +35,8 @@ class GenerateResult:
 # the run and checkpoint paths are recorded but not compared: a copied or moved run resumes; its weights
 # fingerprint is what must not change
 RESUME_KEYS = ("weights_sha256", "config", "variant", "weights", "protocol", "split", "scheduler", "steps",
-               "guidance_scale", "pose_guidance_scale", "seed", "model_resolution", "output_resolution")
+               "guidance_scale", "pose_guidance_scale", "pose_guidance_rule", "seed", "model_resolution",
+               "output_resolution")
 
 
 def _check_resume(out: Path, record_file: Path, settings: dict, existing: int) -> None:
@@ -88,19 +89,24 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     from posebench.utils.progress import Progress
     from reposedm.checkpoints import load_pipeline, weights_fingerprint
     from reposedm.guidance import random_estimator_reason
+    from reposedm.sampling import pose_guidance_rule_for
     from reposedm.train import build_pose_field, read_training_data
 
     if steps <= 0 or batch_size <= 0 or (limit is not None and limit <= 0):
         raise PosebenchError("--steps, --batch-size and --limit must be positive")
     spec = get_protocol(protocol)
     split = split or spec.split
-    pipe, cfg, ckpt = load_pipeline(run, ema=ema, scheduler=scheduler, device=device)
+    # the guidance estimator only when it may be used (an explicit --pose-guidance-scale 0 needs none)
+    pipe, cfg, ckpt = load_pipeline(run, ema=ema, scheduler=scheduler, device=device,
+                                    pose_estimator=None if pose_guidance_scale != 0.0 else False)
     pipe.set_progress_bar_config(disable=True)
     w_c = cfg.model.guidance_scale if guidance_scale is None else guidance_scale
     g = cfg.model.guidance
     eta = (g.pose_guidance_scale if g.enabled else 0.0) if pose_guidance_scale is None else pose_guidance_scale
     pose_field = None
-    if eta != 0.0:
+    if eta != 0.0 and pipe.pose_estimator is not None:
+        pose_field = pipe.pose_estimator.pose_field()  # the run's own estimator, already built
+    elif eta != 0.0:
         pose_field = build_pose_field(replace(cfg, model=replace(cfg.model, guidance=replace(g, enabled=True))),
                                       torch.device(device))
     if pairs is None:
@@ -127,7 +133,9 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         "run": str(run), "checkpoint": str(ckpt), "config": cfg.name, "variant": cfg.model.variant,
         "weights": "ema" if ema else "raw", "weights_sha256": weights_fingerprint(ckpt, "ema" if ema else "model"),
         "protocol": spec.name, "split": split, "scheduler": scheduler,
-        "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta, "seed": seed,
+        "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta,
+        # eq. 16 after second-order training, eq. 19 otherwise; None without guidance (older records have no key)
+        "pose_guidance_rule": pose_guidance_rule_for(g.train_mode) if eta != 0.0 else None, "seed": seed,
         "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size), "resized": resized,
     }
     trained_on = read_training_data(ckpt.parent.parent)  # RUN/checkpoints/checkpoint-N -> RUN
@@ -165,6 +173,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
             result = pipe(batch["source"], batch["pose_map"], num_inference_steps=steps, guidance_scale=w_c,
                           pose_guidance_scale=eta, pose_field=pose_field, target_xy=batch["target_xy"],
                           target_visible=batch["target_visible"], sample_grad=g.sample_grad, seed=seed, indices=ks,
+                          pose_guidance_rule=settings["pose_guidance_rule"] or "step",
                           return_intermediates=save_warped)
             if save_warped and result.warped:
                 _save_warped_strips(out / "warped", [pairs[k].filename for k in ks], batch, result)

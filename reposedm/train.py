@@ -33,6 +33,7 @@ from reposedm.checkpoints import (
     save_checkpoint,
     verify_checkpoint,
     write_run_config,
+    write_run_pipeline,
 )
 from reposedm.config import ConfigError, RunConfig
 from reposedm.data import PairDataset, PairSource, collate
@@ -574,6 +575,11 @@ def _checkpoint(accelerator: Any, out: Path, step: int, cfg: RunConfig, model: A
 
         path = save_checkpoint(out, step, write)
         apply_retention(out, cfg.train.keep_checkpoints, cfg.train.keep_every)
+        try:  # RUN itself loads as a diffusers pipeline of the newest EMA weights
+            write_run_pipeline(out, path)
+        except PosebenchError as exc:  # the checkpoint is what matters; the export can be made again later
+            log.warning("checkpoint %s written, but the run's pipeline export failed: %s (make it later with "
+                        "reposedm.write_run_pipeline(RUN))", path, exc)
     accelerator.wait_for_everyone()
     return path
 
@@ -604,7 +610,7 @@ class _ValidationGrid:
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
         try:
-            pipe = RePoseDMPipeline(model.eval(), make_scheduler(self.cfg.model, "ddim"), vae)
+            pipe = RePoseDMPipeline.from_model(model.eval(), make_scheduler(self.cfg.model, "ddim"), vae)
             pipe.set_progress_bar_config(disable=True)
             device = next(model.parameters()).device
             images = pipe(self.batch["source"].to(device), self.batch["pose_map"].to(device),

@@ -66,6 +66,8 @@ def train_reference(
     result = train(cfg, source=PairSource(spec.dataset, root, split), out=out, resume=resume, max_steps=max_steps,
                    val_source=PairSource(spec.dataset, root, val_split or spec.split), progress=progress,
                    max_seconds=None if max_minutes is None else 60.0 * max_minutes)
+    if not result.main_process:  # the other ranks of torchrun / accelerate launch: rank 0 reports
+        return
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     why = " (time limit reached)" if result.stopped_by == "time" else ""
     typer.echo(f"{out}: step {result.step}{why}, last loss {last}, checkpoint {result.last_checkpoint}")
@@ -77,7 +79,9 @@ def sample(
     root: Annotated[Path, typer.Option(help="Dataset root.", file_okay=False)],
     out: Annotated[Path, typer.Option(help="Folder for {source}__{target}.png images.")],
     split: Annotated[str | None, typer.Option(help="Split (default: the protocol's).")] = None,
-    scheduler: Annotated[str, typer.Option(help="ddim, ddpm or dpm-solver.")] = "ddim",
+    scheduler: Annotated[str, typer.Option(
+        help="ddim, ddpm, dpm-solver, unipc, euler-ancestral, or a diffusers scheduler class name (e.g. "
+             "EulerDiscreteScheduler), put on the run's training schedule.")] = "ddim",
     steps: Annotated[int, typer.Option(help="Sampling steps.")] = 50,
     guidance_scale: Annotated[float | None, typer.Option(help="w_c, classifier-free guidance (default 2).")] = None,
     pose_guidance_scale: Annotated[float | None, typer.Option(help="eta, pose-field gradient guidance "

@@ -1,8 +1,14 @@
-"""RePoseDMModel: condition encoders + the diffusers U-Net, as one saveable diffusers model.
+"""RePoseDM's two trained parts as diffusers models: the condition encoder and the U-Net.
 
 Notation (paper sec. 3): y_t -> `latents`, eps_theta -> `noise_pred`, I_S -> `source` (in model space:
 VAE latent or pixels in [-1, 1]), P -> `pose_map` (rendered target pose at image resolution), F_S^N ->
 `Condition.tokens` (cross-attention), encoded P -> `Condition.pose_embed` (concatenated with y_t).
+
+`ConditionEncoder` holds everything before the U-Net (pose encoder, B1 texture encoder or RPA, token positions,
+null tokens); the U-Net is a plain diffusers `UNet2DConditionModel`, so a pipeline has it as its own `unet`
+component (swappable, LoRA-able). `RePoseDMModel` is the training-time module holding both (`condition_encoder` +
+`unet`), saved as one safetensors file per checkpoint; `Denoiser` composes the two pipeline components into the
+same sampling interface without copying weights.
 
 The condition depends on the source and the target pose only, never on t, so samplers compute it once
 per image (`encode_condition`) and call `denoise` at every step.
@@ -10,6 +16,7 @@ per image (`encode_condition`) and call `denoise` at every step.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -49,8 +56,35 @@ def zero_init_residuals(unet: UNet2DConditionModel) -> None:
     nn.init.zeros_(unet.conv_out.bias)
 
 
-class RePoseDMModel(ModelMixin, ConfigMixin):
-    """B1 / B2 / full RePoseDM denoiser with its condition encoders (`save_pretrained` as safetensors)."""
+def build_unet(*, latent_channels: int, latent_size: tuple[int, int], pose_embed_channels: int,
+               block_out_channels: tuple[int, ...], cross_attention_levels: tuple[bool, ...], layers_per_block: int,
+               attention_head_dim: int, norm_num_groups: int, cond_dim: int, learned_variance: bool,
+               zero_init: bool) -> UNet2DConditionModel:
+    """The denoiser: y_t concatenated with the encoded pose in, eps (and the variance interpolation v) out."""
+    down = tuple("CrossAttnDownBlock2D" if c else "DownBlock2D" for c in cross_attention_levels)
+    up = tuple("CrossAttnUpBlock2D" if c else "UpBlock2D" for c in reversed(cross_attention_levels))
+    unet = UNet2DConditionModel(
+        sample_size=tuple(latent_size), in_channels=latent_channels + pose_embed_channels,
+        out_channels=latent_channels * (2 if learned_variance else 1), block_out_channels=tuple(block_out_channels),
+        down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn",
+        layers_per_block=layers_per_block, cross_attention_dim=cond_dim, attention_head_dim=attention_head_dim,
+        norm_num_groups=norm_num_groups)
+    if zero_init:
+        zero_init_residuals(unet)
+    return unet
+
+
+def denoise_with(unet: nn.Module, latents: torch.Tensor, timesteps: torch.Tensor, cond: Condition) -> torch.Tensor:
+    """eps_theta (and the variance interpolation v when learned): (B, C or 2C, h, w)."""
+    x = torch.cat([latents, cond.pose_embed.to(latents.dtype)], dim=1)
+    return unet(x, timesteps, encoder_hidden_states=cond.tokens.to(latents.dtype)).sample
+
+
+class ConditionEncoder(ModelMixin, ConfigMixin):
+    """I_S and P -> the U-Net's condition: texture tokens (B1 encoder or RPA F_S^N) + the encoded target pose.
+
+    A pipeline component of its own (`condition_encoder`), saved as config.json + safetensors.
+    """
 
     config_name = "config.json"
 
@@ -63,11 +97,6 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         latent_factor: int = 1,
         pose_channels: int = 20,
         pose_embed_channels: int = 4,
-        block_out_channels: tuple[int, ...] = (32, 64),
-        cross_attention_levels: tuple[bool, ...] = (False, True),
-        layers_per_block: int = 1,
-        attention_head_dim: int = 8,
-        norm_num_groups: int = 8,
         cond_dim: int = 32,
         cond_downsample: int = 1,
         cfg_drop: str = "source",
@@ -76,10 +105,11 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         rpa_kernel_sizes: tuple[int, ...] = (4, 2),
         rpa_depth: int = 1,
         rpa_heads: int = 4,
-        learned_variance: bool = True,
-        zero_init: bool = False,
     ) -> None:
         super().__init__()
+        # Registration order = RePoseDMModel's before the split (token_pos, null_tokens, pose_encoder,
+        # texture/alignment, then the U-Net): same init RNG draws and the same parameter order, so optimizer and
+        # EMA states of runs written by the older layout still line up.
         self.pose_encoder = PoseEncoder(pose_channels, pose_embed_channels, latent_factor)
         if variant == "b1":
             self.texture = TextureEncoder(latent_channels, cond_dim, cond_downsample)
@@ -95,32 +125,6 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         self.token_pos = nn.Parameter(torch.zeros(1, num_tokens, cond_dim))
         # The unconditional branch of classifier-free guidance attends to these instead (eq. 16).
         self.null_tokens = nn.Parameter(torch.zeros(1, 1, cond_dim))
-        down = tuple("CrossAttnDownBlock2D" if c else "DownBlock2D" for c in cross_attention_levels)
-        up = tuple("CrossAttnUpBlock2D" if c else "UpBlock2D" for c in reversed(cross_attention_levels))
-        self.unet = UNet2DConditionModel(
-            sample_size=tuple(latent_size), in_channels=latent_channels + pose_embed_channels,
-            out_channels=latent_channels * (2 if learned_variance else 1), block_out_channels=tuple(block_out_channels),
-            down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn",
-            layers_per_block=layers_per_block, cross_attention_dim=cond_dim, attention_head_dim=attention_head_dim,
-            norm_num_groups=norm_num_groups)
-        if zero_init:
-            zero_init_residuals(self.unet)
-
-    @classmethod
-    def from_model_config(cls, cfg: ModelConfig) -> RePoseDMModel:
-        return cls(
-            variant=cfg.variant, latent_channels=cfg.latent_channels, latent_size=cfg.latent_size,
-            latent_factor=cfg.latent_factor, pose_channels=cfg.pose_channels,
-            pose_embed_channels=cfg.pose_embed_channels, block_out_channels=cfg.block_out_channels,
-            cross_attention_levels=cfg.cross_attention_levels, layers_per_block=cfg.layers_per_block,
-            attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups, cond_dim=cfg.cond_dim,
-            cond_downsample=cfg.cond_downsample, cfg_drop=cfg.cfg_drop, rpa_iterations=cfg.rpa_iterations,
-            rpa_radius=cfg.rpa_radius, rpa_kernel_sizes=cfg.rpa_kernel_sizes, rpa_depth=cfg.rpa_depth,
-            rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance, zero_init=cfg.zero_init)
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self.config.latent_channels)
 
     def _check(self, source: torch.Tensor, pose_map: torch.Tensor) -> None:
         cfg = self.config
@@ -134,8 +138,8 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         if pose_map.shape[0] != source.shape[0]:
             raise ValueError(f"source and pose_map batch sizes differ: {source.shape[0]} vs {pose_map.shape[0]}")
 
-    def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
-                         return_intermediates: bool = False) -> Condition:
+    def forward(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
+                return_intermediates: bool = False) -> Condition:
         """Texture tokens (B1 encoder or RPA F_S^N) and the encoded target pose.
 
         Args:
@@ -169,10 +173,153 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         pose_embed = cond.pose_embed if self.config.cfg_drop == "source" else torch.zeros_like(cond.pose_embed)
         return Condition(tokens, pose_embed)
 
+
+class Denoiser:
+    """A condition encoder and a U-Net seen as one denoiser (the interface `reposedm.sampling.sample` calls).
+
+    Holds references, not copies: the pipeline's components are used as they are (a swapped or LoRA-patched
+    `unet` is what samples)."""
+
+    def __init__(self, condition_encoder: ConditionEncoder, unet: nn.Module) -> None:
+        self.condition_encoder = condition_encoder
+        self.unet = unet
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.condition_encoder.config.latent_channels)
+
+    def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
+                         return_intermediates: bool = False) -> Condition:
+        return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates)
+
+    def unconditional(self, cond: Condition) -> Condition:
+        return self.condition_encoder.unconditional(cond)
+
+    def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Condition) -> torch.Tensor:
+        return denoise_with(self.unet, latents, timesteps, cond)
+
+
+# Checkpoints written before the condition encoder became its own module hold its tensors at the top level.
+LEGACY_PREFIXES = ("pose_encoder.", "texture.", "alignment.")
+LEGACY_NAMES = ("token_pos", "null_tokens")
+
+
+def is_legacy_key(key: str) -> bool:
+    return key in LEGACY_NAMES or key.startswith(LEGACY_PREFIXES)
+
+
+def upgrade_legacy_state_dict(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Rename an older-layout RePoseDMModel state dict in place (`pose_encoder.*` -> `condition_encoder.pose_encoder.*`,
+    ...; `unet.*` unchanged). Returns whether it was one; a dict already in the current layout is left alone."""
+    if any(k.startswith("condition_encoder.") for k in state_dict):
+        return False
+    old = [k for k in state_dict if is_legacy_key(k)]
+    for key in old:
+        state_dict[f"condition_encoder.{key}"] = state_dict.pop(key)
+    return bool(old)
+
+
+class RePoseDMModel(ModelMixin, ConfigMixin):
+    """B1 / B2 / full RePoseDM for training: `condition_encoder` + `unet` (`save_pretrained` as safetensors).
+
+    Older checkpoints (condition tensors at the top level) load through `upgrade_legacy_state_dict`.
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        variant: str = "full",
+        latent_channels: int = 3,
+        latent_size: tuple[int, int] = (32, 22),
+        latent_factor: int = 1,
+        pose_channels: int = 20,
+        pose_embed_channels: int = 4,
+        block_out_channels: tuple[int, ...] = (32, 64),
+        cross_attention_levels: tuple[bool, ...] = (False, True),
+        layers_per_block: int = 1,
+        attention_head_dim: int = 8,
+        norm_num_groups: int = 8,
+        cond_dim: int = 32,
+        cond_downsample: int = 1,
+        cfg_drop: str = "source",
+        rpa_iterations: int = 5,
+        rpa_radius: int = 3,
+        rpa_kernel_sizes: tuple[int, ...] = (4, 2),
+        rpa_depth: int = 1,
+        rpa_heads: int = 4,
+        learned_variance: bool = True,
+        zero_init: bool = False,
+    ) -> None:
+        super().__init__()
+        self.condition_encoder = ConditionEncoder(
+            variant=variant, latent_channels=latent_channels, latent_size=tuple(latent_size),
+            latent_factor=latent_factor, pose_channels=pose_channels, pose_embed_channels=pose_embed_channels,
+            cond_dim=cond_dim, cond_downsample=cond_downsample, cfg_drop=cfg_drop, rpa_iterations=rpa_iterations,
+            rpa_radius=rpa_radius, rpa_kernel_sizes=tuple(rpa_kernel_sizes), rpa_depth=rpa_depth, rpa_heads=rpa_heads)
+        self.unet = build_unet(
+            latent_channels=latent_channels, latent_size=tuple(latent_size), pose_embed_channels=pose_embed_channels,
+            block_out_channels=tuple(block_out_channels), cross_attention_levels=tuple(cross_attention_levels),
+            layers_per_block=layers_per_block, attention_head_dim=attention_head_dim,
+            norm_num_groups=norm_num_groups, cond_dim=cond_dim, learned_variance=learned_variance,
+            zero_init=zero_init)
+
+    @classmethod
+    def from_model_config(cls, cfg: ModelConfig) -> RePoseDMModel:
+        return cls(
+            variant=cfg.variant, latent_channels=cfg.latent_channels, latent_size=cfg.latent_size,
+            latent_factor=cfg.latent_factor, pose_channels=cfg.pose_channels,
+            pose_embed_channels=cfg.pose_embed_channels, block_out_channels=cfg.block_out_channels,
+            cross_attention_levels=cfg.cross_attention_levels, layers_per_block=cfg.layers_per_block,
+            attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups, cond_dim=cfg.cond_dim,
+            cond_downsample=cfg.cond_downsample, cfg_drop=cfg.cfg_drop, rpa_iterations=cfg.rpa_iterations,
+            rpa_radius=cfg.rpa_radius, rpa_kernel_sizes=cfg.rpa_kernel_sizes, rpa_depth=cfg.rpa_depth,
+            rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance, zero_init=cfg.zero_init)
+
+    def _fix_state_dict_keys_on_load(self, state_dict: OrderedDict) -> None:
+        """diffusers' hook between reading a (single-file) checkpoint and loading it: the older layout's keys."""
+        super()._fix_state_dict_keys_on_load(state_dict)
+        upgrade_legacy_state_dict(state_dict)
+
+    # The condition encoder's parts under their former names (tests, notebooks and hooks written against the
+    # older layout keep working; the state dict uses the new names).
+    @property
+    def pose_encoder(self) -> nn.Module:
+        return self.condition_encoder.pose_encoder
+
+    @property
+    def texture(self) -> nn.Module:
+        return self.condition_encoder.texture
+
+    @property
+    def alignment(self) -> nn.Module:
+        return self.condition_encoder.alignment
+
+    @property
+    def token_pos(self) -> nn.Parameter:
+        return self.condition_encoder.token_pos
+
+    @property
+    def null_tokens(self) -> nn.Parameter:
+        return self.condition_encoder.null_tokens
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.config.latent_channels)
+
+    def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
+                         return_intermediates: bool = False) -> Condition:
+        """`ConditionEncoder.forward`: texture tokens and the encoded target pose."""
+        return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates)
+
+    def unconditional(self, cond: Condition) -> Condition:
+        """The CFG unconditional branch for a computed condition (no second RPA pass)."""
+        return self.condition_encoder.unconditional(cond)
+
     def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Condition) -> torch.Tensor:
         """eps_theta (and the variance interpolation v when learned): (B, C or 2C, h, w)."""
-        x = torch.cat([latents, cond.pose_embed.to(latents.dtype)], dim=1)
-        return self.unet(x, timesteps, encoder_hidden_states=cond.tokens.to(latents.dtype)).sample
+        return denoise_with(self.unet, latents, timesteps, cond)
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor, pose_map: torch.Tensor,
                 drop: torch.Tensor | None = None) -> torch.Tensor:

@@ -116,6 +116,16 @@ def test_checkpoint_faults(synth_root, tmp_path):
     assert res.exit_code == 0 and "no recurrent pose alignment" in " ".join(res.output.split()), res.output
     assert not (tmp_path / "b1-gen" / "warped").exists()
 
+    # any diffusers scheduler by short or class name; a name diffusers does not have: exit 2 before any work
+    res = runner.invoke(app, ["sample", "--run", str(run), *common, "--out", str(tmp_path / "unipc"), "--steps", "2",
+                              "--limit", "1", "--scheduler", "unipc", "--quiet"])
+    assert res.exit_code == 0 and "1 written" in res.output, res.output
+    assert json.loads((tmp_path / "unipc" / "sampling.json").read_text())["scheduler"] == "unipc"
+    res = runner.invoke(app, ["sample", "--run", str(run), *common, "--out", str(tmp_path / "bad"), "--steps", "2",
+                              "--limit", "1", "--scheduler", "nonsense", "--quiet"])
+    assert res.exit_code == 2 and "unknown scheduler 'nonsense'" in res.output and "unipc" in res.output
+    assert not (tmp_path / "bad").exists()
+
     ckpt = run / "checkpoints" / "checkpoint-000002"
     weights = next((ckpt / "ema").glob("*.safetensors"))
     tensors = load_file(str(weights))

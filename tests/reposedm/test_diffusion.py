@@ -17,7 +17,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 from scipy.stats import norm
 
 from reposedm.config import ModelConfig, named_config
@@ -448,7 +454,8 @@ def test_hybrid_loss_wrong_channel_count_raises(schedule: Schedule) -> None:
 def test_make_scheduler_matches_schedule(kind: str, config: str) -> None:
     cfg = named_config(config).model
     sched = make_scheduler(cfg, kind)
-    expected_cls = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm-solver": DPMSolverMultistepScheduler}[kind]
+    expected_cls = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm-solver": DPMSolverMultistepScheduler,
+                    "unipc": UniPCMultistepScheduler, "euler-ancestral": EulerAncestralDiscreteScheduler}[kind]
     assert isinstance(sched, expected_cls)
     assert sched.config.num_train_timesteps == cfg.num_train_timesteps
     assert sched.config.prediction_type == "epsilon"

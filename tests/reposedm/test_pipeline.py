@@ -96,7 +96,7 @@ def test_image_k_depends_only_on_seed_and_k():
     cfg, model = _model("b2")
     # float64: CPU kernels block a batch of 3 differently from a batch of 1, which in float32 leaves ~2e-5 of
     # rounding after 4 DDPM steps; in float64 that is ~1e-13, so 1e-10 checks the seeding, not the kernels.
-    pipe = RePoseDMPipeline(model.to(torch.float64), make_scheduler(cfg.model, "ddpm"))
+    pipe = RePoseDMPipeline.from_model(model.to(torch.float64), make_scheduler(cfg.model, "ddpm"))
     pipe.set_progress_bar_config(disable=True)
     source, pose = _inputs(3)
     together = pipe(source, pose, num_inference_steps=4, seed=7, indices=[0, 1, 2]).images
@@ -113,7 +113,7 @@ def test_rpa_runs_once_per_sample_and_cfg_batches_both_branches():
     model.alignment.register_forward_hook(lambda *a: calls.__setitem__("rpa", calls["rpa"] + 1))
     model.unet.register_forward_hook(lambda m, args, kw, out: calls["unet"].append(args[0].shape[0]),
                                      with_kwargs=True)
-    pipe = RePoseDMPipeline(model, make_scheduler(cfg.model, "ddim"))
+    pipe = RePoseDMPipeline.from_model(model, make_scheduler(cfg.model, "ddim"))
     pipe.set_progress_bar_config(disable=True)
     source, pose = _inputs(2)
     pipe(source, pose, num_inference_steps=5, guidance_scale=2.0)
@@ -129,7 +129,7 @@ def test_save_load_round_trip_gives_identical_samples(variant, scheduler, tmp_pa
     with torch.no_grad():  # make the RPA non-trivial so its weights matter
         if variant != "b1":
             model.alignment.aggregator.conv_out.bias.fill_(0.4)
-    pipe = RePoseDMPipeline(model, make_scheduler(cfg.model, scheduler))
+    pipe = RePoseDMPipeline.from_model(model, make_scheduler(cfg.model, scheduler))
     pipe.set_progress_bar_config(disable=True)
     source, pose = _inputs(2, seed=4)
     before = pipe(source, pose, num_inference_steps=3, seed=11, return_intermediates=True)
@@ -141,7 +141,7 @@ def test_save_load_round_trip_gives_identical_samples(variant, scheduler, tmp_pa
     assert torch.equal(before.images, after.images)
     assert len(before.warped) == len(after.warped) == (0 if variant == "b1" else cfg.model.rpa_iterations)
     assert all(torch.equal(a, b) for a, b in zip(before.warped, after.warped, strict=True))
-    assert list((tmp_path / "pipe" / "model").glob("*.safetensors"))
+    assert all(list((tmp_path / "pipe" / name).glob("*.safetensors")) for name in ("unet", "condition_encoder"))
 
 
 def test_latent_space_pipeline_with_a_tiny_autoencoder(tmp_path):
@@ -157,7 +157,7 @@ def test_latent_space_pipeline_with_a_tiny_autoencoder(tmp_path):
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                         layers_per_block=1, norm_num_groups=4, scaling_factor=0.18215).eval()
-    pipe = RePoseDMPipeline(model, make_scheduler(mc, "ddim"), vae)
+    pipe = RePoseDMPipeline.from_model(model, make_scheduler(mc, "ddim"), vae)
     pipe.set_progress_bar_config(disable=True)
     g = torch.Generator().manual_seed(0)
     source, pose = torch.rand(1, 3, 64, 48, generator=g), torch.rand(1, 20, 64, 48, generator=g)
