@@ -36,6 +36,10 @@ class GuidanceConfig:
     field: Literal["heatmaps", "features"] = "heatmaps"  # phi: the estimator output compared in eq. 11
     reference: Literal["keypoints", "target-image"] = "keypoints"  # phi(reference) in eq. 11
     mask_threshold: float = 0.1  # M = 1[sum_j H_j > 0.1] (eq. 11)
+    # whose heatmaps H_j make M: "generated" (the paper: phi of the decoded y~_0, no gradient through the indicator)
+    # or "reference" (the target keypoints' / target image's; the tiny and demo sizes, where a random estimator's
+    # heatmaps of a generated image rarely pass the threshold)
+    mask_from: Literal["generated", "reference"] = "generated"
     # Training (eq. 15): "second-order" puts sqrt(1 - abar_t) * grad G into eps~ (double backward);
     # "first-order" adds lambda * G to the loss; "off" trains without the field.
     train_mode: Literal["second-order", "first-order", "off"] = "second-order"
@@ -87,7 +91,7 @@ class ModelConfig:
     prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
     # Classifier-free guidance: condition dropout in training, w_c at sampling (eq. 16).
     cond_dropout: float = 0.1
-    cfg_drop: Literal["source", "both"] = "source"  # what the unconditional branch drops
+    cfg_drop: Literal["source", "both"] = "both"  # what the unconditional branch drops (the paper: I_S and P)
     guidance_scale: float = 2.0  # w_c
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
 
@@ -171,8 +175,11 @@ class RunConfig:
 
 # ------------------------------------------------------------------------------------------ named configs
 
+# The tiny and demo sizes keep the readings they were measured with (docs/model.md, "Deviations"): CFG drops the
+# source only, and the eq. 11 mask comes from the reference.
 _TINY_MODEL: dict[str, Any] = {
-    "resolution": (32, 22), "latent": "pixel", "pose_embed_channels": 4,
+    "resolution": (32, 22), "latent": "pixel", "pose_embed_channels": 4, "cfg_drop": "source",
+    "guidance": {"mask_from": "reference"},
     "block_out_channels": (32, 64), "cross_attention_levels": (False, True), "layers_per_block": 1,
     "attention_head_dim": 8, "norm_num_groups": 8, "cond_dim": 32, "cond_downsample": 2,
     "rpa_iterations": 2, "rpa_radius": 2, "rpa_kernel_sizes": (4, 2), "rpa_heads": 2,
@@ -227,6 +234,7 @@ def named_config(name: str) -> RunConfig:
                           "or pass a YAML file")
     model_over, train_over = SIZES[size]
     model = {**model_over, **_VARIANT_MODEL[variant]}
+    model["guidance"] = {**model_over.get("guidance", {}), **_VARIANT_MODEL[variant].get("guidance", {})}
     if variant == "full" and size not in ("tiny", "demo"):
         model["guidance"] = {**model["guidance"], "estimator": _PAPER_ESTIMATOR}
     return RunConfig.from_dict({"name": name, "model": model, "train": dict(train_over)}, f"config {name}")
@@ -245,6 +253,8 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
             raise ConfigError(f"config file {path} does not exist")
         data = read_yaml_mapping(path, ConfigError, allow_empty=True,
                                  expected="a mapping with model: and train: sections")
+        if path.suffix == ".json":  # a run's own dump (config.json): read as the run was trained
+            data = upgrade_run_dump(data)
         named = "name" in data
         if "base" in data:
             base = named_config(str(data["base"])).to_dict()
@@ -257,6 +267,23 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
     if train_overrides:
         cfg = RunConfig.from_dict(_merge(cfg.to_dict(), {"train": train_overrides}), "command-line overrides")
     return cfg
+
+
+# Keys added after runs were written, with the reading those runs were trained and sampled with (a run's own JSON
+# dump is read with these; a new default must never change what an existing run means).
+_LEGACY_RUN_DEFAULTS: dict[tuple[str, ...], Any] = {("model", "guidance", "mask_from"): "reference"}
+
+
+def upgrade_run_dump(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's JSON config (config.json, run_config.json) from before a key existed, with that key's old reading."""
+    out = json.loads(json.dumps(data))
+    for path, value in _LEGACY_RUN_DEFAULTS.items():
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] not in node:
+            node[path[-1]] = value
+    return out
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +376,7 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
     _choice(f"{where}: model.prediction_type", m.prediction_type, ("epsilon", "sample", "v_prediction"))
     _choice(f"{where}: model.guidance.field", g.field, ("heatmaps", "features"))
     _choice(f"{where}: model.guidance.reference", g.reference, ("keypoints", "target-image"))
+    _choice(f"{where}: model.guidance.mask_from", g.mask_from, ("generated", "reference"))
     _choice(f"{where}: model.guidance.train_mode", g.train_mode, ("second-order", "first-order", "off"))
     _choice(f"{where}: model.guidance.sample_grad", g.sample_grad, ("unet", "tweedie"))
     _choice(f"{where}: train.mixed_precision", t.mixed_precision, ("auto", "no", "bf16", "fp16"))

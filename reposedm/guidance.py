@@ -4,7 +4,8 @@ Notation: y_t -> `latents`; y~_0 -> `x0_pred` (Tweedie, eq. 10); P~_t -> the ima
 phi -> `PoseEstimator` output (heatmaps or backbone features, `GuidanceConfig.field`); M -> `mask`.
   1. decode y~_0 to an image in [0, 1] (the VAE decoder, or the identity map in pixel space);
   2. phi(P~_t) from the differentiable pose estimator (on the image upsampled by `estimator_scale`, bilinear);
-  3. M = 1[sum_j H_j(reference) > threshold] (eq. 11, threshold 0.1), resized to phi's grid;
+  3. M = 1[sum_j H_j > threshold] (eq. 11, threshold 0.1) of the generated image's heatmaps (the paper;
+     `mask_from: generated`) or of the reference's (`mask_from: reference`), resized to phi's grid;
   4. G = sum_{c} mean_{x} M(x) (phi_c(P~_t)(x) - phi_c(reference)(x))^2, one value per sample.
 The reference is either heatmaps rendered from the target keypoints (defined at sampling time, where no
 ground-truth image exists) or phi of the ground-truth target image (training only). docs/model.md lists
@@ -91,11 +92,14 @@ class PoseField:
 
     def __call__(self, images: torch.Tensor, ref: FieldReference) -> torch.Tensor:
         """Step 2-4: G per sample, (B,), differentiable w.r.t. `images`."""
-        phi, _ = self._phi(images)
+        phi, heatmaps = self._phi(images)
         if phi.shape != ref.target.shape:
             raise ValueError(f"phi(P~_t) {tuple(phi.shape)} and phi(reference) {tuple(ref.target.shape)} differ: "
                              "the estimator's grid must match the reference's")
-        sq = ref.mask * (phi - ref.target.to(phi.dtype)).square()
+        # eq. 11's M from the generated pose's heatmaps (the paper) or the reference's; an indicator, so no gradient
+        mask = self._mask(heatmaps.detach(), tuple(phi.shape[-2:])) if self.cfg.mask_from == "generated" \
+            else ref.mask
+        sq = mask * (phi - ref.target.to(phi.dtype)).square()
         return sq.sum(1).flatten(1).mean(1)
 
 

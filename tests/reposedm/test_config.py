@@ -378,3 +378,27 @@ def test_demo_configs_and_the_new_keys_are_checked(tmp_path):
         path.write_text(f"base: demo-b1\n{key}: {value}\n".replace("'", ""))
         with pytest.raises(ConfigError, match=what.replace(".", r"\.")):
             load_config(path)
+
+
+def test_paper_sizes_follow_the_paper_and_older_run_dumps_keep_their_reading(tmp_path):
+    """Paper sizes drop both conditions for CFG and take eq. 11's mask from the generated pose; tiny and demo keep
+    the readings they were measured with; a run's JSON dump from before `mask_from` existed reads as it was trained
+    (the reference's mask)."""
+    import json
+
+    from reposedm.checkpoints import read_run_config
+    from reposedm.config import load_config, named_config
+
+    for name in ("deepfashion-256-full", "deepfashion-512-full", "market-128-full"):
+        m = named_config(name).model
+        assert (m.cfg_drop, m.guidance.mask_from) == ("both", "generated"), name
+    for name in ("tiny-full", "demo-full"):
+        m = named_config(name).model
+        assert (m.cfg_drop, m.guidance.mask_from) == ("source", "reference"), name
+    old = named_config("tiny-full").to_dict()
+    del old["model"]["guidance"]["mask_from"]
+    old["model"]["guidance"]["mask_threshold"] = 0.2
+    (tmp_path / "run_config.json").write_text(json.dumps(old))
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    for cfg in (read_run_config(tmp_path / "run_config.json"), load_config(tmp_path / "config.json")):
+        assert cfg.model.guidance.mask_from == "reference" and cfg.model.guidance.mask_threshold == 0.2

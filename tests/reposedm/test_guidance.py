@@ -276,3 +276,145 @@ def test_pose_field_with_higherhrnet_at_deepfashion_size():
     g = field(image, ref)
     g.sum().backward()
     assert g.shape == (1,) and torch.isfinite(image.grad).all() and image.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- both sampling rules move y~_0 down an analytic G
+
+
+class _IdentityEstimator(torch.nn.Module):
+    """phi(image) = image: with a full mask, G(image) = sum_c mean_x (image - target)^2, minimal at `target`."""
+
+    stride = 1
+
+    def forward(self, images):
+        from posebench.pose.base import PoseOutput
+
+        return PoseOutput(heatmaps=images, features=images)
+
+
+class _LinearDenoiser:
+    """eps_theta(y_t) = k y_t for both CFG branches: Tweedie's y~_0 is linear in y_t, so the effect of guidance on
+    it can be compared step by step between a guided and an unguided run from the same noise."""
+
+    latent_channels = 3
+
+    def __init__(self, k: float) -> None:
+        self.k = k
+
+    def encode_condition(self, source, pose_map, return_intermediates=False):
+        from types import SimpleNamespace
+
+        def cat(other):
+            return SimpleNamespace(tokens=torch.cat([source[:, :1, 0]] * 2), cat=cat)
+
+        return SimpleNamespace(tokens=source[:, :1, 0], flow=None, warped=[], cat=cat)
+
+    def unconditional(self, cond):
+        return cond
+
+    def denoise(self, latents, timesteps, cond):
+        return self.k * latents
+
+
+@pytest.mark.parametrize("rule", ["eps", "step"])
+@pytest.mark.parametrize("mode", ["tweedie", "unet"])
+def test_both_guidance_rules_move_the_predicted_y0_down_an_analytic_field(rule: str, mode: str):
+    """With a quadratic G of known minimum, guided sampling (eq. 16 after second-order training, eq. 19 otherwise)
+    lowers G of Tweedie's y~_0 after every step, and of the final sample, against the same run unguided."""
+    from reposedm.diffusion import predict_x0
+    from reposedm.guidance import FieldReference
+    from reposedm.sampling import pose_guidance_rule_for
+
+    assert pose_guidance_rule_for("second-order") == "eps" and pose_guidance_rule_for("first-order") == "step"
+    cfg = load_config("tiny-full")
+    # latent-space DDIM: no y~_0 clipping, which would saturate the analytic check (docs/model.md, eq. 16)
+    model_cfg = replace(cfg.model, learned_variance=False, latent="vae")
+    schedule = Schedule.from_config(model_cfg)
+    model = _LinearDenoiser(0.9)
+    field = PoseField(_IdentityEstimator(), GuidanceConfig(enabled=True))
+    target = torch.rand(2, 3, 16, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ref = FieldReference(target, torch.ones(2, 1, 16, 12, dtype=torch.float64))
+    source = torch.zeros(2, 3, 16, 12, dtype=torch.float64)
+
+    def decode(x):
+        return (x + 1) / 2
+
+    def run(eta: float) -> list[torch.Tensor]:
+        """G(decode(y~_0)) after every step, y~_0 from the latents the step produced."""
+        scheduler = make_scheduler(model_cfg, "ddim")
+        fields: list[torch.Tensor] = []
+
+        def after_step(i: int, n: int, latents: torch.Tensor) -> None:
+            if i + 1 < n:
+                t = scheduler.timesteps[i + 1].expand(2)
+                fields.append(field(decode(predict_x0(schedule, latents, t, model.k * latents)), ref))
+
+        out = sample(model, scheduler, source, source, generators=generators_for(0, [0, 1]), num_inference_steps=10,
+                     guidance_scale=2.0, schedule=schedule, pose_field=field, field_reference=ref,
+                     pose_guidance_scale=eta, sample_grad=mode, decode=decode, pose_guidance_rule=rule,
+                     callback=after_step)
+        fields.append(field(decode(out.latents), ref))
+        return fields
+
+    # eq. 16 scales the gradient by w_c sqrt(1 - abar_t) inside eps, which Tweedie divides by sqrt(abar_t) again:
+    # near t = T that is ~1e4 times eq. 19's step, so the same G needs a much smaller eta
+    plain, guided = run(0.0), run(0.02 if rule == "step" else 0.01)
+    for k, (g_plain, g_guided) in enumerate(zip(plain, guided, strict=True)):
+        assert torch.all(g_guided < g_plain), f"step {k}: G {g_guided.tolist()} not below {g_plain.tolist()}"
+
+
+def test_eps_rule_is_eq16_in_one_step():
+    """One DDIM step under the "eps" rule equals the DDIM step taken with eps^ + w_c eta sqrt(1 - abar_t) grad G."""
+    cfg, model, field, schedule, source, pose, ref, _ = _guided_setup(2, seed=1)
+
+    def decode(x):
+        return (x + 1) / 2
+
+    def run(eta: float, rule: str):
+        return sample(model, make_scheduler(cfg.model, "ddim"), source, pose, generators=generators_for(0, [0, 1]),
+                      num_inference_steps=1, guidance_scale=2.0, schedule=schedule, pose_field=field,
+                      field_reference=ref, pose_guidance_scale=eta, sample_grad="tweedie", decode=decode,
+                      pose_guidance_rule=rule)
+
+    from diffusers.utils.torch_utils import randn_tensor
+
+    y = randn_tensor((2, 3, 32, 22), generator=generators_for(0, [0, 1]), dtype=torch.float64)
+    scheduler = make_scheduler(cfg.model, "ddim")
+    scheduler.set_timesteps(1)
+    t = scheduler.timesteps[0]
+    cond = model.encode_condition(source, pose)
+    with torch.no_grad():
+        out = model.denoise(torch.cat([y, y]), t.expand(4), cond.cat(model.unconditional(cond)))
+    eps = out[2:, :3] + 2.0 * (out[:2, :3] - out[2:, :3])
+    grad, _ = guidance_gradient(field, ref, schedule, y, t.expand(2), decode, eps_pred=eps)
+    abar = schedule.alphas_cumprod[int(t)]
+    expected_eps = eps + 2.0 * 0.5 * (1 - abar).sqrt() * grad
+    expected = scheduler.step(expected_eps, t, y).prev_sample  # DDIM takes eps only (no learned variance)
+    torch.testing.assert_close(run(0.5, "eps").latents, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="pose_guidance_rule"):
+        run(0.5, "sideways")
+
+
+def test_mask_from_the_generated_pose_is_eq11_and_carries_no_gradient():
+    """mask_from "generated" (the paper): M = 1[sum_j H_j(P~_t) > 0.1] of phi of the image being scored, an indicator
+    that the gradient does not flow through; "reference" keeps the reference's M."""
+    cfg = load_config("tiny-full")
+    images = torch.rand(2, 3, 32, 22, generator=torch.Generator().manual_seed(4), dtype=torch.float64,
+                        requires_grad=True)
+    out = _field(cfg).estimator(images)
+    # a random network's heatmaps sum to ~9 everywhere: threshold at their median so that M is a real partition
+    threshold = float(out.heatmaps.detach().sum(1).median())
+    gen_field = _field(cfg, mask_from="generated", mask_threshold=threshold)
+    ref_field = _field(cfg, mask_from="reference", mask_threshold=threshold)
+    xy, visible = _keypoints(2, 32, 22)
+    ref = _field(cfg).reference(target_xy=xy, target_visible=visible, image_size=(32, 22))
+    mask = (out.heatmaps.sum(1, keepdim=True) > threshold).to(torch.float64)
+    assert 0 < mask.mean() < 1  # the check below is not trivial
+    by_hand = (mask * (out.heatmaps - ref.target).square()).sum(1).flatten(1).mean(1)
+    torch.testing.assert_close(gen_field(images, ref), by_hand, rtol=0, atol=1e-12)
+    (grad,) = torch.autograd.grad(gen_field(images, ref).sum(), images)
+    (grad_by_hand,) = torch.autograd.grad(by_hand.sum(), images)  # the mask is a constant there too
+    torch.testing.assert_close(grad, grad_by_hand, rtol=0, atol=1e-12)
+    with_ref_mask = (ref.mask * (out.heatmaps - ref.target).square()).sum(1).flatten(1).mean(1)
+    torch.testing.assert_close(ref_field(images, ref), with_ref_mask, rtol=0, atol=1e-12)
+    assert not torch.allclose(by_hand, with_ref_mask)
