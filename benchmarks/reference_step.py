@@ -131,6 +131,13 @@ def build_pose_field(cfg: Any, device: torch.device) -> Any:
     return real_pose_field(cfg, device)
 
 
+def model_pose(cfg: Any, vae: Any, pose_map: torch.Tensor) -> torch.Tensor:
+    """What the model takes as P: the rendered map, or its VAE latent F_T (`pose_encoding: vae`)."""
+    from reposedm.train import Objective
+
+    return Objective(cfg, vae, None).to_model_space(pose_map) if cfg.model.pose_encoding == "vae" else pose_map
+
+
 def build_model(cfg: Any, device: torch.device) -> Any:
     from reposedm.models.network import RePoseDMModel
 
@@ -211,7 +218,7 @@ def bench_sampling(bench: Bench, size: str, batch: int, steps: int, vae: Any) ->
         scheduler = make_scheduler(cfg.model, "ddim")
         data = random_batch(cfg, batch, device)
         source = Objective(cfg, vae, None).to_model_space(data["source"])
-        pose_map = data["pose_map"]
+        pose_map = model_pose(cfg, vae, data["pose_map"])
         c = model.latent_channels
         label = variant if variant == "b2" else "full (no pose guidance)"
 
@@ -275,8 +282,8 @@ def bench_guidance(bench: Bench, size: str, batch: int, steps: int, vae: Any) ->
     for name, eta, mode in (("eta 0 (off)", 0.0, "unet"), ("eta 1, grad through U-Net", 1.0, "unet"),
                             ("eta 1, Tweedie only", 1.0, "tweedie")):
 
-        def run(eta=eta, mode=mode) -> None:
-            sample(model, scheduler, source, data["pose_map"], generators=generators_for(0, range(batch), device),
+        def run(eta=eta, mode=mode, pose_map=model_pose(cfg, vae, data["pose_map"])) -> None:
+            sample(model, scheduler, source, pose_map, generators=generators_for(0, range(batch), device),
                    num_inference_steps=steps, guidance_scale=2.0, schedule=schedule, pose_field=field,
                    field_reference=ref, pose_guidance_scale=eta, sample_grad=mode, decode=objective.decode)
 

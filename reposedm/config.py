@@ -64,7 +64,10 @@ class ModelConfig:
     vae_weights: str = "sd-vae-ft-mse"  # posebench weights-registry name
     vae_scaling_factor: float = 0.18215
     pose_renderer: str = "pidm20"  # posebench pose renderer for the target pose map
-    pose_embed_channels: int = 8  # encoded target pose, concatenated with the noisy latent
+    # "vae": the rendered pose (an RGB skeleton) goes through the VAE encoder as F_T and is concatenated with y_t
+    # as it is (the paper); "learned": a conv encoder of the rendered map to pose_embed_channels
+    pose_encoding: Literal["vae", "learned"] = "learned"
+    pose_embed_channels: int = 8  # encoded target pose, concatenated with the noisy latent ("learned")
     # Denoiser (diffusers UNet2DConditionModel); "cross" marks the levels with cross-attention.
     block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
     cross_attention_levels: tuple[bool, ...] = (False, True, True, True)
@@ -79,6 +82,8 @@ class ModelConfig:
     rpa_kernel_sizes: tuple[int, ...] = (4, 2)
     rpa_depth: int = 1  # D
     rpa_heads: int = 4
+    # F^0: "mapformer" (the paper: F^0 = M(F_T, F_S), M applied N + 1 times) or "zero" (F^0 = 0, N times)
+    rpa_first_flow: Literal["mapformer", "zero"] = "mapformer"
     # Diffusion (improved DDPM): T, linear betas, learned variance, L = L_mse + vlb_weight * L_vlb.
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4
@@ -179,7 +184,7 @@ class RunConfig:
 # source only, and the eq. 11 mask comes from the reference.
 _TINY_MODEL: dict[str, Any] = {
     "resolution": (32, 22), "latent": "pixel", "pose_embed_channels": 4, "cfg_drop": "source",
-    "guidance": {"mask_from": "reference"},
+    "guidance": {"mask_from": "reference"}, "rpa_first_flow": "zero",
     "block_out_channels": (32, 64), "cross_attention_levels": (False, True), "layers_per_block": 1,
     "attention_head_dim": 8, "norm_num_groups": 8, "cond_dim": 32, "cond_downsample": 2,
     "rpa_iterations": 2, "rpa_radius": 2, "rpa_kernel_sizes": (4, 2), "rpa_heads": 2,
@@ -204,13 +209,15 @@ _DEMO_TRAIN: dict[str, Any] = {
     **_TINY_TRAIN, "batch_size": 8, "max_steps": 1200, "lr": 1e-3, "lr_schedule": "cosine", "ema_decay": 0.98,
     "checkpoint_every": 200, "log_every": 50, "sample_every": 0, "sample_steps": 20, "num_samples": 8,
 }
+# The paper's F_T: the target pose drawn as an RGB skeleton and encoded by the VAE (4 latent channels, concatenated).
+_PAPER_POSE: dict[str, Any] = {"pose_renderer": "skeleton-rgb", "pose_encoding": "vae", "pose_embed_channels": 4}
 SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "tiny": (_TINY_MODEL, _TINY_TRAIN),
     "demo": (_DEMO_MODEL, _DEMO_TRAIN),
-    "deepfashion-256": ({"resolution": (256, 176)}, {}),
-    "deepfashion-512": ({"resolution": (512, 352)}, {}),
+    "deepfashion-256": ({"resolution": (256, 176), **_PAPER_POSE}, {}),
+    "deepfashion-512": ({"resolution": (512, 352), **_PAPER_POSE}, {}),
     "market-128": ({"resolution": (128, 64), "block_out_channels": (128, 256, 512),
-                    "cross_attention_levels": (False, True, True)}, {}),
+                    "cross_attention_levels": (False, True, True), **_PAPER_POSE}, {}),
 }
 _VARIANT_MODEL: dict[str, dict[str, Any]] = {
     "b1": {"variant": "b1"},
@@ -271,7 +278,9 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
 
 # Keys added after runs were written, with the reading those runs were trained and sampled with (a run's own JSON
 # dump is read with these; a new default must never change what an existing run means).
-_LEGACY_RUN_DEFAULTS: dict[tuple[str, ...], Any] = {("model", "guidance", "mask_from"): "reference"}
+_LEGACY_RUN_DEFAULTS: dict[tuple[str, ...], Any] = {("model", "guidance", "mask_from"): "reference",
+                                                    ("model", "pose_encoding"): "learned",
+                                                    ("model", "rpa_first_flow"): "zero"}
 
 
 def upgrade_run_dump(data: dict[str, Any]) -> dict[str, Any]:
@@ -373,6 +382,15 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
     _choice(f"{where}: model.latent", m.latent, ("pixel", "vae"))
     _choice(f"{where}: model.pose_renderer", m.pose_renderer, ("heatmap18", "pidm20", "cfld21", "skeleton-rgb"))
     _choice(f"{where}: model.cfg_drop", m.cfg_drop, ("source", "both"))
+    _choice(f"{where}: model.pose_encoding", m.pose_encoding, ("vae", "learned"))
+    _choice(f"{where}: model.rpa_first_flow", m.rpa_first_flow, ("mapformer", "zero"))
+    if m.pose_encoding == "vae" and (m.latent != "vae" or m.pose_renderer != "skeleton-rgb"
+                                     or m.pose_embed_channels != m.latent_channels):
+        raise ConfigError(f"{where}: model.pose_encoding 'vae' encodes an RGB pose image with the autoencoder: it "
+                          f"needs latent: vae, pose_renderer: skeleton-rgb and pose_embed_channels: "
+                          f"{4 if m.latent == 'vae' else m.latent_channels} (got latent {m.latent!r}, renderer "
+                          f"{m.pose_renderer!r}, pose_embed_channels {m.pose_embed_channels}); or use pose_encoding: "
+                          "learned")
     _choice(f"{where}: model.prediction_type", m.prediction_type, ("epsilon", "sample", "v_prediction"))
     _choice(f"{where}: model.guidance.field", g.field, ("heatmaps", "features"))
     _choice(f"{where}: model.guidance.reference", g.reference, ("keypoints", "target-image"))

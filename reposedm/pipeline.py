@@ -196,6 +196,8 @@ class RePoseDMPipeline(DiffusionPipeline):
         eta = self._default_eta() if pose_guidance_scale is None else pose_guidance_scale
         generator = self._generators(generator, seed, indices, b, device)
         source = self.encode_images(source_images)
+        if self.condition_encoder.config.pose_encoding == "vae":  # F_T: the rendered pose through the VAE
+            pose_maps = self.encode_images(pose_maps)
         schedule = Schedule.linear(self.scheduler.config.num_train_timesteps, self.scheduler.config.beta_start,
                                    self.scheduler.config.beta_end)
         reference = None

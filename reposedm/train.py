@@ -155,7 +155,9 @@ class Objective:
         second_order = self.guidance_mode == "second-order"
         if second_order:
             x_t = x_t.detach().requires_grad_(True)
-        out = model(x_t, t, source, batch["pose_map"], drop)
+        # F_T: the rendered pose through the VAE (the paper), or the map itself for a learned encoder
+        pose = self.to_model_space(batch["pose_map"]) if m.pose_encoding == "vae" else batch["pose_map"]
+        out = model(x_t, t, source, pose, drop)
         # eps_theta whatever the output parametrization (eq. 10 and 15 are written in eps).
         eps_pred = eps_from_output(self.schedule, out[:, : x0.shape[1]], x_t, t, m.prediction_type)
         offset, extra, field_value = None, None, None

@@ -105,19 +105,28 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
         rpa_kernel_sizes: tuple[int, ...] = (4, 2),
         rpa_depth: int = 1,
         rpa_heads: int = 4,
+        pose_encoding: str = "learned",
+        rpa_first_flow: str = "zero",
     ) -> None:
         super().__init__()
         # Registration order = RePoseDMModel's before the split (token_pos, null_tokens, pose_encoder,
         # texture/alignment, then the U-Net): same init RNG draws and the same parameter order, so optimizer and
         # EMA states of runs written by the older layout still line up.
-        self.pose_encoder = PoseEncoder(pose_channels, pose_embed_channels, latent_factor)
+        # pose_encoding "vae" (the paper): P arrives VAE-encoded (F_T, latent_channels on the latent grid) and is
+        # concatenated with y_t as it is; "learned": a conv encoder of the rendered map (pose_channels, image grid).
+        pose_in = latent_channels if pose_encoding == "vae" else pose_channels
+        self.pose_encoder = nn.Identity() if pose_encoding == "vae" else PoseEncoder(
+            pose_channels, pose_embed_channels, latent_factor)
         if variant == "b1":
             self.texture = TextureEncoder(latent_channels, cond_dim, cond_downsample)
         else:
             from reposedm.models.alignment import RecurrentPoseAlignment
 
+            # rpa_first_flow "mapformer" (the paper): F^0 = M(F_T, F_S) is one more pass of the same modules from
+            # the zero flow, so M is applied N + 1 times; "zero": F^0 = 0, N passes
+            passes = rpa_iterations + (1 if rpa_first_flow == "mapformer" else 0)
             self.alignment = RecurrentPoseAlignment(
-                latent_channels, pose_channels, cond_dim, num_iterations=rpa_iterations, radius=rpa_radius,
+                latent_channels, pose_in, cond_dim, num_iterations=passes, radius=rpa_radius,
                 kernel_sizes=tuple(rpa_kernel_sizes), depth=rpa_depth, heads=rpa_heads, downsample=cond_downsample)
         h, w = latent_size
         num_tokens = (h // cond_downsample) * (w // cond_downsample)
@@ -132,9 +141,13 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
         if source.ndim != 4 or tuple(source.shape[1:]) != (cfg.latent_channels, h, w):
             raise ValueError(f"source must be (B, {cfg.latent_channels}, {h}, {w}) in model space, "
                              f"got {tuple(source.shape)}")
-        ph, pw = h * cfg.latent_factor, w * cfg.latent_factor
-        if pose_map.ndim != 4 or tuple(pose_map.shape[1:]) != (cfg.pose_channels, ph, pw):
-            raise ValueError(f"pose_map must be (B, {cfg.pose_channels}, {ph}, {pw}), got {tuple(pose_map.shape)}")
+        if cfg.pose_encoding == "vae":  # F_T: the VAE latent of the rendered pose
+            want = (cfg.latent_channels, h, w)
+        else:
+            want = (cfg.pose_channels, h * cfg.latent_factor, w * cfg.latent_factor)
+        if pose_map.ndim != 4 or tuple(pose_map.shape[1:]) != want:
+            what = "the VAE-encoded pose F_T" if cfg.pose_encoding == "vae" else "the rendered pose map"
+            raise ValueError(f"pose_map must be {what}, (B, {', '.join(map(str, want))}), got {tuple(pose_map.shape)}")
         if pose_map.shape[0] != source.shape[0]:
             raise ValueError(f"source and pose_map batch sizes differ: {source.shape[0]} vs {pose_map.shape[0]}")
 
@@ -155,7 +168,7 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
             feats = self.texture(source)
         else:
             pose_small = pose_map
-            if self.config.latent_factor > 1:  # RPA works on the latent grid
+            if self.config.latent_factor > 1 and self.config.pose_encoding != "vae":  # RPA works on the latent grid
                 pose_small = F.interpolate(pose_map, size=tuple(source.shape[-2:]), mode="area")
             out = self.alignment(source, pose_small, return_intermediates=return_intermediates)
             feats, flow, warped = out.source_feats, out.flow, out.warped
@@ -251,13 +264,16 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         rpa_heads: int = 4,
         learned_variance: bool = True,
         zero_init: bool = False,
+        pose_encoding: str = "learned",
+        rpa_first_flow: str = "zero",
     ) -> None:
         super().__init__()
         self.condition_encoder = ConditionEncoder(
             variant=variant, latent_channels=latent_channels, latent_size=tuple(latent_size),
             latent_factor=latent_factor, pose_channels=pose_channels, pose_embed_channels=pose_embed_channels,
             cond_dim=cond_dim, cond_downsample=cond_downsample, cfg_drop=cfg_drop, rpa_iterations=rpa_iterations,
-            rpa_radius=rpa_radius, rpa_kernel_sizes=tuple(rpa_kernel_sizes), rpa_depth=rpa_depth, rpa_heads=rpa_heads)
+            rpa_radius=rpa_radius, rpa_kernel_sizes=tuple(rpa_kernel_sizes), rpa_depth=rpa_depth, rpa_heads=rpa_heads,
+            pose_encoding=pose_encoding, rpa_first_flow=rpa_first_flow)
         self.unet = build_unet(
             latent_channels=latent_channels, latent_size=tuple(latent_size), pose_embed_channels=pose_embed_channels,
             block_out_channels=tuple(block_out_channels), cross_attention_levels=tuple(cross_attention_levels),
@@ -275,7 +291,8 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
             attention_head_dim=cfg.attention_head_dim, norm_num_groups=cfg.norm_num_groups, cond_dim=cfg.cond_dim,
             cond_downsample=cfg.cond_downsample, cfg_drop=cfg.cfg_drop, rpa_iterations=cfg.rpa_iterations,
             rpa_radius=cfg.rpa_radius, rpa_kernel_sizes=cfg.rpa_kernel_sizes, rpa_depth=cfg.rpa_depth,
-            rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance, zero_init=cfg.zero_init)
+            rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance, zero_init=cfg.zero_init,
+            pose_encoding=cfg.pose_encoding, rpa_first_flow=cfg.rpa_first_flow)
 
     def _fix_state_dict_keys_on_load(self, state_dict: OrderedDict) -> None:
         """diffusers' hook between reading a (single-file) checkpoint and loading it: the older layout's keys."""

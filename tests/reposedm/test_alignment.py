@@ -307,3 +307,28 @@ def test_rpa_rejects_bad_shapes() -> None:
         model(source[0], pose[0])
     with pytest.raises(ValueError, match="downsample"):
         RecurrentPoseAlignment(3, 20, 16, downsample=3)
+
+
+def test_first_flow_from_the_mapformer_is_one_more_pass():
+    """rpa_first_flow "mapformer" (F^0 = M(F_T, F_S)) applies the same modules N + 1 times: with equal weights it
+    equals "zero" with N + 1 iterations, and returns N + 1 warps."""
+    from reposedm.models.network import ConditionEncoder
+
+    common = dict(variant="b2", latent_channels=3, latent_size=(32, 22), pose_channels=20, pose_embed_channels=4,
+                  cond_dim=32, cond_downsample=2, rpa_radius=2, rpa_kernel_sizes=(4, 2), rpa_heads=2)
+    torch.manual_seed(0)
+    paper = ConditionEncoder(**common, rpa_iterations=2, rpa_first_flow="mapformer").double()
+    zero = ConditionEncoder(**common, rpa_iterations=3, rpa_first_flow="zero").double()
+    zero.load_state_dict(paper.state_dict())
+    with torch.no_grad():  # a fresh aggregator predicts zero flow; give it a real one
+        for enc in (paper, zero):
+            enc.alignment.aggregator.conv_out.bias.fill_(0.3)
+    g = torch.Generator().manual_seed(1)
+    source = torch.rand(2, 3, 32, 22, generator=g, dtype=torch.float64)
+    pose = torch.rand(2, 20, 32, 22, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        a = paper(source, pose, return_intermediates=True)
+        b = zero(source, pose, return_intermediates=True)
+    assert len(a.warped) == 3
+    torch.testing.assert_close(a.tokens, b.tokens, rtol=0, atol=0)
+    torch.testing.assert_close(a.flow, b.flow, rtol=0, atol=0)

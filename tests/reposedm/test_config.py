@@ -402,3 +402,26 @@ def test_paper_sizes_follow_the_paper_and_older_run_dumps_keep_their_reading(tmp
     (tmp_path / "config.json").write_text(json.dumps(old))
     for cfg in (read_run_config(tmp_path / "run_config.json"), load_config(tmp_path / "config.json")):
         assert cfg.model.guidance.mask_from == "reference" and cfg.model.guidance.mask_threshold == 0.2
+
+
+def test_paper_pose_encoding_and_first_flow(tmp_path):
+    """Paper sizes: the pose as an RGB skeleton through the VAE (F_T, 4 channels concatenated as they are) and
+    F^0 = M(F_T, F_S); a VAE pose encoding without a VAE or an RGB pose image is refused naming the keys; older run
+    dumps read as a learned encoder with F^0 = 0."""
+    import json
+
+    from reposedm.config import ConfigError, RunConfig, named_config, upgrade_run_dump
+
+    m = named_config("deepfashion-256-b2").model
+    assert (m.pose_encoding, m.pose_renderer, m.pose_embed_channels, m.rpa_first_flow) == (
+        "vae", "skeleton-rgb", 4, "mapformer")
+    tiny = named_config("tiny-b2").model
+    assert (tiny.pose_encoding, tiny.rpa_first_flow) == ("learned", "zero")
+    data = named_config("deepfashion-256-b2").to_dict()
+    data["model"]["latent"] = "pixel"
+    with pytest.raises(ConfigError, match="pose_encoding 'vae'.*latent: vae, pose_renderer: skeleton-rgb"):
+        RunConfig.from_dict(data)
+    old = named_config("tiny-b2").to_dict()
+    del old["model"]["pose_encoding"], old["model"]["rpa_first_flow"]
+    upgraded = upgrade_run_dump(json.loads(json.dumps(old)))["model"]
+    assert (upgraded["pose_encoding"], upgraded["rpa_first_flow"]) == ("learned", "zero")

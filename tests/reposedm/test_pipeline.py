@@ -72,7 +72,7 @@ def test_bad_shapes_are_named():
     source, pose = _inputs(2)
     with pytest.raises(ValueError, match=r"source must be \(B, 3, 32, 22\)"):
         model.encode_condition(source[:, :, :16], pose)
-    with pytest.raises(ValueError, match=r"pose_map must be \(B, 20, 32, 22\)"):
+    with pytest.raises(ValueError, match=r"pose_map must be the rendered pose map, \(B, 20, 32, 22\)"):
         model.encode_condition(source, pose[:, :18])
     with pytest.raises(ValueError, match="batch sizes differ"):
         model.encode_condition(source, pose[:1])

@@ -15,12 +15,14 @@ runner = CliRunner()
 
 
 def _config(tmp_path: Path, **guidance) -> Path:
-    """deepfashion-256-full in pixel space (no VAE file needed), with guidance overrides."""
+    """deepfashion-256-full in pixel space (no VAE file needed; so a learned pose encoder), with guidance
+    overrides."""
     import yaml
 
     path = tmp_path / "paper-full.yaml"
     path.write_text(yaml.safe_dump({"base": "deepfashion-256-full",
-                                    "model": {"latent": "pixel", "guidance": dict(guidance)}}))
+                                    "model": {"latent": "pixel", "pose_encoding": "learned", "pose_renderer": "pidm20",
+                                              "pose_embed_channels": 8, "guidance": dict(guidance)}}))
     return path
 
 
