@@ -84,6 +84,9 @@ class ModelConfig:
     rpa_heads: int = 4
     # F^0: "mapformer" (the paper: F^0 = M(F_T, F_S), M applied N + 1 times) or "zero" (F^0 = 0, N times)
     rpa_first_flow: Literal["mapformer", "zero"] = "mapformer"
+    # eq. 9's Encoder input: "image" (the paper: the source image warped by the flow in image pixels and re-encoded
+    # by the frozen VAE encoder at every pass) or "latent" (the source's latent warped; one VAE encoding in all)
+    rpa_warp: Literal["image", "latent"] = "latent"
     # Diffusion (improved DDPM): T, linear betas, learned variance, L = L_mse + vlb_weight * L_vlb.
     num_train_timesteps: int = 1000
     beta_start: float = 1e-4
@@ -210,7 +213,8 @@ _DEMO_TRAIN: dict[str, Any] = {
     "checkpoint_every": 200, "log_every": 50, "sample_every": 0, "sample_steps": 20, "num_samples": 8,
 }
 # The paper's F_T: the target pose drawn as an RGB skeleton and encoded by the VAE (4 latent channels, concatenated).
-_PAPER_POSE: dict[str, Any] = {"pose_renderer": "skeleton-rgb", "pose_encoding": "vae", "pose_embed_channels": 4}
+_PAPER_POSE: dict[str, Any] = {"pose_renderer": "skeleton-rgb", "pose_encoding": "vae", "pose_embed_channels": 4,
+                               "rpa_warp": "image"}
 SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "tiny": (_TINY_MODEL, _TINY_TRAIN),
     "demo": (_DEMO_MODEL, _DEMO_TRAIN),
@@ -280,7 +284,8 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
 # dump is read with these; a new default must never change what an existing run means).
 _LEGACY_RUN_DEFAULTS: dict[tuple[str, ...], Any] = {("model", "guidance", "mask_from"): "reference",
                                                     ("model", "pose_encoding"): "learned",
-                                                    ("model", "rpa_first_flow"): "zero"}
+                                                    ("model", "rpa_first_flow"): "zero",
+                                                    ("model", "rpa_warp"): "latent"}
 
 
 def upgrade_run_dump(data: dict[str, Any]) -> dict[str, Any]:
@@ -384,6 +389,10 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
     _choice(f"{where}: model.cfg_drop", m.cfg_drop, ("source", "both"))
     _choice(f"{where}: model.pose_encoding", m.pose_encoding, ("vae", "learned"))
     _choice(f"{where}: model.rpa_first_flow", m.rpa_first_flow, ("mapformer", "zero"))
+    _choice(f"{where}: model.rpa_warp", m.rpa_warp, ("image", "latent"))
+    if m.rpa_warp == "image" and m.latent != "vae":
+        raise ConfigError(f"{where}: model.rpa_warp 'image' re-encodes the warped source with the VAE: it needs "
+                          "latent: vae (in pixel space the latent warp is the image warp: use rpa_warp: latent)")
     if m.pose_encoding == "vae" and (m.latent != "vae" or m.pose_renderer != "skeleton-rgb"
                                      or m.pose_embed_channels != m.latent_channels):
         raise ConfigError(f"{where}: model.pose_encoding 'vae' encodes an RGB pose image with the autoencoder: it "

@@ -16,7 +16,6 @@ HF_MODULES_CACHE or HF_HOME where HOME is read-only). `RePoseDMPipeline.from_pre
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -211,11 +210,22 @@ class RePoseDMPipeline(DiffusionPipeline):
                      pose_field=pose_field, field_reference=reference, pose_guidance_scale=eta,
                      sample_grad=sample_grad or self._default_sample_grad(), decode=self.decode_latents,
                      return_intermediates=return_intermediates, callback=callback,
-                     **self._rule_kwargs(pose_guidance_rule))
+                     condition_inputs=self._image_warp_inputs(source_images),
+                     pose_guidance_rule=pose_guidance_rule or self.default_pose_guidance_rule())
         images = convert_images(self.decode_latents(out.latents).clamp(0, 1).float(), output_type)
-        warped = [convert_images(self.decode_latents(w).clamp(0, 1).float(), output_type) for w in out.warped]
+        # the RPA's intermediates are images with the image warp (eq. 9), latents with the latent warp
+        as_image = self._image_warp_inputs(source_images) != {}
+        warped = [convert_images((w if as_image else self.decode_latents(w)).clamp(0, 1).float(), output_type)
+                  for w in out.warped]
         result = RePoseDMOutput(images, warped, out.pose_field)
         return result if return_dict else (result.images, result.warped, result.pose_field)
+
+    def _image_warp_inputs(self, source_images: torch.Tensor) -> dict[str, Any]:
+        """What `rpa_warp: image` (eq. 9) needs: the source image and the VAE encoder (images in [0, 1] -> latents)."""
+        cfg = self.condition_encoder.config
+        if cfg.variant == "b1" or getattr(cfg, "rpa_warp", "latent") != "image":
+            return {}
+        return {"source_image": source_images, "encode_image": self.encode_images}
 
     def _default_eta(self) -> float:
         return float(self.config.pose_guidance_scale) if self.pose_estimator is not None else 0.0
@@ -230,14 +240,6 @@ class RePoseDMPipeline(DiffusionPipeline):
             raise ValueError("pose_guidance_scale needs a pose_field (reposedm.guidance.PoseField) or a pipeline "
                              "with a pose_estimator component (a run trained with pose guidance)")
         return self.pose_estimator.pose_field()
-
-    def _rule_kwargs(self, rule: str | None) -> dict[str, str]:
-        """`pose_guidance_rule` for `sample`, whose older versions (eq. 19 only) do not take it."""
-        if "pose_guidance_rule" in inspect.signature(sample).parameters:
-            return {"pose_guidance_rule": rule or self.default_pose_guidance_rule()}
-        if rule not in (None, "step"):
-            raise ValueError(f"pose_guidance_rule {rule!r} needs a reposedm.sampling.sample that takes it")
-        return {}
 
     @staticmethod
     def _generators(generator: torch.Generator | Sequence[torch.Generator] | None, seed: int,

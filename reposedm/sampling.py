@@ -82,6 +82,7 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
            field_reference: FieldReference | None = None, pose_guidance_scale: float = 0.0,
            sample_grad: str = "unet", decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
            pose_guidance_rule: str = "step", return_intermediates: bool = False,
+           condition_inputs: dict | None = None,
            callback: Callable[[int, int, torch.Tensor], None] | None = None) -> SampleOutput:
     """Generate y_0 for a batch of (source, target pose) conditions.
 
@@ -93,6 +94,7 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
         pose_field, field_reference, decode, schedule: needed when `pose_guidance_scale` > 0.
         sample_grad: "unet" (differentiate through the denoiser) or "tweedie".
         pose_guidance_rule: "step" (eq. 19) or "eps" (eq. 16; `pose_guidance_rule_for` the run's train_mode).
+        condition_inputs: extra inputs of the condition encoder (`source_image`, `encode_image` for eq. 9).
         callback: called as callback(step_index, num_steps, latents) after every step.
     """
     if len(generators) != source.shape[0]:
@@ -109,7 +111,8 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
                          f"{float(scheduler.init_noise_sigma):g}): use ddim, ddpm, dpm-solver or unipc")
     c = model.latent_channels
     with torch.no_grad():
-        cond = model.encode_condition(source, pose_map, return_intermediates=return_intermediates)
+        cond = model.encode_condition(source, pose_map, return_intermediates=return_intermediates,
+                                      **(condition_inputs or {}))
     use_cfg = guidance_scale != 1.0
     both = cond.cat(model.unconditional(cond)) if use_cfg else cond
     b = source.shape[0]

@@ -135,6 +135,12 @@ class Objective:
             return self.latent_cache.encode(images, self._encode)
         return self._encode(images)
 
+    def encode_differentiable(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> model space through the frozen VAE encoder, with the gradient to the images (the
+        RPA's image warp, eq. 9, trains the flow through it)."""
+        return self.vae.encode((images * 2 - 1).to(self.vae.dtype)).latent_dist.mean.float() \
+            * self.cfg.model.vae_scaling_factor
+
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         """The VAE posterior mean x scaling factor (deterministic, so it can be cached)."""
         x = images * 2 - 1
@@ -157,7 +163,10 @@ class Objective:
             x_t = x_t.detach().requires_grad_(True)
         # F_T: the rendered pose through the VAE (the paper), or the map itself for a learned encoder
         pose = self.to_model_space(batch["pose_map"]) if m.pose_encoding == "vae" else batch["pose_map"]
-        out = model(x_t, t, source, pose, drop)
+        # eq. 9 (rpa_warp: image): the RPA re-encodes the warped source image, differentiably through the VAE
+        image_warp = {"source_image": batch["source"], "encode_image": self.encode_differentiable} \
+            if m.rpa_warp == "image" and m.variant != "b1" else {}
+        out = model(x_t, t, source, pose, drop, **image_warp)
         # eps_theta whatever the output parametrization (eq. 10 and 15 are written in eps).
         eps_pred = eps_from_output(self.schedule, out[:, : x0.shape[1]], x_t, t, m.prediction_type)
         offset, extra, field_value = None, None, None

@@ -30,7 +30,7 @@ and the output features are F_S^N = Encoder(W(I_S; F^N)).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -103,6 +103,13 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
     grid = torch.stack((_normalize(xs + flow[:, 0], width), _normalize(ys + flow[:, 1], height)), dim=-1)
     out = F.grid_sample(image.to(work_dtype), grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.to(image.dtype)
+
+
+def upsample_flow(flow: Tensor, size: tuple[int, int]) -> Tensor:
+    """A flow on a coarse grid (latent pixels) as a flow on the image grid (image pixels): bilinear, scaled."""
+    h, w = flow.shape[-2:]
+    up = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)
+    return torch.cat([up[:, :1] * (size[1] / w), up[:, 1:] * (size[0] / h)], dim=1)
 
 
 def compose_flows(flow: Tensor, delta_flow: Tensor) -> Tensor:
@@ -506,13 +513,18 @@ class RecurrentPoseAlignment(nn.Module):
         if height % self.downsample or width % self.downsample:
             raise ValueError(f"H={height} and W={width} must be divisible by downsample={self.downsample}")
 
-    def forward(self, source: Tensor, target_pose: Tensor, *, return_intermediates: bool = False) -> AlignmentOutput:
+    def forward(self, source: Tensor, target_pose: Tensor, *, return_intermediates: bool = False,
+                source_image: Tensor | None = None, encode_image: Callable[[Tensor], Tensor] | None = None,
+                ) -> AlignmentOutput:
         """Align the source to the target pose.
 
         Args:
-            source: (B, Cs, H, W) source image I_S.
+            source: (B, Cs, H, W) source image I_S (in a latent model: its VAE latent).
             target_pose: (B, Cp, H, W) target pose P.
             return_intermediates: also return W(I_S; F^n) for n = 1..N.
+            source_image, encode_image: eq. 9 as the paper writes it (`rpa_warp: image`): warp the source *image*
+                (B, 3, H*f, W*f) by the flow upsampled f times, and re-encode it with `encode_image` (the frozen,
+                differentiable VAE encoder: image -> latent) before the Encoder; the intermediates are then images.
 
         Returns:
             ``AlignmentOutput`` with F_S^N, its tokens, F^N and (optionally) the intermediate warps.
@@ -522,6 +534,8 @@ class RecurrentPoseAlignment(nn.Module):
                 ``downsample``.
         """
         self._check_inputs(source, target_pose)
+        if (source_image is None) != (encode_image is None):
+            raise ValueError("the image warp of eq. 9 needs both source_image and encode_image")
         batch, _, height, width = source.shape
         flow = source.new_zeros(batch, 2, height, width)  # F^0 = 0
         pose_feats = self.pose_encoder(target_pose)  # F_T
@@ -535,9 +549,14 @@ class RecurrentPoseAlignment(nn.Module):
                 delta_flow = F.interpolate(delta_flow, size=(height, width), mode="bilinear", align_corners=True)
                 delta_flow = delta_flow * self.downsample
             flow = compose_flows(flow, delta_flow)  # F^{n+1} = F^n ∘ ΔF^{n+1}
-            warped = warp(source, flow)
+            if encode_image is None:
+                warped = warp(source, flow)  # the latent warped (the cheaper reading)
+                shown = warped
+            else:  # eq. 9: the image warped by the flow in image pixels, then through the VAE encoder
+                shown = warp(source_image, upsample_flow(flow, tuple(source_image.shape[-2:])))
+                warped = encode_image(shown)
             if return_intermediates:
-                intermediates.append(warped)
+                intermediates.append(shown)
         source_feats = self.source_encoder(warped)  # F_S^N
         return AlignmentOutput(
             source_feats=source_feats,

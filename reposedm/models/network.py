@@ -17,7 +17,9 @@ per image (`encode_condition`) and call `denoise` at every step.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -107,6 +109,7 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
         rpa_heads: int = 4,
         pose_encoding: str = "learned",
         rpa_first_flow: str = "zero",
+        rpa_warp: str = "latent",
     ) -> None:
         super().__init__()
         # Registration order = RePoseDMModel's before the split (token_pos, null_tokens, pose_encoder,
@@ -152,16 +155,23 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
             raise ValueError(f"source and pose_map batch sizes differ: {source.shape[0]} vs {pose_map.shape[0]}")
 
     def forward(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
-                return_intermediates: bool = False) -> Condition:
+                return_intermediates: bool = False, source_image: torch.Tensor | None = None,
+                encode_image: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Condition:
         """Texture tokens (B1 encoder or RPA F_S^N) and the encoded target pose.
 
         Args:
             source: (B, C, h, w) source image in model space.
-            pose_map: (B, P, H, W) target pose map at image resolution.
+            pose_map: (B, P, H, W) target pose map at image resolution (or F_T, `pose_encoding: vae`).
             drop: (B,) bool; True replaces that item's condition by the unconditional one (CFG dropout).
             return_intermediates: keep W(I_S; F^n) for every RPA iteration.
+            source_image, encode_image: the source in [0, 1] and the differentiable VAE encoder (images in [0, 1] ->
+                model space), which `rpa_warp: image` (eq. 9) needs.
         """
         self._check(source, pose_map)
+        image_warp = self.config.variant != "b1" and self.config.rpa_warp == "image"
+        if image_warp and (source_image is None or encode_image is None):
+            raise ValueError("rpa_warp 'image' (eq. 9) re-encodes the warped source image: pass source_image and "
+                             "encode_image")
         pose_embed = self.pose_encoder(pose_map)
         flow, warped = None, []
         if self.config.variant == "b1":
@@ -170,7 +180,8 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
             pose_small = pose_map
             if self.config.latent_factor > 1 and self.config.pose_encoding != "vae":  # RPA works on the latent grid
                 pose_small = F.interpolate(pose_map, size=tuple(source.shape[-2:]), mode="area")
-            out = self.alignment(source, pose_small, return_intermediates=return_intermediates)
+            extra = {"source_image": source_image, "encode_image": encode_image} if image_warp else {}
+            out = self.alignment(source, pose_small, return_intermediates=return_intermediates, **extra)
             feats, flow, warped = out.source_feats, out.flow, out.warped
         tokens = feats.flatten(2).transpose(1, 2) + self.token_pos
         if drop is not None:
@@ -202,8 +213,9 @@ class Denoiser:
         return int(self.condition_encoder.config.latent_channels)
 
     def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
-                         return_intermediates: bool = False) -> Condition:
-        return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates)
+                         return_intermediates: bool = False, **image_warp: Any) -> Condition:
+        return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates,
+                                      **image_warp)
 
     def unconditional(self, cond: Condition) -> Condition:
         return self.condition_encoder.unconditional(cond)
@@ -266,6 +278,7 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         zero_init: bool = False,
         pose_encoding: str = "learned",
         rpa_first_flow: str = "zero",
+        rpa_warp: str = "latent",
     ) -> None:
         super().__init__()
         self.condition_encoder = ConditionEncoder(
@@ -273,7 +286,7 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
             latent_factor=latent_factor, pose_channels=pose_channels, pose_embed_channels=pose_embed_channels,
             cond_dim=cond_dim, cond_downsample=cond_downsample, cfg_drop=cfg_drop, rpa_iterations=rpa_iterations,
             rpa_radius=rpa_radius, rpa_kernel_sizes=tuple(rpa_kernel_sizes), rpa_depth=rpa_depth, rpa_heads=rpa_heads,
-            pose_encoding=pose_encoding, rpa_first_flow=rpa_first_flow)
+            pose_encoding=pose_encoding, rpa_first_flow=rpa_first_flow, rpa_warp=rpa_warp)
         self.unet = build_unet(
             latent_channels=latent_channels, latent_size=tuple(latent_size), pose_embed_channels=pose_embed_channels,
             block_out_channels=tuple(block_out_channels), cross_attention_levels=tuple(cross_attention_levels),
@@ -292,7 +305,7 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
             cond_downsample=cfg.cond_downsample, cfg_drop=cfg.cfg_drop, rpa_iterations=cfg.rpa_iterations,
             rpa_radius=cfg.rpa_radius, rpa_kernel_sizes=cfg.rpa_kernel_sizes, rpa_depth=cfg.rpa_depth,
             rpa_heads=cfg.rpa_heads, learned_variance=cfg.learned_variance, zero_init=cfg.zero_init,
-            pose_encoding=cfg.pose_encoding, rpa_first_flow=cfg.rpa_first_flow)
+            pose_encoding=cfg.pose_encoding, rpa_first_flow=cfg.rpa_first_flow, rpa_warp=cfg.rpa_warp)
 
     def _fix_state_dict_keys_on_load(self, state_dict: OrderedDict) -> None:
         """diffusers' hook between reading a (single-file) checkpoint and loading it: the older layout's keys."""
@@ -326,9 +339,10 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         return int(self.config.latent_channels)
 
     def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
-                         return_intermediates: bool = False) -> Condition:
+                         return_intermediates: bool = False, **image_warp: Any) -> Condition:
         """`ConditionEncoder.forward`: texture tokens and the encoded target pose."""
-        return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates)
+        return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates,
+                                      **image_warp)
 
     def unconditional(self, cond: Condition) -> Condition:
         """The CFG unconditional branch for a computed condition (no second RPA pass)."""
@@ -339,5 +353,5 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
         return denoise_with(self.unet, latents, timesteps, cond)
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor, pose_map: torch.Tensor,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
-        return self.denoise(latents, timesteps, self.encode_condition(source, pose_map, drop=drop))
+                drop: torch.Tensor | None = None, **image_warp: Any) -> torch.Tensor:
+        return self.denoise(latents, timesteps, self.encode_condition(source, pose_map, drop=drop, **image_warp))

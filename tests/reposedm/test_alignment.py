@@ -332,3 +332,37 @@ def test_first_flow_from_the_mapformer_is_one_more_pass():
     assert len(a.warped) == 3
     torch.testing.assert_close(a.tokens, b.tokens, rtol=0, atol=0)
     torch.testing.assert_close(a.flow, b.flow, rtol=0, atol=0)
+
+
+def test_image_warp_of_eq9():
+    """rpa_warp "image": the source image is warped by the flow in image pixels and re-encoded. With a 1x grid and
+    the identity encoder it is the latent warp exactly; a flow of d latent pixels is d * f image pixels; the gradient
+    reaches the flow head through the encoder."""
+    from reposedm.models.alignment import RecurrentPoseAlignment, upsample_flow
+
+    flow = torch.zeros(1, 2, 4, 3, dtype=torch.float64)
+    flow[:, 0], flow[:, 1] = 0.5, -1.0
+    up = upsample_flow(flow, (32, 24))
+    assert up.shape == (1, 2, 32, 24)
+    torch.testing.assert_close(up[:, 0], torch.full((1, 32, 24), 4.0, dtype=torch.float64))
+    torch.testing.assert_close(up[:, 1], torch.full((1, 32, 24), -8.0, dtype=torch.float64))
+
+    torch.manual_seed(0)
+    rpa = RecurrentPoseAlignment(3, 20, 32, num_iterations=2, radius=2, kernel_sizes=(4, 2), heads=2).double()
+    with torch.no_grad():
+        rpa.aggregator.conv_out.bias.fill_(0.4)
+    g = torch.Generator().manual_seed(1)
+    source = torch.rand(2, 3, 16, 12, generator=g, dtype=torch.float64)
+    pose = torch.rand(2, 20, 16, 12, generator=g, dtype=torch.float64)
+    latent = rpa(source, pose, return_intermediates=True)
+    image = rpa(source, pose, return_intermediates=True, source_image=source, encode_image=lambda x: x)
+    torch.testing.assert_close(image.tokens, latent.tokens, rtol=0, atol=1e-12)
+    assert len(image.warped) == 2
+
+    # an 2x "encoder" (average pooling) on a 2x image: the loss reaches the flow head through it
+    big = torch.rand(2, 3, 32, 24, generator=g, dtype=torch.float64)
+    out = rpa(source, pose, source_image=big, encode_image=lambda x: torch.nn.functional.avg_pool2d(x, 2))
+    out.tokens.square().mean().backward()
+    assert rpa.aggregator.conv_out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs both source_image and encode_image"):
+        rpa(source, pose, source_image=big)

@@ -413,15 +413,19 @@ def test_paper_pose_encoding_and_first_flow(tmp_path):
     from reposedm.config import ConfigError, RunConfig, named_config, upgrade_run_dump
 
     m = named_config("deepfashion-256-b2").model
-    assert (m.pose_encoding, m.pose_renderer, m.pose_embed_channels, m.rpa_first_flow) == (
-        "vae", "skeleton-rgb", 4, "mapformer")
+    assert (m.pose_encoding, m.pose_renderer, m.pose_embed_channels, m.rpa_first_flow, m.rpa_warp) == (
+        "vae", "skeleton-rgb", 4, "mapformer", "image")
     tiny = named_config("tiny-b2").model
-    assert (tiny.pose_encoding, tiny.rpa_first_flow) == ("learned", "zero")
+    assert (tiny.pose_encoding, tiny.rpa_first_flow, tiny.rpa_warp) == ("learned", "zero", "latent")
     data = named_config("deepfashion-256-b2").to_dict()
-    data["model"]["latent"] = "pixel"
+    data["model"].update(latent="pixel", rpa_warp="latent")
     with pytest.raises(ConfigError, match="pose_encoding 'vae'.*latent: vae, pose_renderer: skeleton-rgb"):
         RunConfig.from_dict(data)
     old = named_config("tiny-b2").to_dict()
-    del old["model"]["pose_encoding"], old["model"]["rpa_first_flow"]
+    del old["model"]["pose_encoding"], old["model"]["rpa_first_flow"], old["model"]["rpa_warp"]
     upgraded = upgrade_run_dump(json.loads(json.dumps(old)))["model"]
-    assert (upgraded["pose_encoding"], upgraded["rpa_first_flow"]) == ("learned", "zero")
+    assert (upgraded["pose_encoding"], upgraded["rpa_first_flow"], upgraded["rpa_warp"]) == (
+        "learned", "zero", "latent")
+    data["model"].update(pose_encoding="learned", pose_renderer="pidm20", pose_embed_channels=8, rpa_warp="image")
+    with pytest.raises(ConfigError, match="rpa_warp 'image' re-encodes the warped source with the VAE"):
+        RunConfig.from_dict(data)

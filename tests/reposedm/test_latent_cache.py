@@ -83,8 +83,9 @@ def test_training_with_the_cache_matches_training_without(train_source, tmp_path
 
 
 def test_pose_through_the_vae_trains_and_samples(train_source, tmp_path, monkeypatch):
-    """pose_encoding "vae" (the paper's F_T): training encodes the rendered RGB skeleton with the VAE, and so does
-    the pipeline at sampling; a learned-encoder model refuses an F_T-shaped pose and vice versa."""
+    """The paper-size readings in latent space, trained and sampled: pose_encoding "vae" (F_T: the rendered RGB
+    skeleton through the VAE, in training and in the pipeline), F^0 = M(F_T, F_S) and eq. 9's image warp re-encoded
+    by the VAE; an F_T-shaped pose is what the condition encoder then accepts."""
     from reposedm import vae as vae_module
     from reposedm.checkpoints import load_pipeline
     from reposedm.data import PairDataset, collate
@@ -94,14 +95,17 @@ def test_pose_through_the_vae_trains_and_samples(train_source, tmp_path, monkeyp
     cfg = load_config("tiny-b2", sample_every=0, checkpoint_every=2, batch_size=2)
     cfg = replace(cfg, model=replace(cfg.model, latent="vae", resolution=(64, 48), cond_downsample=1,
                                      rpa_kernel_sizes=(2,), pose_encoding="vae", pose_renderer="skeleton-rgb",
-                                     pose_embed_channels=4, rpa_first_flow="mapformer"))
+                                     pose_embed_channels=4, rpa_first_flow="mapformer", rpa_warp="image"))
     result = train(cfg, source=train_source, out=tmp_path / "run", max_steps=2, progress=False)
     assert len(result.losses) == 2 and all(v == v for v in result.losses)
     pipe, _, _ = load_pipeline(tmp_path / "run")
     pipe.set_progress_bar_config(disable=True)
     batch = collate([PairDataset(train_source, (64, 48), "skeleton-rgb")[i] for i in range(2)])
     assert batch["pose_map"].shape[1] == 3
-    out = pipe(batch["source"], batch["pose_map"], num_inference_steps=2, guidance_scale=1.0)
+    out = pipe(batch["source"], batch["pose_map"], num_inference_steps=2, guidance_scale=1.0,
+               return_intermediates=True)
     assert out.images.shape == (2, 3, 64, 48) and torch.isfinite(out.images).all()
+    # eq. 9: the RPA warped the source image itself (N + 1 = 3 passes), shown at image size
+    assert len(out.warped) == 3 and out.warped[0].shape == (2, 3, 64, 48)
     with pytest.raises(ValueError, match="VAE-encoded pose F_T"):
         pipe.condition_encoder(torch.zeros(1, 4, 8, 6), torch.zeros(1, 3, 64, 48))

@@ -20,9 +20,9 @@ def _config(tmp_path: Path, **guidance) -> Path:
     import yaml
 
     path = tmp_path / "paper-full.yaml"
-    path.write_text(yaml.safe_dump({"base": "deepfashion-256-full",
-                                    "model": {"latent": "pixel", "pose_encoding": "learned", "pose_renderer": "pidm20",
-                                              "pose_embed_channels": 8, "guidance": dict(guidance)}}))
+    model = {"latent": "pixel", "pose_encoding": "learned", "pose_renderer": "pidm20", "rpa_warp": "latent",
+             "pose_embed_channels": 8, "guidance": dict(guidance)}
+    path.write_text(yaml.safe_dump({"base": "deepfashion-256-full", "model": model}))
     return path
 
 
