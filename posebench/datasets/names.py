@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from posebench.errors import PosebenchError
@@ -221,3 +221,22 @@ def parse_ground_truth_name(filename: str) -> str:
     if s.startswith("deepfashion"):  # PIDM test_256x256_pngs: 'deep' + 'fashion...'
         return s[len("deep"):]
     return s
+
+
+def match_generated_files(folder: Path, *, scheme: str | None, known: set[str],
+                          wanted: Iterable[PairKey] | set[PairKey]) -> dict[PairKey, Path]:
+    """The generated images of `folder` (not recursive) that name a wanted pair, by the naming scheme an evaluation
+    detected; other files are skipped (the evaluation that scored the folder reported them). The first file of a
+    pair in name order wins."""
+    wanted_set = set(wanted)
+    found: dict[PairKey, Path] = {}
+    for f in sorted(Path(folder).iterdir()):
+        if not (f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES):
+            continue
+        try:
+            _, key = parse_generated_name(f.name, scheme=scheme, known=known)
+        except ValueError:
+            continue
+        if key in wanted_set:
+            found.setdefault(key, f)
+    return found

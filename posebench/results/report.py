@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from posebench._version import __version__
-from posebench.datasets.names import IMAGE_SUFFIXES, PairKey, parse_generated_name
+from posebench.datasets.names import PairKey, match_generated_files
 from posebench.errors import PosebenchError
 from posebench.metrics.registry import known_direction
 from posebench.results.human_study import file_is_study
@@ -232,16 +232,11 @@ def _unique_labels(runs: Sequence[ReportRun], labels: Sequence[str] | None) -> N
 
 def _match_files(run: ReportRun, known: set[str]) -> None:
     """Map the prediction folder's files to pairs with the naming scheme the evaluation detected."""
-    scheme = run.data["predictions"].get("scheme")
-    for f in sorted(run.pred.iterdir()):
-        if not (f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES):
-            continue
-        try:
-            _, key = parse_generated_name(f.name, scheme=scheme, known=known)
-        except ValueError:
-            continue  # the evaluation already reported such files; the report only shows scored pairs
-        if key in run.values:
-            run.files.setdefault(key, f)
+    # files the evaluation did not score are skipped: the report only shows scored pairs
+    found = match_generated_files(run.pred, scheme=run.data["predictions"].get("scheme"), known=known,
+                                  wanted=run.values)
+    for key, f in found.items():
+        run.files.setdefault(key, f)
 
 
 # ---------------------------------------------------------------------------------------------- samples

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from posebench.datasets.names import IMAGE_SUFFIXES, PairKey, parse_generated_name
+from posebench.datasets.names import PairKey, match_generated_files
 from posebench.study import StudyError
 
 if TYPE_CHECKING:
@@ -76,18 +76,10 @@ def _read_method(path: Path, label: str | None) -> MethodSamples:
 
 def _match(method: MethodSamples, split: SplitIndex) -> None:
     """The split's pairs that have a generated file, named by the scheme the evaluation detected."""
-    scheme = method.data["predictions"].get("scheme")
-    wanted = set(split.pairs)
-    known = set(split.images)
-    for f in sorted(method.pred.iterdir()):
-        if not (f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES):
-            continue
-        try:
-            _, key = parse_generated_name(f.name, scheme=scheme, known=known)
-        except ValueError:
-            continue  # not an image of this split (the evaluation reported such files)
-        if key in wanted:
-            method.files.setdefault(key, f)
+    found = match_generated_files(method.pred, scheme=method.data["predictions"].get("scheme"),
+                                  known=set(split.images), wanted=split.pairs)
+    for key, f in found.items():
+        method.files.setdefault(key, f)
 
 
 def load_sources(results: list[Path], root: Path, labels: list[str] | None = None) -> StudySources:

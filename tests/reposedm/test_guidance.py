@@ -185,6 +185,23 @@ def test_training_gradient_matches_finite_differences(mode, synth_root):
     loss_at(base)
 
 
+def _first_ddim_step(cfg, model, field, ref, schedule, source, pose, decode):
+    """Recomputed by hand for a 1-step DDIM run of 2 images with seed 0: y_T, the scheduler, t, the condition, the
+    CFG-combined eps (w_c = 2) and the Tweedie-only gradient of G at y_T."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    y = randn_tensor((2, 3, 32, 22), generator=generators_for(0, [0, 1]), dtype=torch.float64)
+    scheduler = make_scheduler(cfg.model, "ddim")
+    scheduler.set_timesteps(1)
+    t = scheduler.timesteps[0]
+    cond = model.encode_condition(source, pose)
+    with torch.no_grad():
+        out = model.denoise(torch.cat([y, y]), t.expand(4), cond.cat(model.unconditional(cond)))
+    eps = out[2:, :3] + 2.0 * (out[:2, :3] - out[2:, :3])
+    grad, _ = guidance_gradient(field, ref, schedule, y, t.expand(2), decode, eps_pred=eps)
+    return y, scheduler, t, cond, eps, grad
+
+
 def test_guided_sampling_step_is_the_unguided_step_minus_eta_grad():
     """One DDIM step: y'_{t-1} = y_{t-1} - eta * grad_{y_t} G (eq. 19), with CFG combined as in eq. 16."""
     cfg, model, field, schedule, source, pose, ref, _ = _guided_setup(2, seed=1)
@@ -199,18 +216,7 @@ def test_guided_sampling_step_is_the_unguided_step_minus_eta_grad():
                       pose_guidance_scale=eta, sample_grad=mode, decode=decode)
 
     plain, guided = run(0.0), run(0.5)
-    # the initial noise and its timestep, recomputed
-    from diffusers.utils.torch_utils import randn_tensor
-
-    y = randn_tensor((2, 3, 32, 22), generator=generators_for(0, [0, 1]), dtype=torch.float64)
-    scheduler = make_scheduler(cfg.model, "ddim")
-    scheduler.set_timesteps(1)
-    t = scheduler.timesteps[0]
-    cond = model.encode_condition(source, pose)
-    with torch.no_grad():
-        out = model.denoise(torch.cat([y, y]), t.expand(4), cond.cat(model.unconditional(cond)))
-    eps = out[2:, :3] + 2.0 * (out[:2, :3] - out[2:, :3])
-    grad, _ = guidance_gradient(field, ref, schedule, y, t.expand(2), decode, eps_pred=eps)
+    y, scheduler, t, cond, eps, grad = _first_ddim_step(cfg, model, field, ref, schedule, source, pose, decode)
     torch.testing.assert_close(guided.latents, plain.latents - 0.5 * grad, rtol=0, atol=1e-12)
     assert len(guided.pose_field) == 1 and not plain.pose_field
 
@@ -376,17 +382,7 @@ def test_eps_rule_is_eq16_in_one_step():
                       field_reference=ref, pose_guidance_scale=eta, sample_grad="tweedie", decode=decode,
                       pose_guidance_rule=rule)
 
-    from diffusers.utils.torch_utils import randn_tensor
-
-    y = randn_tensor((2, 3, 32, 22), generator=generators_for(0, [0, 1]), dtype=torch.float64)
-    scheduler = make_scheduler(cfg.model, "ddim")
-    scheduler.set_timesteps(1)
-    t = scheduler.timesteps[0]
-    cond = model.encode_condition(source, pose)
-    with torch.no_grad():
-        out = model.denoise(torch.cat([y, y]), t.expand(4), cond.cat(model.unconditional(cond)))
-    eps = out[2:, :3] + 2.0 * (out[:2, :3] - out[2:, :3])
-    grad, _ = guidance_gradient(field, ref, schedule, y, t.expand(2), decode, eps_pred=eps)
+    y, scheduler, t, _, eps, grad = _first_ddim_step(cfg, model, field, ref, schedule, source, pose, decode)
     abar = schedule.alphas_cumprod[int(t)]
     expected_eps = eps + 2.0 * 0.5 * (1 - abar).sqrt() * grad
     expected = scheduler.step(expected_eps, t, y).prev_sample  # DDIM takes eps only (no learned variance)
