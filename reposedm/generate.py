@@ -135,7 +135,8 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         "protocol": spec.name, "split": split, "scheduler": scheduler,
         "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta,
         # eq. 16 after second-order training, eq. 19 otherwise; None without guidance (older records have no key)
-        "pose_guidance_rule": pose_guidance_rule_for(g.train_mode) if eta != 0.0 else None, "seed": seed,
+        "pose_guidance_rule": pose_guidance_rule_for(g.train_mode if g.enabled else "off") if eta != 0.0 else None,
+        "seed": seed,
         "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size), "resized": resized,
     }
     trained_on = read_training_data(ckpt.parent.parent)  # RUN/checkpoints/checkpoint-N -> RUN

@@ -38,6 +38,12 @@ def test_train_sample_eval_chain(synth_root, tmp_path):
     assert len(first) == 2 and all("__" in name for name in first)
     record = json.loads((gen / "sampling.json").read_text())
     assert record["variant"] == "b2" and record["resized"] and record["output_resolution"] == [256, 176]
+    assert record["pose_guidance_rule"] is None  # no pose guidance
+    # pose guidance at sampling only: b2 never trained with eq. 15, so the rule is eq. 19's y-space step
+    res = runner.invoke(app, ["sample", "--run", str(run), *common, "--out", str(tmp_path / "guided"), "--steps", "1",
+                              "--limit", "1", "--pose-guidance-scale", "0.5", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "guided" / "sampling.json").read_text())["pose_guidance_rule"] == "step"
 
     # a resume with other settings would mix two settings in one folder: refused, naming each difference
     res = runner.invoke(app, [*sample[:-3], "--steps", "3", "--seed", "7", "--quiet"])

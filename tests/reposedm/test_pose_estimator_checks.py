@@ -86,6 +86,7 @@ def test_random_estimator_marks_the_samples_results_non_canonical(synth_root, tm
                               "2", "--quiet"])
     assert res.exit_code == 0, res.output
     sampling = json.loads((gen / "sampling.json").read_text())
+    assert sampling["pose_guidance_rule"] == "eps"  # tiny-full trains eq. 15 (second order): eq. 16 at sampling
     assert sampling["non_canonical_reasons"] == record["non_canonical_reasons"]
     assert sampling["training_data"] == record["sources"]
 
