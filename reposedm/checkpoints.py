@@ -310,6 +310,7 @@ def write_run_pipeline(run: str | Path, checkpoint: str | Path | None = None, **
     exports.mkdir(exist_ok=True)
     target = export_pipeline(ckpt, exports / ckpt.name, **export)
     current = exports / "current"
+    _relink_dereferenced_copy(run, current)
     previous = os.readlink(current) if current.is_symlink() else None
     _replace_symlink(current, target.name)
     for entry in sorted(p.name for p in target.iterdir()):
@@ -322,6 +323,21 @@ def write_run_pipeline(run: str | Path, checkpoint: str | Path | None = None, **
         if old.is_dir() and not old.is_symlink() and old.name not in (target.name, previous):
             shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _relink_dereferenced_copy(run: Path, current: Path) -> None:
+    """A run copied without its links (`shutil.copytree`'s default, `cp -rL`) holds RUN/pipeline/current and the
+    RUN/<component> entries as copies of an export: remove exactly those copies so that links replace them."""
+    if not current.exists() or current.is_symlink():
+        return
+    if not (current / EXPORT_RECORD).is_file():
+        raise CheckpointError(f"{current} is not a pipeline export of this run (no {EXPORT_RECORD}); move it away")
+    for entry in sorted(p.name for p in current.iterdir() if p.name != EXPORT_RECORD):
+        copy = run / entry
+        if copy.is_symlink() or not copy.exists():
+            continue
+        shutil.rmtree(copy) if copy.is_dir() else copy.unlink()
+    shutil.rmtree(current)
 
 
 def _replace_symlink(link: Path, target: str) -> None:

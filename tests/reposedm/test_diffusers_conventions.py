@@ -321,6 +321,19 @@ def test_a_run_folder_becomes_a_diffusers_pipeline(trained_run, tmp_path):
     pipe.set_progress_bar_config(disable=True)
     assert torch.equal(pipe(source, pose, num_inference_steps=2).images, want)
 
+    # a copy that followed the links (shutil.copytree's default, cp -rL) holds copies where links were: the next
+    # export replaces exactly those copies by links again, and a user's own file of another name stays
+    copied = tmp_path / "copied"
+    shutil.copytree(moved, copied)
+    assert not (copied / "pipeline" / "current").is_symlink() and not (copied / "unet").is_symlink()
+    (copied / "notes.txt").write_text("mine")
+    write_run_pipeline(copied)
+    assert (copied / "pipeline" / "current").is_symlink() and os.readlink(copied / "unet") == "pipeline/current/unet"
+    assert (copied / "notes.txt").read_text() == "mine"
+    pipe = RePoseDMPipeline.from_pretrained(copied)
+    pipe.set_progress_bar_config(disable=True)
+    assert torch.equal(pipe(source, pose, num_inference_steps=2).images, want)
+
 
 def test_diffusion_pipeline_loads_a_run_in_a_fresh_process(trained_run, tmp_path):
     from reposedm.checkpoints import load_pipeline, write_run_pipeline
