@@ -164,6 +164,11 @@ def load_training_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path}: training_state.pt cannot be read ({exc})") from exc
 
 
+def run_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to (RUN/checkpoints/checkpoint-N -> RUN)."""
+    return Path(checkpoint).parent.parent
+
+
 def resolve_checkpoint(run_or_checkpoint: Path) -> Path:
     """A checkpoint folder, or the newest checkpoint of a run folder."""
     path = Path(run_or_checkpoint)

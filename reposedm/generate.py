@@ -87,9 +87,8 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     from posebench.images import resize
     from posebench.protocols import get_protocol
     from posebench.utils.progress import Progress
-    from reposedm.checkpoints import load_pipeline, weights_fingerprint
+    from reposedm.checkpoints import load_pipeline, run_of, weights_fingerprint
     from reposedm.guidance import random_estimator_reason
-    from reposedm.sampling import pose_guidance_rule_for
     from reposedm.train import build_pose_field, read_training_data
 
     if steps <= 0 or batch_size <= 0 or (limit is not None and limit <= 0):
@@ -135,11 +134,10 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         "protocol": spec.name, "split": split, "scheduler": scheduler,
         "steps": steps, "guidance_scale": w_c, "pose_guidance_scale": eta,
         # eq. 16 after second-order training, eq. 19 otherwise; None without guidance (older records have no key)
-        "pose_guidance_rule": pose_guidance_rule_for(g.train_mode if g.enabled else "off") if eta != 0.0 else None,
-        "seed": seed,
+        "pose_guidance_rule": pipe.default_pose_guidance_rule() if eta != 0.0 else None, "seed": seed,
         "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size), "resized": resized,
     }
-    trained_on = read_training_data(ckpt.parent.parent)  # RUN/checkpoints/checkpoint-N -> RUN
+    trained_on = read_training_data(run_of(ckpt))
     reasons = list(trained_on.get("non_canonical_reasons", []))
     sampling_reason = random_estimator_reason(replace(g, enabled=True)) if eta != 0.0 else None
     if sampling_reason and sampling_reason not in reasons:

@@ -31,7 +31,7 @@ from reposedm.diffusion import Schedule
 from reposedm.guidance import PoseField
 from reposedm.models.network import ConditionEncoder, Denoiser, RePoseDMModel
 from reposedm.models.pose_estimator import PoseEstimatorComponent
-from reposedm.sampling import generators_for, sample
+from reposedm.sampling import generators_for, pose_guidance_rule_for, sample
 
 # The file model_index.json names as the pipeline's module: diffusers imports the class through it.
 SHIM_MODULE = "pipeline_reposedm"
@@ -155,7 +155,7 @@ class RePoseDMPipeline(DiffusionPipeline):
     def default_pose_guidance_rule(self) -> str:
         """The rule matching the recorded training objective: "eps" (eq. 16) after second-order (eq. 15)
         training, else "step" (eq. 19)."""
-        return "eps" if self.config.train_mode == "second-order" else "step"
+        return pose_guidance_rule_for(self.config.train_mode)
 
     # ------------------------------------------------------------------------------------------ sampling
 
@@ -205,17 +205,17 @@ class RePoseDMPipeline(DiffusionPipeline):
             reference = pose_field.reference(target_xy=None if target_xy is None else target_xy.to(device),
                                              target_visible=None if target_visible is None else
                                              target_visible.to(device), image_size=tuple(source_images.shape[-2:]))
+        image_warp = self._image_warp_inputs(source_images)
         out = sample(self.denoiser, self.scheduler, source, pose_maps, generators=generator,
                      num_inference_steps=num_inference_steps, guidance_scale=w_c, schedule=schedule,
                      pose_field=pose_field, field_reference=reference, pose_guidance_scale=eta,
                      sample_grad=sample_grad or self._default_sample_grad(), decode=self.decode_latents,
                      return_intermediates=return_intermediates, callback=callback,
-                     condition_inputs=self._image_warp_inputs(source_images),
+                     condition_inputs=image_warp,
                      pose_guidance_rule=pose_guidance_rule or self.default_pose_guidance_rule())
         images = convert_images(self.decode_latents(out.latents).clamp(0, 1).float(), output_type)
         # the RPA's intermediates are images with the image warp (eq. 9), latents with the latent warp
-        as_image = self._image_warp_inputs(source_images) != {}
-        warped = [convert_images((w if as_image else self.decode_latents(w)).clamp(0, 1).float(), output_type)
+        warped = [convert_images((w if image_warp else self.decode_latents(w)).clamp(0, 1).float(), output_type)
                   for w in out.warped]
         result = RePoseDMOutput(images, warped, out.pose_field)
         return result if return_dict else (result.images, result.warped, result.pose_field)

@@ -142,10 +142,9 @@ class Objective:
             * self.cfg.model.vae_scaling_factor
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        """The VAE posterior mean x scaling factor (deterministic, so it can be cached)."""
-        x = images * 2 - 1
+        """The VAE posterior mean x scaling factor (deterministic, so it can be cached), without a gradient."""
         with torch.no_grad():
-            return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean.float() * self.cfg.model.vae_scaling_factor
+            return self.encode_differentiable(images)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         if self.vae is None:

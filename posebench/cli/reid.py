@@ -94,13 +94,13 @@ def _reposedm_training(run: Path):
     """What the run's config (the newest checkpoint's run_config.json, which sampling loads) says about its
     training data; a run without checkpoints or with an unreadable config is an error naming it."""
     from posebench.reid.provenance import reposedm_training
-    from reposedm.checkpoints import read_run_config, resolve_checkpoint
+    from reposedm.checkpoints import read_run_config, resolve_checkpoint, run_of
     from reposedm.train import TRAINING_DATA, read_training_data
 
     ckpt = resolve_checkpoint(run)
     path = ckpt / "run_config.json"
     cfg = read_run_config(path)
-    run_folder = ckpt.parent.parent  # RUN/checkpoints/checkpoint-N
+    run_folder = run_of(ckpt)
     return reposedm_training(run, path, cfg.name, tuple(cfg.model.resolution), read_training_data(run_folder),
                              run_folder / TRAINING_DATA)
 

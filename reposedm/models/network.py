@@ -198,15 +198,12 @@ class ConditionEncoder(ModelMixin, ConfigMixin):
         return Condition(tokens, pose_embed)
 
 
-class Denoiser:
-    """A condition encoder and a U-Net seen as one denoiser (the interface `reposedm.sampling.sample` calls).
+class DenoiserSteps:
+    """What `reposedm.sampling.sample` calls, for any object with a `condition_encoder` and a `unet`: the training
+    module (`RePoseDMModel`) and the pipeline's components (`Denoiser`) share it."""
 
-    Holds references, not copies: the pipeline's components are used as they are (a swapped or LoRA-patched
-    `unet` is what samples)."""
-
-    def __init__(self, condition_encoder: ConditionEncoder, unet: nn.Module) -> None:
-        self.condition_encoder = condition_encoder
-        self.unet = unet
+    condition_encoder: ConditionEncoder
+    unet: nn.Module
 
     @property
     def latent_channels(self) -> int:
@@ -214,14 +211,28 @@ class Denoiser:
 
     def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
                          return_intermediates: bool = False, **image_warp: Any) -> Condition:
+        """`ConditionEncoder.forward`: texture tokens and the encoded target pose."""
         return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates,
                                       **image_warp)
 
     def unconditional(self, cond: Condition) -> Condition:
+        """The CFG unconditional branch for a computed condition (no second RPA pass)."""
         return self.condition_encoder.unconditional(cond)
 
     def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """eps_theta (and the variance interpolation v when learned): (B, C or 2C, h, w)."""
         return denoise_with(self.unet, latents, timesteps, cond)
+
+
+class Denoiser(DenoiserSteps):
+    """A condition encoder and a U-Net seen as one denoiser.
+
+    Holds references, not copies: the pipeline's components are used as they are (a swapped or LoRA-patched
+    `unet` is what samples)."""
+
+    def __init__(self, condition_encoder: ConditionEncoder, unet: nn.Module) -> None:
+        self.condition_encoder = condition_encoder
+        self.unet = unet
 
 
 # Checkpoints written before the condition encoder became its own module hold its tensors at the top level.
@@ -244,7 +255,7 @@ def upgrade_legacy_state_dict(state_dict: dict[str, torch.Tensor]) -> bool:
     return bool(old)
 
 
-class RePoseDMModel(ModelMixin, ConfigMixin):
+class RePoseDMModel(DenoiserSteps, ModelMixin, ConfigMixin):
     """B1 / B2 / full RePoseDM for training: `condition_encoder` + `unet` (`save_pretrained` as safetensors).
 
     Older checkpoints (condition tensors at the top level) load through `upgrade_legacy_state_dict`.
@@ -333,24 +344,6 @@ class RePoseDMModel(ModelMixin, ConfigMixin):
     @property
     def null_tokens(self) -> nn.Parameter:
         return self.condition_encoder.null_tokens
-
-    @property
-    def latent_channels(self) -> int:
-        return int(self.config.latent_channels)
-
-    def encode_condition(self, source: torch.Tensor, pose_map: torch.Tensor, *, drop: torch.Tensor | None = None,
-                         return_intermediates: bool = False, **image_warp: Any) -> Condition:
-        """`ConditionEncoder.forward`: texture tokens and the encoded target pose."""
-        return self.condition_encoder(source, pose_map, drop=drop, return_intermediates=return_intermediates,
-                                      **image_warp)
-
-    def unconditional(self, cond: Condition) -> Condition:
-        """The CFG unconditional branch for a computed condition (no second RPA pass)."""
-        return self.condition_encoder.unconditional(cond)
-
-    def denoise(self, latents: torch.Tensor, timesteps: torch.Tensor, cond: Condition) -> torch.Tensor:
-        """eps_theta (and the variance interpolation v when learned): (B, C or 2C, h, w)."""
-        return denoise_with(self.unet, latents, timesteps, cond)
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, source: torch.Tensor, pose_map: torch.Tensor,
                 drop: torch.Tensor | None = None, **image_warp: Any) -> torch.Tensor:
