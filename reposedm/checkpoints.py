@@ -140,7 +140,7 @@ def apply_retention(run: Path, keep_last: int, keep_every: int) -> list[Path]:
 
 
 def read_run_config(path: Path) -> RunConfig:
-    from reposedm.config import RunConfig, upgrade_run_dump
+    from reposedm.config import run_config_from_dump
 
     try:
         data = json.loads(Path(path).read_text())
@@ -148,7 +148,7 @@ def read_run_config(path: Path) -> RunConfig:
         raise CheckpointError(f"cannot read run config {path} ({exc})") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"run config {path} is not a JSON object; the checkpoint is damaged")
-    return RunConfig.from_dict(upgrade_run_dump(data), str(path))
+    return run_config_from_dump(data, str(path))
 
 
 def write_run_config(run: Path, cfg: RunConfig) -> None:
@@ -199,6 +199,12 @@ def load_pipeline(run_or_checkpoint: str | Path, *, ema: bool = True, scheduler:
     ckpt = resolve_checkpoint(Path(run_or_checkpoint))
     verify_checkpoint(ckpt)
     cfg = read_run_config(ckpt / "run_config.json")
+    if getattr(cfg, "family", None) == "reposesd":
+        from reposedm.sd.train import load_sd_pipeline
+
+        pipe = load_sd_pipeline(ckpt, cfg, ema=ema, scheduler=scheduler, allow_download=allow_download,
+                                pose_estimator=pose_estimator)
+        return pipe.to(device), cfg, ckpt
     model = load_model(ckpt / ("ema" if ema else "model"))
     vae = load_vae(cfg.model, allow_download=allow_download)
     g = cfg.model.guidance

@@ -264,6 +264,12 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
             raise ConfigError(f"config file {path} does not exist")
         data = read_yaml_mapping(path, ConfigError, allow_empty=True,
                                  expected="a mapping with model: and train: sections")
+        if _is_sd_data(data):  # RePoseSD: `family: reposesd`, or a base that names a RePoseSD config
+            from reposedm.sd.config import sd_config_from_data
+
+            cfg = sd_config_from_data(data, str(path))
+            cfg = cfg if "name" in data else replace(cfg, name=path.stem)
+            return _with_train_overrides(cfg, train_overrides)
         if path.suffix == ".json":  # a run's own dump (config.json): read as the run was trained
             data = upgrade_run_dump(data)
         named = "name" in data
@@ -274,10 +280,31 @@ def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:
         if not named:  # a file's run is named after the file, not after its base
             cfg = replace(cfg, name=path.stem)
     else:
-        cfg = named_config(text)
-    if train_overrides:
-        cfg = RunConfig.from_dict(_merge(cfg.to_dict(), {"train": train_overrides}), "command-line overrides")
-    return cfg
+        from reposedm.sd.config import is_sd_name, named_sd_config
+
+        cfg = named_sd_config(text) if is_sd_name(text) else named_config(text)
+    return _with_train_overrides(cfg, train_overrides)
+
+
+def _is_sd_data(data: dict[str, Any]) -> bool:
+    from reposedm.sd.config import FAMILY, is_sd_name
+
+    return data.get("family") == FAMILY or is_sd_name(str(data.get("base", "")))
+
+
+def _with_train_overrides(cfg: Any, train_overrides: dict[str, Any]) -> Any:
+    if not train_overrides:
+        return cfg
+    return type(cfg).from_dict(_merge(cfg.to_dict(), {"train": train_overrides}), "command-line overrides")
+
+
+def run_config_from_dump(data: dict[str, Any], where: str) -> Any:
+    """A run's own JSON dump (config.json, run_config.json) as the config it was trained with (either family)."""
+    if _is_sd_data(data):
+        from reposedm.sd.config import SDRunConfig
+
+        return SDRunConfig.from_dict(data, where)
+    return RunConfig.from_dict(upgrade_run_dump(data), where)
 
 
 # Keys added after runs were written, with the reading those runs were trained and sampled with (a run's own JSON

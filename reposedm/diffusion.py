@@ -122,7 +122,10 @@ class Schedule:
 
     @classmethod
     def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
-        betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
+        return cls.from_betas(torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64))
+
+    @classmethod
+    def from_betas(cls, betas: torch.Tensor) -> Schedule:
         abar = torch.cumprod(1.0 - betas, dim=0)
         abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
         post_var = betas * (1.0 - abar_prev) / (1.0 - abar)
@@ -131,6 +134,13 @@ class Schedule:
         coef1 = betas * torch.sqrt(abar_prev) / (1.0 - abar)
         coef2 = (1.0 - abar_prev) * torch.sqrt(1.0 - betas) / (1.0 - abar)
         return cls(betas, abar, abar_prev, post_var, post_log_var, coef1, coef2)
+
+    @classmethod
+    def scaled_linear(cls, num_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012,
+                      ) -> Schedule:
+        """Stable Diffusion's schedule: betas linear in sqrt (LDM's "linear", diffusers' "scaled_linear")."""
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_timesteps, dtype=torch.float64) ** 2
+        return cls.from_betas(betas)
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> Schedule:

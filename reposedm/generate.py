@@ -39,7 +39,8 @@ RESUME_KEYS = ("weights_sha256", "config", "variant", "weights", "protocol", "sp
                "output_resolution")
 
 
-def _check_resume(out: Path, record_file: Path, settings: dict, existing: int) -> None:
+def _check_resume(out: Path, record_file: Path, settings: dict, existing: int,
+                  keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """A folder that already holds some of the images is resumed only with the settings that made them: a
     different --steps / --seed / checkpoint would mix two settings in one folder (refused, each difference named)."""
     if existing == 0:
@@ -49,13 +50,35 @@ def _check_resume(out: Path, record_file: Path, settings: dict, existing: int) -
     except (OSError, ValueError):
         raise PosebenchError(f"{out} already holds {existing} of these generated images but no readable settings "
                              f"record ({record_file}); sample into another --out, or empty this one") from None
-    changed = [f"{k}: {before.get(k)!r} -> {settings[k]!r}" for k in RESUME_KEYS
+    changed = [f"{k}: {before.get(k)!r} -> {settings[k]!r}" for k in keys
                if k != "weights_sha256" and before.get(k) != settings[k]]
     if before.get("weights_sha256") != settings["weights_sha256"]:
         changed.insert(0, f"checkpoint weights: {before.get('checkpoint')} -> {settings['checkpoint']} (other weights)")
     if changed:
         raise PosebenchError(f"{out} holds {existing} images made with other settings ({'; '.join(changed)}); "
                              "resume with the same settings, or sample into another --out")
+
+
+def sampling_provenance(ckpt: Path, guidance: Any, eta: float) -> dict[str, Any]:
+    """What the run learnt from and why its samples are not canonical (a random estimator in training or in this
+    sampling), for sampling.json: `posebench eval` and `reid-augment` read it; not resume keys."""
+    from reposedm.checkpoints import run_of
+    from reposedm.guidance import random_estimator_reason
+    from reposedm.train import read_training_data
+
+    trained_on = read_training_data(run_of(ckpt))
+    reasons = list(trained_on.get("non_canonical_reasons", []))
+    sampling_reason = random_estimator_reason(replace(guidance, enabled=True)) if eta != 0.0 else None
+    if sampling_reason and sampling_reason not in reasons:
+        reasons.append(sampling_reason)
+    return {"training_data": trained_on.get("sources", []), "non_canonical_reasons": reasons}
+
+
+def _is_text_pose_run(run: Path) -> bool:
+    from reposedm.checkpoints import read_run_config, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(Path(run))
+    return getattr(read_run_config(ckpt / "run_config.json"), "family", None) == "reposesd"
 
 
 def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | None = None, scheduler: str = "ddim",
@@ -87,12 +110,18 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     from posebench.images import resize
     from posebench.protocols import get_protocol
     from posebench.utils.progress import Progress
-    from reposedm.checkpoints import load_pipeline, run_of, weights_fingerprint
-    from reposedm.guidance import random_estimator_reason
-    from reposedm.train import build_pose_field, read_training_data
+    from reposedm.checkpoints import load_pipeline, weights_fingerprint
+    from reposedm.train import build_pose_field
 
     if steps <= 0 or batch_size <= 0 or (limit is not None and limit <= 0):
         raise PosebenchError("--steps, --batch-size and --limit must be positive")
+    if _is_text_pose_run(run):  # RePoseSD / HumanSD: prompts and poses of a Human-Art split
+        from reposedm.sd.generate import generate_text_pose
+
+        return generate_text_pose(run, protocol=protocol, root=root, out=out, split=split, scheduler=scheduler,
+                                  steps=steps, guidance_scale=guidance_scale, pose_guidance_scale=pose_guidance_scale,
+                                  seed=seed, limit=limit, batch_size=batch_size, device=device, ema=ema,
+                                  indices=indices, progress=progress)
     spec = get_protocol(protocol)
     split = split or spec.split
     # the guidance estimator only when it may be used (an explicit --pose-guidance-scale 0 needs none)
@@ -137,13 +166,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
         "pose_guidance_rule": pipe.default_pose_guidance_rule() if eta != 0.0 else None, "seed": seed,
         "model_resolution": list(cfg.model.resolution), "output_resolution": list(target_size), "resized": resized,
     }
-    trained_on = read_training_data(run_of(ckpt))
-    reasons = list(trained_on.get("non_canonical_reasons", []))
-    sampling_reason = random_estimator_reason(replace(g, enabled=True)) if eta != 0.0 else None
-    if sampling_reason and sampling_reason not in reasons:
-        reasons.append(sampling_reason)
-    # read by `posebench eval` (the results of these images inherit them) and `reid-augment`; not resume keys
-    provenance = {"training_data": trained_on.get("sources", []), "non_canonical_reasons": reasons}
+    provenance = sampling_provenance(ckpt, g, eta)
     record_file = Path(record_path or out / "sampling.json")
     try:
         _check_resume(out, record_file, settings, n - len(todo))

@@ -90,6 +90,17 @@ class PoseField:
         phi, heatmaps = self._phi(target_images)
         return FieldReference(phi, self._mask(heatmaps, tuple(phi.shape[-2:])))
 
+    @torch.no_grad()
+    def reference_of_people(self, people_xy: torch.Tensor, people_visible: torch.Tensor,
+                            image_size: tuple[int, int]) -> FieldReference:
+        """Several people per image, (B, P, J, 2) / (B, P, J) (unused slots invisible): per joint, the maximum of the
+        people's heatmaps, so every person's joints are attractors and M covers all of them."""
+        b, p = people_xy.shape[:2]
+        ref = self.reference(target_xy=people_xy.flatten(0, 1), target_visible=people_visible.flatten(0, 1),
+                             image_size=image_size)
+        maps = ref.target.unflatten(0, (b, p)).amax(1)
+        return FieldReference(maps, self._mask(maps, tuple(maps.shape[-2:])))
+
     def __call__(self, images: torch.Tensor, ref: FieldReference) -> torch.Tensor:
         """Step 2-4: G per sample, (B,), differentiable w.r.t. `images`."""
         phi, heatmaps = self._phi(images)
@@ -128,3 +139,29 @@ def guidance_gradient(field: PoseField, ref: FieldReference, schedule: Schedule,
         g = field_of_latents(field, ref, schedule, y, t, eps, decode)
         (grad,) = torch.autograd.grad(g.sum(), y)
     return grad.detach(), g.detach()
+
+
+@dataclass
+class TrainingFieldTerms:
+    """What the pose field adds to one training loss (eq. 15): `eps_offset` (second order, in the graph) or `loss`
+    (first order, lambda * mean G), and the batch's mean G for the log."""
+
+    eps_offset: torch.Tensor | None
+    loss: torch.Tensor | None
+    value: float
+
+
+def training_field_terms(field: PoseField, ref: FieldReference, schedule: Schedule, x_t: torch.Tensor,
+                         t: torch.Tensor, eps_pred: torch.Tensor, decode: Callable[[torch.Tensor], torch.Tensor],
+                         mode: str, weight: float = 1.0) -> TrainingFieldTerms:
+    """Eq. 15 for `mode` "second-order": eps~ = eps_theta + sqrt(1 - abar_t) grad_{y_t} G, the gradient kept in the
+    graph (double backward; `x_t` must require grad); "first-order": weight * G added to the loss."""
+    g = field_of_latents(field, ref, schedule, x_t, t, eps_pred, decode)
+    value = float(g.detach().mean())
+    if mode == "second-order":
+        (grad,) = torch.autograd.grad(g.sum(), x_t, create_graph=True)
+        sigma = schedule.at(schedule.alphas_cumprod, t, x_t).mul(-1).add(1).sqrt()  # sqrt(1 - abar_t)
+        return TrainingFieldTerms(sigma * grad, None, value)
+    if mode == "first-order":
+        return TrainingFieldTerms(None, weight * g.mean(), value)
+    raise ValueError(f"unknown guidance train_mode {mode!r}")

@@ -99,11 +99,15 @@ class RePoseDMPipeline(DiffusionPipeline):
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         """diffusers' save_pretrained, plus the class shim that lets `DiffusionPipeline.from_pretrained` find us."""
         super().save_pretrained(save_directory, *args, **kwargs)
-        folder = Path(save_directory)
-        (folder / f"{SHIM_MODULE}.py").write_text(SHIM_SOURCE)
-        index = folder / self.config_name
+        self._write_shim(Path(save_directory), self.config_name, SHIM_MODULE, SHIM_SOURCE, type(self).__name__)
+
+    @staticmethod
+    def _write_shim(folder: Path, config_name: str, module: str, source: str, class_name: str) -> None:
+        """`module`.py (the import of the class) and model_index.json's `_class_name` = [module, class]."""
+        (folder / f"{module}.py").write_text(source)
+        index = folder / config_name
         data = json.loads(index.read_text())
-        data["_class_name"] = [SHIM_MODULE, type(self).__name__]
+        data["_class_name"] = [module, class_name]
         index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     @classmethod

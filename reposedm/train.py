@@ -37,8 +37,8 @@ from reposedm.checkpoints import (
 )
 from reposedm.config import ConfigError, RunConfig
 from reposedm.data import PairDataset, PairSource, collate
-from reposedm.diffusion import Schedule, eps_from_output, hybrid_loss, predict_x0, q_sample
-from reposedm.guidance import PoseField, random_estimator_reason
+from reposedm.diffusion import Schedule, eps_from_output, hybrid_loss, q_sample
+from reposedm.guidance import PoseField, random_estimator_reason, training_field_terms
 from reposedm.models.network import RePoseDMModel
 from reposedm.png import write_png
 from reposedm.sampling import image_seed
@@ -106,9 +106,9 @@ class StepBatches(torch.utils.data.Sampler):
         return (self.total - self.start) * self.grad_accum
 
 
-def training_batches(dataset: PairDataset, sampler: StepBatches, num_workers: int) -> Any:
+def training_batches(dataset: Any, sampler: StepBatches, num_workers: int, collate_fn: Callable = collate) -> Any:
     """A DataLoader over `sampler`'s micro-batches: with workers, decoding and rendering overlap the GPU's step."""
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
                                        pin_memory=torch.cuda.is_available(), persistent_workers=False,
                                        prefetch_factor=4 if num_workers > 0 else None)
 
@@ -173,15 +173,9 @@ class Objective:
             ref = self.pose_field.reference(
                 target_xy=batch.get("target_xy"), target_visible=batch.get("target_visible"),
                 target_images=batch.get("target"), image_size=m.resolution)
-            x0_pred = predict_x0(self.schedule, x_t, t, eps_pred)
-            g = self.pose_field(self.decode(x0_pred), ref)
-            field_value = float(g.detach().mean())
-            if second_order:
-                # eq. 15: eps~ = eps_theta + sqrt(1 - abar_t) grad_{y_t} G, kept in the graph (double backward).
-                (grad,) = torch.autograd.grad(g.sum(), x_t, create_graph=True)
-                offset = self.schedule.at(self.schedule.alphas_cumprod, t, x_t).mul(-1).add(1).sqrt() * grad
-            else:
-                extra = m.guidance.train_weight * g.mean()
+            field = training_field_terms(self.pose_field, ref, self.schedule, x_t, t, eps_pred, self.decode,
+                                         self.guidance_mode, m.guidance.train_weight)
+            offset, extra, field_value = field.eps_offset, field.loss, field.value
         terms = hybrid_loss(self.schedule, out, x0, x_t.detach() if second_order else x_t, t, noise,
                             learned_variance=m.learned_variance, vlb_weight=m.vlb_weight, eps_offset=offset,
                             prediction_type=m.prediction_type)
@@ -291,6 +285,56 @@ def build_pose_field(cfg: RunConfig, device: torch.device) -> PoseField | None:
     return PoseField(load_estimator(g.estimator, weights=weights, device=str(device)), g)
 
 
+class RePoseDMFamily:
+    """What the trainer needs of RePoseDM (and B1 / B2): its frozen parts, data, module, objective, grids, export.
+    RePoseSD has the same interface (`reposedm.sd.train.SDFamily`); `model_family` picks by the config."""
+
+    model_cls = RePoseDMModel
+    collate = staticmethod(collate)
+
+    def __init__(self, cfg: RunConfig, source: PairSource, device: torch.device) -> None:
+        from reposedm.vae import load_vae
+
+        self.cfg = cfg
+        self.non_canonical = check_pose_estimator(cfg)
+        self.vae = load_vae(cfg.model)
+        self.pose_field = build_pose_field(cfg, device)
+        self.dataset = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
+        self.noise_shape = (cfg.model.latent_channels, *cfg.model.latent_size)
+        self.cond_dropout = cfg.model.cond_dropout
+
+    def build_model(self) -> RePoseDMModel:
+        model = RePoseDMModel.from_model_config(self.cfg.model)
+        if self.cfg.train.gradient_checkpointing:
+            model.unet.enable_gradient_checkpointing()
+        if needs_double_backward(self.cfg):
+            enable_double_backward(model, self.vae)
+        return model
+
+    def frozen_to(self, device: torch.device) -> None:
+        if self.vae is not None:
+            self.vae.to(device)
+
+    def objective(self, accelerator: Any) -> Objective:
+        return Objective(self.cfg, self.vae, self.pose_field, _latent_cache(self.cfg, self.vae, accelerator))
+
+    def validation(self, source: PairSource) -> _ValidationGrid:
+        return _ValidationGrid(self.cfg, source, self.vae)
+
+    @staticmethod
+    def export(run: Path, checkpoint: Path) -> None:
+        write_run_pipeline(run, checkpoint)
+
+
+def model_family(cfg: Any, source: Any, device: torch.device) -> Any:
+    """The trainer's view of the config's model family (RePoseDM or RePoseSD)."""
+    if getattr(cfg, "family", None) == "reposesd":
+        from reposedm.sd.train import SDFamily
+
+        return SDFamily(cfg, source, device)
+    return RePoseDMFamily(cfg, source, device)
+
+
 def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False, max_steps: int | None = None,
           val_source: PairSource | None = None, progress: bool = True, max_seconds: float | None = None,
           on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
@@ -310,8 +354,6 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    from reposedm.vae import load_vae
-
     out = Path(out)
     tc = cfg.train
     total_steps = int(max_steps if max_steps is not None else tc.max_steps)
@@ -324,26 +366,20 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
         raise ConfigError(f"train.batch_size {tc.batch_size} / grad_accum {tc.grad_accum} = {per_micro} items per "
                           f"micro-batch do not split over {world} processes")
     resume_from = _check_run_folder(out, cfg, resume)
-    non_canonical = check_pose_estimator(cfg)
-    vae = load_vae(cfg.model)  # early: a missing file offline fails before anything is written
-    pose_field = build_pose_field(cfg, accelerator.device)  # likewise for the guidance estimator's weights
-    dataset = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
+    # early: missing weights offline and bad data fail before anything is written
+    family = model_family(cfg, source, accelerator.device)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_run_config(out, cfg)  # before step 1, so a crashed run still says what it was
-        write_training_data(out, source, len(dataset), non_canonical)
-        for reason in non_canonical:
+        write_training_data(out, source, len(family.dataset), family.non_canonical)
+        for reason in family.non_canonical:
             log.warning("%s: %s; the run's results are marked non-canonical", cfg.name, reason)
     accelerator.wait_for_everyone()
 
     set_seed(tc.seed)  # model init only; training randomness comes from step-seeded generators
-    model = RePoseDMModel.from_model_config(cfg.model)
-    if tc.gradient_checkpointing:
-        model.unet.enable_gradient_checkpointing()
-    if needs_double_backward(cfg):
-        enable_double_backward(model, vae)
+    model = family.build_model()
     ema = EMAModel(model.parameters(), decay=tc.ema_decay, update_after_step=tc.ema_start,
-                   model_cls=RePoseDMModel, model_config=model.config)
+                   model_cls=family.model_cls, model_config=model.config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.adam_betas, weight_decay=tc.weight_decay)
     # The horizon of a decaying schedule is the config's max_steps (not --max-steps), so a resumed or
     # extended run follows the same curve.
@@ -351,7 +387,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                                 num_warmup_steps=tc.warmup_steps, num_training_steps=tc.max_steps)
     step = 0
     if resume_from is not None:
-        loaded = RePoseDMModel.from_pretrained(resume_from / "model")
+        loaded = family.model_cls.from_pretrained(resume_from / "model")
         model.load_state_dict(loaded.state_dict())
         state = load_training_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
@@ -370,14 +406,13 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
     else:
         model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(accelerator.device)
-    if vae is not None:
-        vae.to(accelerator.device)
-    objective = Objective(cfg, vae, pose_field, _latent_cache(cfg, vae, accelerator))
-    latent_shape = (cfg.model.latent_channels, *cfg.model.latent_size)
+    family.frozen_to(accelerator.device)
+    objective = family.objective(accelerator)
+    noise_shape = family.noise_shape
     metrics_path = out / "metrics.jsonl"
     if accelerator.is_main_process:
         _truncate_log(metrics_path, step)
-    val = _ValidationGrid(cfg, val_source or source) if tc.sample_every and accelerator.is_main_process else None
+    val = family.validation(val_source or source) if tc.sample_every and accelerator.is_main_process else None
 
     losses: list[float] = []
     last_ckpt = resume_from  # the newest checkpoint, or None for a fresh run
@@ -389,8 +424,8 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                TextColumn("{task.fields[status]}")]
     started, seen_at_start = time.perf_counter(), step
     stopped_by = "max_steps"
-    sampler = StepBatches(tc.seed, step, total_steps, len(dataset), tc.batch_size, tc.grad_accum, rank, world)
-    micro_batches = iter(training_batches(dataset, sampler, tc.num_workers))
+    sampler = StepBatches(tc.seed, step, total_steps, len(family.dataset), tc.batch_size, tc.grad_accum, rank, world)
+    micro_batches = iter(training_batches(family.dataset, sampler, tc.num_workers, family.collate))
     with Progress(*columns, disable=not (progress and accelerator.is_main_process)) as bar:
         task = bar.add_task("train", total=total_steps, completed=step, name=cfg.name, status="")
         while step < total_steps:
@@ -399,9 +434,10 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
             for micro in range(tc.grad_accum):
                 slots = sampler.micro_slots(micro)
                 batch = next(micro_batches)
-                batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-                t, noise, drop = item_randomness(tc.seed, step, slots, latent_shape,
-                                                 cfg.model.num_train_timesteps, cfg.model.cond_dropout)
+                batch = {k: v.to(accelerator.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                         for k, v in batch.items()}
+                t, noise, drop = item_randomness(tc.seed, step, slots, noise_shape,
+                                                 cfg.model.num_train_timesteps, family.cond_dropout)
                 t, noise, drop = t.to(accelerator.device), noise.to(accelerator.device), drop.to(accelerator.device)
                 sync = micro == tc.grad_accum - 1
                 ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
@@ -434,11 +470,12 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
                 with open(metrics_path, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
             if val is not None and step % tc.sample_every == 0:
-                val.save(accelerator.unwrap_model(model), ema, vae, out / "samples" / f"step-{step:06d}.png")
+                val.save(accelerator.unwrap_model(model), ema, out / "samples" / f"step-{step:06d}.png")
             out_of_time = max_seconds is not None and step < total_steps and _any_process(
                 accelerator, time.perf_counter() - started >= max_seconds)
             if step % tc.checkpoint_every == 0 or step == total_steps or out_of_time:
-                last_ckpt = _checkpoint(accelerator, out, step, cfg, model, optimizer, lr_schedule, ema) or last_ckpt
+                last_ckpt = _checkpoint(accelerator, out, step, cfg, model, optimizer, lr_schedule, ema,
+                                        family.export) or last_ckpt
             if out_of_time:
                 stopped_by = "time"
                 break
@@ -564,7 +601,7 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def _checkpoint(accelerator: Any, out: Path, step: int, cfg: RunConfig, model: Any, optimizer: Any,
-                lr_schedule: Any, ema: Any) -> Path | None:
+                lr_schedule: Any, ema: Any, export: Callable[[Path, Path], None]) -> Path | None:
     accelerator.wait_for_everyone()
     path = None
     if accelerator.is_main_process:
@@ -586,7 +623,7 @@ def _checkpoint(accelerator: Any, out: Path, step: int, cfg: RunConfig, model: A
         path = save_checkpoint(out, step, write)
         apply_retention(out, cfg.train.keep_checkpoints, cfg.train.keep_every)
         try:  # RUN itself loads as a diffusers pipeline of the newest EMA weights
-            write_run_pipeline(out, path)
+            export(out, path)
         except PosebenchError as exc:  # the checkpoint is what matters; the export can be made again later
             log.warning("checkpoint %s written, but the run's pipeline export failed: %s (make it later with "
                         "reposedm.write_run_pipeline(RUN))", path, exc)
@@ -597,8 +634,8 @@ def _checkpoint(accelerator: Any, out: Path, step: int, cfg: RunConfig, model: A
 class _ValidationGrid:
     """Every `sample_every` steps: a grid of (source | target pose | EMA sample | target) rows."""
 
-    def __init__(self, cfg: RunConfig, source: PairSource) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: RunConfig, source: PairSource, vae: Any) -> None:
+        self.cfg, self.vae = cfg, vae
         try:
             ds = PairDataset(source, cfg.model.resolution, cfg.model.pose_renderer)
         except PosebenchError as exc:
@@ -608,7 +645,7 @@ class _ValidationGrid:
         n = min(cfg.train.num_samples, len(ds))
         self.batch = collate([ds[i] for i in range(n)])
 
-    def save(self, model: RePoseDMModel, ema: Any, vae: Any, path: Path) -> None:
+    def save(self, model: RePoseDMModel, ema: Any, path: Path) -> None:
         if self.batch is None:
             return
         from torchvision.utils import make_grid
@@ -620,7 +657,7 @@ class _ValidationGrid:
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
         try:
-            pipe = RePoseDMPipeline.from_model(model.eval(), make_scheduler(self.cfg.model, "ddim"), vae)
+            pipe = RePoseDMPipeline.from_model(model.eval(), make_scheduler(self.cfg.model, "ddim"), self.vae)
             pipe.set_progress_bar_config(disable=True)
             device = next(model.parameters()).device
             images = pipe(self.batch["source"].to(device), self.batch["pose_map"].to(device),

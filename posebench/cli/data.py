@@ -107,7 +107,8 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
 
 @app.command()
 def synth(
-    format: Annotated[str, typer.Option("--format", "-f", help="deepfashion | market | humanart")],
+    format: Annotated[str, typer.Option("--format", "-f", help="deepfashion | market | humanart | humansd "
+                                        "(humanart + HumanSD's pose files and prompts)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.", file_okay=False)],
     identities: Annotated[int, typer.Option(help="Number of people.")] = 8,
     poses: Annotated[int, typer.Option(help="Poses (images) per person.")] = 4,
@@ -119,8 +120,8 @@ def synth(
     """Procedurally generated people written in the real on-disk format of a dataset."""
     from posebench.datasets.synth import synthesize
 
-    if format not in ("deepfashion", "market", "humanart"):
-        raise PosebenchError(f"unknown format {format!r}; choose deepfashion, market or humanart")
+    if format not in ("deepfashion", "market", "humanart", "humansd"):
+        raise PosebenchError(f"unknown format {format!r}; choose deepfashion, market, humanart or humansd")
     summary = synthesize(format, out, identities=identities, poses=poses, size=_parse_size(size), seed=seed,
                          overwrite=overwrite, progress=progress)
     typer.echo(f"{summary.format} at {summary.root}: images {summary.images}, pairs {summary.pairs}, "

@@ -7,7 +7,7 @@ processes or nodes: `accelerate launch -m posebench train-reference ...` (or tor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,8 +17,8 @@ def train_reference(
     root: Annotated[Path, typer.Option(help="Dataset root (your copy).", file_okay=False)],
     out: Annotated[Path, typer.Option(help="Run folder (config.json, metrics.jsonl, checkpoints/, samples/).")],
     config: Annotated[str | None, typer.Option(
-        help="Named config ({tiny,demo,deepfashion-256,deepfashion-512,market-128}-{b1,b2,full}) or a YAML file; "
-             "default on --resume: the run's own.")] = None,
+        help="Named config ({tiny,demo,deepfashion-256,deepfashion-512,market-128}-{b1,b2,full}; RePoseSD: "
+             "{tiny-sd,humanart-sd}-{humansd,reposesd}) or a YAML file; default on --resume: the run's own.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out.")] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps in total.")] = None,
     max_minutes: Annotated[float | None, typer.Option(
@@ -30,9 +30,13 @@ def train_reference(
     allow_random_estimator: Annotated[bool, typer.Option(
         "--allow-random-estimator", help="Train a paper-size `full` config with a randomly initialised guidance "
         "pose estimator (refused otherwise); the run and its samples' results are marked non-canonical.")] = False,
+    text_pose_data: Annotated[str, typer.Option(
+        help="RePoseSD / HumanSD configs: `humansd` (HumanSD's mapping files and pose/*.npz under --root), "
+             "`humanart` (Human-Art's captions and annotated poses) or `auto` (humansd when its mapping file "
+             "exists).")] = "auto",
     progress: Annotated[bool, typer.Option("--progress/--quiet")] = True,
 ) -> None:
-    """Train RePoseDM (full) or its ablations B1 / B2 with HF accelerate.
+    """Train RePoseDM (full) or its ablations B1 / B2, or RePoseSD / HumanSD (`*-sd-*` configs), with HF accelerate.
 
     Example: posebench train-reference --config tiny-full --protocol deepfashion-256x176 --root data/df --out runs/t
     """
@@ -63,14 +67,34 @@ def train_reference(
                    "resized for training and sampling", err=True)
     from reposedm.train import train
 
-    result = train(cfg, source=PairSource(spec.dataset, root, split), out=out, resume=resume, max_steps=max_steps,
-                   val_source=PairSource(spec.dataset, root, val_split or spec.split), progress=progress,
-                   max_seconds=None if max_minutes is None else 60.0 * max_minutes)
+    if getattr(cfg, "family", None) == "reposesd":
+        source = val_source = _text_pose_source(spec, root, split, text_pose_data)
+    else:
+        source = PairSource(spec.dataset, root, split)
+        val_source = PairSource(spec.dataset, root, val_split or spec.split)
+    result = train(cfg, source=source, out=out, resume=resume, max_steps=max_steps, val_source=val_source,
+                   progress=progress, max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     if not result.main_process:  # the other ranks of torchrun / accelerate launch: rank 0 reports
         return
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     why = " (time limit reached)" if result.stopped_by == "time" else ""
     typer.echo(f"{out}: step {result.step}{why}, last loss {last}, checkpoint {result.last_checkpoint}")
+
+
+def _text_pose_source(spec: Any, root: Path, split: str, layout: str) -> Any:
+    """Where a RePoseSD run's text-image-pose items come from (a Human-Art root: HumanSD's layout or its captions)."""
+    from posebench.datasets.humansd import mapping_file
+    from posebench.errors import PosebenchError
+    from reposedm.sd.data import TextPoseSource
+
+    if spec.dataset != "humanart":
+        raise PosebenchError(f"RePoseSD / HumanSD configs train on Human-Art text-image-pose data: use --protocol "
+                             f"humanart-val, not {spec.name}")
+    if layout not in ("auto", "humansd", "humanart"):
+        raise PosebenchError(f"--text-pose-data must be auto, humansd or humanart, got {layout!r}")
+    if layout == "auto":
+        layout = "humansd" if mapping_file(root, split) is not None else "humanart"
+    return TextPoseSource(layout, root, split)
 
 
 def sample(

@@ -35,6 +35,7 @@ from typing import Literal, TypeVar
 import cv2
 import numpy as np
 
+from posebench.datasets.humansd import write_pose_file
 from posebench.datasets.keypoints import COCO17_LIMBS, HUMANART21_NAMES, OPENPOSE18_NAMES, Keypoints
 from posebench.errors import PosebenchError
 from posebench.utils.io import atomic_write_text
@@ -59,11 +60,12 @@ logger = logging.getLogger(__name__)
 
 RGB = tuple[int, int, int]
 _T = TypeVar("_T")
-SynthFormat = Literal["deepfashion", "market", "humanart"]
+SynthFormat = Literal["deepfashion", "market", "humanart", "humansd"]
 View = Literal["front", "side", "back"]
 
 VIEWS: tuple[str, ...] = ("front", "side", "back")
-DEFAULT_SIZES: dict[str, tuple[int, int]] = {"deepfashion": (256, 176), "market": (128, 64), "humanart": (256, 256)}
+DEFAULT_SIZES: dict[str, tuple[int, int]] = {"deepfashion": (256, 176), "market": (128, 64), "humanart": (256, 256),
+                                              "humansd": (256, 256)}
 
 DEEPFASHION_CATEGORIES: dict[str, tuple[str, ...]] = {
     "MEN": ("Denim", "Jackets_Vests", "Pants", "Shirts_Polos", "Shorts", "Suiting", "Sweaters",
@@ -1350,6 +1352,16 @@ def _humanart_image(job: _Job, split_code: int, i: int, p: int, scenario: str) -
     return img, [d for d in drawn if d is not None], _describe(scenario, main, people[0][1], n - 1)
 
 
+def _detections(drawn: list[_Drawn]) -> np.ndarray:
+    """HumanSD-style detections of the drawn people: COCO-17 x, y and a score (0.9 drawn, 0 not)."""
+    out = np.zeros((len(drawn), 17, 3))
+    for i, d in enumerate(drawn):
+        coco = d.keypoints.convert("coco17")
+        out[i, :, :2] = np.nan_to_num(coco.xy)
+        out[i, :, 2] = np.where(coco.visible, 0.9, 0.0)
+    return out
+
+
 def _write_humanart(job: _Job, bar: _Bar) -> SynthSummary:
     per_split = job.identities * job.poses
     n_scen = len(HUMANART_SCENARIOS)
@@ -1366,6 +1378,7 @@ def _write_humanart(job: _Job, bar: _Bar) -> SynthSummary:
     ann_id = 0
     counts: dict[str, int] = {}
     for split_code, (split, prefix) in enumerate((("train", "training"), ("test", "validation"))):
+        mapping: dict[str, dict[str, str]] = {}  # HumanSD's extras (format "humansd")
         images: list[dict] = []
         annotations: list[dict] = []
         by_scenario: dict[str, tuple[list[dict], list[dict]]] = {s[1]: ([], []) for s in HUMANART_SCENARIOS}
@@ -1389,6 +1402,11 @@ def _write_humanart(job: _Job, bar: _Bar) -> SynthSummary:
                 }
                 images.append(entry)
                 by_scenario[scenario][0].append(entry)
+                if job.format == "humansd":
+                    pose_rel = f"pose/{group}/{scenario}/{number:012d}.npz"
+                    write_pose_file(job.out / pose_rel, _detections(drawn))
+                    mapping[str(len(mapping))] = {"img_path": f"HumanArt/{rel}", "prompt": description,
+                                                  "pose_path": f"HumanArt/{pose_rel}"}
                 for d in drawn:
                     ann_id += 1
                     ann = {**_coco_person(d, job.size), "image_id": image_id, "id": ann_id}
@@ -1399,13 +1417,16 @@ def _write_humanart(job: _Job, bar: _Bar) -> SynthSummary:
         atomic_write_text(job.out / "annotations" / f"{prefix}_humanart.json", dump(images, annotations))
         for scenario, (imgs, anns) in by_scenario.items():
             atomic_write_text(job.out / "annotations" / f"{prefix}_humanart_{scenario}.json", dump(imgs, anns))
+        if job.format == "humansd":
+            atomic_write_text(job.out / f"mapping_file_{prefix}.json", json.dumps(mapping, indent=1))
         counts[split] = len(images)
-    return SynthSummary("humanart", job.out, job.size, job.seed, counts, {},
+    return SynthSummary(job.format, job.out, job.size, job.seed, counts, {},
                         {"train": job.identities, "test": job.identities})
 
 
 _WRITERS: dict[str, Callable[[_Job, _Bar], SynthSummary]] = {
     "deepfashion": _write_deepfashion, "market": _write_market, "humanart": _write_humanart,
+    "humansd": _write_humanart,  # Human-Art plus HumanSD's extras (pose/*.npz, mapping files)
 }
 _OUTPUTS: dict[str, tuple[str, ...]] = {
     "deepfashion": ("train", "test", "train.lst", "test.lst", "fasion-resize-pairs-train.csv",
@@ -1414,6 +1435,7 @@ _OUTPUTS: dict[str, tuple[str, ...]] = {
     "market": ("bounding_box_train", "bounding_box_test", "query", "market-pairs-train.csv",
                "market-pairs-test.csv", "market-annotation-train.csv", "market-annotation-test.csv"),
     "humanart": ("images", "annotations"),
+    "humansd": ("images", "annotations", "pose", "mapping_file_training.json", "mapping_file_validation.json"),
 }
 
 
@@ -1442,7 +1464,9 @@ def synthesize(format: SynthFormat, out: Path, *, identities: int, poses: int, s
     Args:
         format: "deepfashion" (PATN layout: train/, test/, lst files, fasion-resize-* CSVs), "market"
             (bounding_box_train/, bounding_box_test/ with junk and distractors, query/, market-* CSVs) or
-            "humanart" (images/{group}/{scenario}/, COCO-style annotations/).
+            "humanart" (images/{group}/{scenario}/, COCO-style annotations/), or "humansd": "humanart" plus
+            HumanSD's extras, pose/{group}/{scenario}/*.npz and mapping_file_{training,validation}.json (prompt =
+            the image's description).
         out: output folder; must be empty or absent unless `overwrite`.
         identities: synthetic people (>= 2). DeepFashion and Market split them into train/test; Human-Art
             draws `identities` fresh people for each split.
@@ -1483,7 +1507,7 @@ def synthesize(format: SynthFormat, out: Path, *, identities: int, poses: int, s
     if shared_background and format != "deepfashion":
         raise PosebenchError(f"shared_background applies to the deepfashion format, not {format}")
     job = _Job(format, out, int(identities), int(poses), hw, int(seed), float(test_fraction), bool(shared_background))
-    total = job.identities * job.poses * (2 if format == "humanart" else 1)
+    total = job.identities * job.poses * (2 if format in ("humanart", "humansd") else 1)
     bar = _Bar(progress, total, f"synth {format}")
     with bar.running():
         summary = _WRITERS[format](job, bar)
