@@ -102,12 +102,12 @@ def build_vae(m: SDModelConfig, *, allow_download: bool = True) -> AutoencoderKL
         _load_strict(vae, _registry_state(SD21_FILES["vae"], allow_download), SD21_FILES["vae"])
     else:
         levels = len(m.vae_block_out_channels)
-        vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                            block_out_channels=m.vae_block_out_channels, layers_per_block=1,
-                            norm_num_groups=m.norm_num_groups, scaling_factor=m.vae_scaling_factor,
-                            down_block_types=("DownEncoderBlock2D",) * levels,
-                            up_block_types=("UpDecoderBlock2D",) * levels, sample_size=m.resolution[0])
-        _seeded_init(vae, 1)
+        with _seeded(1):
+            vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
+                                block_out_channels=m.vae_block_out_channels, layers_per_block=1,
+                                norm_num_groups=m.norm_num_groups, scaling_factor=m.vae_scaling_factor,
+                                down_block_types=("DownEncoderBlock2D",) * levels,
+                                up_block_types=("UpDecoderBlock2D",) * levels, sample_size=m.resolution[0])
     return vae.eval().requires_grad_(False)
 
 
@@ -125,8 +125,8 @@ def build_text_encoder(m: SDModelConfig, *, allow_download: bool = True) -> Any:
                                 intermediate_size=2 * m.text_hidden_size, num_hidden_layers=m.text_layers,
                                 num_attention_heads=m.text_heads, max_position_embeddings=m.max_prompt_tokens,
                                 bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
-        model = CLIPTextModel(config)
-        _seeded_init(model, 2)
+        with _seeded(2):
+            model = CLIPTextModel(config)
     return model.eval().requires_grad_(False)
 
 
@@ -154,13 +154,19 @@ def build_tokenizer(m: SDModelConfig, *, allow_download: bool = True) -> Any:
     return CLIPTokenizer(vocab=character_vocabulary(), merges=[], model_max_length=m.max_prompt_tokens)
 
 
-def _seeded_init(module: torch.nn.Module, salt: int) -> None:
-    """Random components are a function of the config alone (not of the global RNG state at build time)."""
-    g = torch.Generator().manual_seed(0x5D00 + salt)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.ndim > 1:
-                p.copy_(torch.randn(p.shape, generator=g) * (1.0 / max(1, p[0].numel()) ** 0.5))
+def _seeded(salt: int) -> Any:
+    """Random components are a function of the config alone, not of the global RNG state when they are built (a
+    resumed run and every process of a multi-process run must see the same frozen VAE and text encoder): built
+    under a forked RNG with a fixed seed, so the library's own initialisation is kept."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def scope():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0x5D00 + salt)
+            yield
+
+    return scope()
 
 
 def encode_prompts(tokenizer: Any, text_encoder: Any, prompts: list[str], device: torch.device) -> torch.Tensor:

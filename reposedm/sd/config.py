@@ -26,7 +26,7 @@ HUMANSD_NEGATIVE_PROMPT = ("longbody, lowres, bad anatomy, bad hands, missing fi
 
 @dataclass(frozen=True)
 class SDModelConfig:
-    variant: Literal["humansd", "reposesd"] = "reposesd"
+    variant: Literal["humansd", "reposesd"] = "humansd"  # a named config or base: sets it with the guidance
     resolution: tuple[int, int] = (512, 512)  # (H, W)
     # "sd21-base": SD 2.1 base from the weights registry (U-Net, VAE, OpenCLIP text encoder, tokenizer);
     # "random": every component built from the architecture keys below with random weights (tiny, tests)

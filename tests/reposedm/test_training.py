@@ -25,20 +25,20 @@ def _weights(ckpt: Path, sub: str = "model") -> dict[str, torch.Tensor]:
 
 
 def test_overfits_a_few_pairs(train_source, tmp_path):
-    """tiny-b1 on the fixture's few training pairs: the mean loss of the last 10 of 150 steps falls below 0.25x
-    the first 10 steps' mean, well within a minute.
+    """tiny-b1 on the fixture's few training pairs: the mean loss of the last 10 of 75 steps falls below 0.25x
+    the first 10 steps' mean.
 
     The factor: at init the loss is ~1.1 (eps MSE ~1 plus L_vlb); once the denoiser has learned these few
-    people, it predicts the noise far better. Measured on this 2-core machine: ratio ~0.07 in ~20 s (the step
-    budget, not a timer, keeps it within the minute; timings are never asserted).
+    people, it predicts the noise far better. Measured on this 2-core machine (one run of 150 steps): ratio 0.20
+    after 50 steps, 0.13 after 75, 0.07 after 150; 75 steps keep a 2x margin at half the time of 150.
     """
     cfg = load_config("tiny-b1", batch_size=4, sample_every=0, checkpoint_every=1000, lr=1e-3, warmup_steps=0,
                       log_every=25)
-    result = train(cfg, source=train_source, out=tmp_path / "run", max_steps=150, progress=False)
+    result = train(cfg, source=train_source, out=tmp_path / "run", max_steps=75, progress=False)
     first, last = sum(result.losses[:10]) / 10, sum(result.losses[-10:]) / 10
     assert last < 0.25 * first, (first, last)
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [25, 50, 75, 100, 125, 150]
+    assert [r["step"] for r in log] == [25, 50, 75]
     assert {"loss", "mse", "vlb", "lr", "it_per_s"} <= set(log[0])
 
 
