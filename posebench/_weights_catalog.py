@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from posebench.weight_file import WeightFile
 
+_SD21_LICENCE = "CreativeML Open RAIL++-M (stabilityai/stable-diffusion-2-1-base model card)"
 _TORCHVISION_LICENCE = "BSD-3-Clause code; weights under ImageNet terms (torchvision: 'may have their own licenses')"
 
 CATALOG: tuple[WeightFile, ...] = (
@@ -147,5 +148,100 @@ CATALOG: tuple[WeightFile, ...] = (
         licence="MIT (stabilityai/sd-vae-ft-mse model card)",
         description="Stable Diffusion VAE (ft-MSE), the latent space of the paper-size RePoseDM",
         used_by=("reposedm paper configs",),
+    ),
+    WeightFile(
+        name="sd21-base-unet",
+        filename="sd21-base-unet.safetensors",
+        # diffusers layout of stabilityai/stable-diffusion-2-1-base; the repository asks users to accept the licence
+        # (logged-in download) and publishes no per-file digest: trusted on first download, then pinned
+        url="https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/unet/diffusion_pytorch_model.safetensors",
+        sha256=None,
+        licence=_SD21_LICENCE,
+        description="Stable Diffusion 2.1 base U-Net (865M parameters, fp32)",
+        used_by=("RePoseSD / HumanSD configs humanart-sd-*",),
+    ),
+    WeightFile(
+        name="sd21-base-vae",
+        filename="sd21-base-vae.safetensors",
+        # diffusers layout of stabilityai/stable-diffusion-2-1-base; the repository asks users to accept the licence
+        # (logged-in download) and publishes no per-file digest: trusted on first download, then pinned
+        url="https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/vae/diffusion_pytorch_model.safetensors",
+        sha256=None,
+        licence=_SD21_LICENCE,
+        description="Stable Diffusion 2.1 base VAE (AutoencoderKL, scaling 0.18215)",
+        used_by=("RePoseSD / HumanSD configs humanart-sd-*",),
+    ),
+    WeightFile(
+        name="sd21-base-text-encoder",
+        filename="sd21-base-text-encoder.safetensors",
+        # diffusers layout of stabilityai/stable-diffusion-2-1-base; the repository asks users to accept the licence
+        # (logged-in download) and publishes no per-file digest: trusted on first download, then pinned
+        url="https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/text_encoder/model.safetensors",
+        sha256=None,
+        licence=_SD21_LICENCE,
+        description="Stable Diffusion 2.1 base text encoder (OpenCLIP ViT-H/14 text tower, 23 layers)",
+        used_by=("RePoseSD / HumanSD configs humanart-sd-*",),
+    ),
+    WeightFile(
+        name="sd21-base-tokenizer-vocab",
+        filename="sd21-base-tokenizer-vocab.json",
+        # diffusers layout of stabilityai/stable-diffusion-2-1-base; the repository asks users to accept the licence
+        # (logged-in download) and publishes no per-file digest: trusted on first download, then pinned
+        url="https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/tokenizer/vocab.json",
+        sha256=None,
+        licence=_SD21_LICENCE,
+        description="Stable Diffusion 2.1 base tokenizer vocabulary (CLIP BPE)",
+        used_by=("RePoseSD / HumanSD configs humanart-sd-*",),
+    ),
+    WeightFile(
+        name="sd21-base-tokenizer-merges",
+        filename="sd21-base-tokenizer-merges.txt",
+        # diffusers layout of stabilityai/stable-diffusion-2-1-base; the repository asks users to accept the licence
+        # (logged-in download) and publishes no per-file digest: trusted on first download, then pinned
+        url="https://huggingface.co/stabilityai/stable-diffusion-2-1-base/resolve/main/tokenizer/merges.txt",
+        sha256=None,
+        licence=_SD21_LICENCE,
+        description="Stable Diffusion 2.1 base tokenizer merges (CLIP BPE)",
+        used_by=("RePoseSD / HumanSD configs humanart-sd-*",),
+    ),
+    # openai/clip-vit-base-patch16 in the Hugging Face layout, the CLIP of HumanSD's CLIPSIM (metric clipsim). The Hub
+    # keeps only a Git blob SHA-1 for the small files (no sha256 published); the weight file's sha256 is the Git LFS
+    # pointer's oid, which could not be read when these entries were added (no network): None, i.e. trusted on first
+    # download and pinned then. URLs follow the `main` revision (no revision pinned).
+    WeightFile(
+        name="clip-vit-b16-model",
+        filename="clip-vit-base-patch16-pytorch_model.bin",
+        url="https://huggingface.co/openai/clip-vit-base-patch16/resolve/main/pytorch_model.bin",
+        sha256=None,
+        licence="MIT (openai/CLIP repository; the model card scopes it to research use)",
+        description="CLIP ViT-B/16 (OpenAI) image and text towers, PyTorch state dict (read with weights_only)",
+        used_by=("metric clipsim (humanart-val)",),
+    ),
+    WeightFile(
+        name="clip-vit-b16-config",
+        filename="clip-vit-base-patch16-config.json",
+        url="https://huggingface.co/openai/clip-vit-base-patch16/resolve/main/config.json",
+        sha256=None,
+        licence="MIT (openai/CLIP repository; the model card scopes it to research use)",
+        description="CLIP ViT-B/16 (OpenAI) model configuration (transformers CLIPConfig)",
+        used_by=("metric clipsim (humanart-val)",),
+    ),
+    WeightFile(
+        name="clip-vit-b16-tokenizer-vocab",
+        filename="clip-vit-base-patch16-vocab.json",
+        url="https://huggingface.co/openai/clip-vit-base-patch16/resolve/main/vocab.json",
+        sha256=None,
+        licence="MIT (openai/CLIP repository; the model card scopes it to research use)",
+        description="CLIP ViT-B/16 (OpenAI) tokenizer vocabulary (CLIP BPE)",
+        used_by=("metric clipsim (humanart-val)",),
+    ),
+    WeightFile(
+        name="clip-vit-b16-tokenizer-merges",
+        filename="clip-vit-base-patch16-merges.txt",
+        url="https://huggingface.co/openai/clip-vit-base-patch16/resolve/main/merges.txt",
+        sha256=None,
+        licence="MIT (openai/CLIP repository; the model card scopes it to research use)",
+        description="CLIP ViT-B/16 (OpenAI) tokenizer merges (CLIP BPE)",
+        used_by=("metric clipsim (humanart-val)",),
     ),
 )

@@ -21,7 +21,8 @@ def eval_(
     profile: Annotated[str | None, typer.Option(help="Metric profile (default: the protocol's).")] = None,
     metrics: Annotated[str | None, typer.Option(
         help="Comma list, e.g. fid, kid, ssim, lpips, psnr (written fid,kid,...); on request: is (Inception Score), "
-        "pose accuracy ap, ap_m, cap, pce and pckh (an estimator runs on the generated images).")] = None,
+        "pose accuracy ap, ap_m, cap, pce and pckh (an estimator runs on the generated images); humanart-val also "
+        "clipsim (CLIP score against each image's prompt).")] = None,
     gt: Annotated[Path | None, typer.Option(
         help="Two plain folders instead of a protocol: ground truth matched to --pred by file name, no dataset "
         "root (non-canonical).", file_okay=False)] = None,
@@ -32,6 +33,10 @@ def eval_(
     is_weights: Annotated[Path | None, typer.Option(
         help="Inception Score classifier (a full torchvision Inception-v3 state dict) instead of the "
         "profile's.")] = None,
+    clip_weights: Annotated[Path | None, typer.Option(
+        help="CLIPSIM (humanart-val, --metrics ...,clipsim): a folder with a CLIP model in the Hugging Face layout "
+        "(config.json, model.safetensors or pytorch_model.bin, vocab.json, merges.txt) instead of the registry's "
+        "openai/clip-vit-base-patch16 files (non-canonical).")] = None,
     scheme: Annotated[str | None, typer.Option(
         help="Naming scheme: posebench, patn, gfla, nted, pidm or pcdms.")] = None,
     name_map: Annotated[Path | None, typer.Option(
@@ -78,8 +83,9 @@ def eval_(
     generated images against the target keypoints are reported too.
 
     Pose protocols (humanart-val) run a pose estimator on the generated images instead and report AP, AP(m),
-    CAP and PCE against the target poses, per scenario, with per-scenario FID/KID; --profile is then the
-    pose-metric profile (clean, humansd or a pose-profile YAML file).
+    CAP and PCE against the target poses, per scenario, with per-scenario FID/KID, and on request CLIPSIM (the CLIP
+    score of each generated image against its prompt); --profile is then the pose-metric profile (clean, humansd or
+    a pose-profile YAML file), which also chooses CLIPSIM's computation.
 
     Two plain folders (--pred DIR --gt DIR [--real DIR], no --protocol, no --root) are scored by file name as
     clean-fid's compute_fid(dir1, dir2) does; results are non-canonical.
@@ -99,8 +105,11 @@ def eval_(
         allow_missing=allow_missing, allow_lossy=allow_lossy, best_of=best_of, oracle_selection=oracle_selection,
         test_fid=test_fid, batch_size=batch_size, workers=workers, device=device, use_cache=not no_cache,
         real_limit=real_limit, pose_estimator=pose_estimator, pose_weights=pose_weights, detections=detections,
-        flip_test=pose_flip, progress=progress)
+        flip_test=pose_flip, progress=progress, clip_weights=clip_weights)
     kind = cfg.kind
+    if clip_weights is not None and "clipsim" not in (wanted or ()):
+        raise PosebenchError("--clip-weights applies to the metric clipsim (humanart-val): add it to --metrics, e.g. "
+                             "--metrics ap,clipsim")
     if kind == "pose":
         unused = {"--lpips-weights": lpips_weights is not None, "--scheme": scheme is not None,
                   "--name-map": name_map is not None, "--is-weights": is_weights is not None,

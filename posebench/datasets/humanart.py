@@ -131,6 +131,7 @@ class ValidationImage:
     frame: tuple[int, int]  # (H, W) of the annotated image
     annotations: list[dict] = field(default_factory=list)
     file_name: str = ""  # as in the annotation file
+    description: str = ""  # the image's caption, "<scenario>, <caption>" (HumanSD's prompt)
 
 
 def read_validation(root: Path) -> dict[str, ValidationImage]:
@@ -156,8 +157,9 @@ def read_validation(root: Path) -> dict[str, ValidationImage]:
         rel = _rel_image_path(str(im["file_name"]))
         scenario = rel.parts[-2]
         key = f"{scenario}/{PurePosixPath(rel).stem}"
+        description = im.get("description")
         entry = ValidationImage(key, scenario, int(im["id"]), root / rel, (int(im["height"]), int(im["width"])), [],
-                                str(im["file_name"]))
+                                str(im["file_name"]), description.strip() if isinstance(description, str) else "")
         images[key] = entry
         by_id[im["id"]] = entry
     for ann in data["annotations"]:

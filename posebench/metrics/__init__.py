@@ -24,6 +24,7 @@ _EXPORTS = {
     "IS": "posebench.metrics.inception_score",
     "PCKh": "posebench.metrics.pckh",
     "PoseAccuracy": "posebench.metrics.pose_accuracy",
+    "CLIPSim": "posebench.metrics.clipsim",
     "ImagePairs": "posebench.metrics.inputs",
 }
 __all__ = sorted(_EXPORTS)

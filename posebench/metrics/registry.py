@@ -5,7 +5,8 @@ and the class that computes it (imported on first use). Adding a metric is one f
 Consumes:
     `pixels`: generated and ground-truth images through the profile's resize chains (SSIM, PSNR, LPIPS);
     `features`: generated images through a feature network (FID, KID, IS), against a real set where one applies;
-    `pose`: pose-estimator detections on the generated images against target keypoints (AP, PCKh, ...).
+    `pose`: pose-estimator detections on the generated images against target keypoints (AP, PCKh, ...);
+    `text`: generated images against the text prompts they were made from (CLIPSIM; protocols with captions only).
 Aggregation:
     `mean`: the mean of per-image values (a per-image CSV column); `set`: a statistic of the whole set.
 
@@ -22,7 +23,7 @@ from typing import Literal
 
 from posebench.registry import Registry
 
-Consumes = Literal["pixels", "features", "pose"]
+Consumes = Literal["pixels", "features", "pose", "text"]
 Aggregation = Literal["mean", "set"]
 
 
@@ -109,3 +110,6 @@ register_metric(MetricSpec("cap", 1, True, "pose", "set", "posebench.metrics.pos
                            "pose-cosine AP (HumanSD)", valid=(0, 1)))
 register_metric(MetricSpec("pce", 1, False, "pose", "mean", "posebench.metrics.pose_accuracy:PoseAccuracy", "",
                            "people count error per image (HumanSD)", valid=(0, math.inf)))
+register_metric(MetricSpec("clipsim", 1, True, "text", "mean", "posebench.metrics.clipsim:CLIPSim", "",
+                           "CLIP score of each generated image against its prompt, 100 * cos (HumanSD's CLIPSIM)",
+                           valid=(0, 100 + 1e-6)))

@@ -501,12 +501,15 @@ def _refuse_superseded_profile(results: dict[str, Any]) -> None:
     moved (e.g. `pidm@1` reported the mean of two SSIM variants as `ssim`), and a board row must be comparable
     with a fresh run. The error quotes the changelog lines since that version."""
     from posebench.protocols import PROFILES
+    from posebench.protocols.pose_profile import POSE_PROFILES
 
     prof = results.get("profile") or {}
     name, version = prof.get("name"), prof.get("version")
-    if name not in PROFILES or not isinstance(version, int):
+    # a pose protocol's results name their pose profile (`kind: pose`), versioned apart from the image profiles
+    registry = POSE_PROFILES if prof.get("kind") == "pose" else PROFILES
+    if name not in registry or not isinstance(version, int):
         return
-    current = PROFILES.get(name)
+    current = registry.get(name)
     if version < current.version:
         changes = "; ".join(f"v{c.get('version')}: {' '.join(str(c.get('change', '')).split())}"
                             for c in current.changelog if int(c.get("version", 0)) > version)

@@ -27,6 +27,8 @@ class EvalConfig:
         fid_weights, lpips_weights, is_weights: weight files instead of the profile's registry files.
         pose_estimator, pose_weights, flip_test: the estimator run on the generated images for pose metrics.
         detections: pose protocols: precomputed COCO keypoint results instead of an estimator.
+        clip_weights: CLIPSIM: a folder with a CLIP model in the Hugging Face layout (config.json, model.safetensors
+            or pytorch_model.bin, vocab.json, merges.txt) instead of the registry's files (non-canonical).
         gt, real: two plain folders: ground truth matched to `pred` by file name, and the FID real set (default
             `gt`), as clean-fid's `compute_fid(dir1, dir2)`; no dataset root, results non-canonical.
         scheme, name_map: generated-file naming scheme and a release's name map (PCDMs' imgN).
@@ -52,6 +54,7 @@ class EvalConfig:
     pose_weights: Path | None = None
     flip_test: bool = True
     detections: Path | None = None
+    clip_weights: Path | None = None
     gt: Path | None = None
     real: Path | None = None
     scheme: str | None = None
@@ -71,7 +74,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         for name in ("root", "pred", "out", "fid_weights", "lpips_weights", "is_weights", "pose_weights", "detections",
-                     "gt", "real", "name_map"):
+                     "clip_weights", "gt", "real", "name_map"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))

@@ -148,6 +148,12 @@ class _Metrics:
                 estimator = DEFAULT_ESTIMATOR if plan.kind != "pose" else \
                     importlib.import_module(TARGETS["pose"]).DEFAULT_POSE_ESTIMATOR
             self.pose = PoseScoring(plan, cfg, estimator)
+        self.text = None  # CLIPSIM: the generated images against their prompts
+        if "clipsim" in metrics:
+            from posebench.metrics.clipsim import CLIPSim, settings_for
+
+            self.text = CLIPSim(settings_for(plan.pose_profile or "clean"), weights=cfg.clip_weights,
+                                device=cfg.device, sync_on_compute=False)
         self.resized = 0
 
     def _reference_metrics(self, plan: Plan, cfg: EvalConfig, common: dict[str, Any]) -> None:
@@ -174,7 +180,7 @@ class _Metrics:
 
     def all(self) -> list[Any]:
         return [*self.per_image.values(), *self.sets.values(), *self.inception.values(),
-                *(self.pose.metrics() if self.pose else [])]
+                *(self.pose.metrics() if self.pose else []), *([self.text] if self.text is not None else [])]
 
     def needs(self) -> list[tuple]:
         """The `ImagePairs` memo keys the metrics read: each resize chain, once (run by the decoding workers)."""
@@ -200,6 +206,8 @@ class _Metrics:
             m.update(pairs, index=positions)
         if self.pose is not None:
             self.pose.update(pairs.preds, items, positions)
+        if self.text is not None:
+            self.text.update(pairs.preds, [item.prompt or "" for item in items], index=positions)
         self.resized += len(pairs.resized)
 
 
@@ -328,6 +336,12 @@ def _weights_reasons(metrics: _Metrics) -> list[str]:
     if "is" in metrics.inception:
         used.append(("Inception Score", metrics.inception["is"]))
     reasons = []
+    if metrics.text is not None and metrics.text.net.weights_registry_name is None:
+        from posebench.metrics.clipsim import MODEL_NAME
+
+        net = metrics.text.net
+        reasons.append(f"CLIPSIM from the CLIP files in {Path(net.files['model']['file']).parent} (model sha256 "
+                       f"{(net.weights_sha256 or '')[:16]}), not the registry's {MODEL_NAME}")
     for what, net in used:
         name = getattr(net, "weights_registry_name", None)
         sha = getattr(net, "weights_sha256", None) or ""
@@ -372,6 +386,16 @@ def _results(plan: Plan, metrics: _Metrics) -> tuple[dict[str, Any], dict[str, l
     if metrics.pose is not None:
         out.update(metrics.pose.results())
         cols.update(metrics.pose.columns(plan.items, list(range(len(plan.items)))))
+    if metrics.text is not None:
+        out["clipsim"] = _entry("clipsim", metrics.text.summary())
+        cols["clipsim"] = metrics.text.per_image()[1].tolist()
+        n_long = out["clipsim"]["details"]["long_prompt_count"]
+        if n_long:
+            how = ("truncated to the context length, the end-of-text token kept" if
+                   metrics.text.settings.long_prompts == "truncate" else "cut at the context length as torchmetrics' "
+                   "CLIPScore does (the end-of-text token is lost; HumanSD's torchmetrics raised an error instead)")
+            plan.warnings.append(f"clipsim: {n_long} prompts are longer than CLIP's {metrics.text.net.context_length} "
+                                 f"tokens: {how}")
     return out, cols
 
 
@@ -421,6 +445,9 @@ def _real_sets(plan: Plan, cfg: EvalConfig, metrics: _Metrics, out: dict[str, An
             res = metrics.pose.metric.result({plan.items[i].image_id for i in positions[g]})
             rows[g].update({m: math.nan if res[m] is None else float(res[m]) for m in metrics.pose.accuracy},
                            n_gt=res["n_gt"], n_dt=res["n_dt"])
+    if metrics.text is not None:  # the profile's aggregation within each group (humansd: its batches of 10)
+        for g in groups:
+            rows[g]["clipsim"] = metrics.text.value(positions[g])["value"]
     if metrics.sets:
         from posebench.metrics.stats import FeatureStats
 
@@ -493,6 +520,8 @@ def _document(plan: Plan, cfg: EvalConfig, metrics: _Metrics, out: dict[str, Any
                                                         "weights_sha256": lp.net.weights_sha256}
     if metrics.inception:
         env["inception_score"] = {"weights_sha256": getattr(metrics.inception["is"], "weights_sha256", None)}
+    if metrics.text is not None:
+        env["clip"] = metrics.text.net.env()
     if plan.protocol is not None:
         protocol = {"name": plan.protocol.name, "version": plan.protocol.version, "sha256": plan.protocol.sha256}
     else:
@@ -521,9 +550,10 @@ def _per_image_csv(plan: Plan, columns: dict[str, list[Any]]) -> str:
 def needed_weights(profile: Profile, metrics: tuple[str, ...], *, fid_weights: Path | None = None,
                    lpips_weights: Path | None = None, is_weights: Path | None = None,
                    pose_estimator: str | None = None, pose_weights: Path | None = None,
-                   detections: Path | None = None) -> list[dict[str, Any]]:
+                   detections: Path | None = None, clip_weights: Path | None = None) -> list[dict[str, Any]]:
     """Every weight file `metrics` will load under `profile`: {"for": metrics, "registry": name or None, "file":
-    the user's file or None}. One place for the rule, used by `preflight` and by `eval --dry-run`."""
+    the user's file (or folder: `clip_weights`) or None}. One place for the rule, used by `preflight` and by
+    `eval --dry-run`."""
     from posebench.metrics.lpips_net import BACKBONE_WEIGHTS
     from posebench.pose.base import ESTIMATORS
 
@@ -542,12 +572,20 @@ def needed_weights(profile: Profile, metrics: tuple[str, ...], *, fid_weights: P
 
         entry = ESTIMATORS.get(pose_estimator or DEFAULT_ESTIMATOR)
         needed.append({"for": sorted(set(POSE_METRICS) & wanted), "registry": entry.weights, "file": pose_weights})
+    if "clipsim" in wanted:
+        from posebench.metrics.clipsim import WEIGHT_FILES
+
+        if clip_weights is not None:
+            needed.append({"for": ["clipsim"], "registry": WEIGHT_FILES["model"], "file": clip_weights})
+        else:
+            needed.extend({"for": ["clipsim"], "registry": name, "file": None} for name in WEIGHT_FILES.values())
     return needed
 
 
 def preflight(protocol: str, *, profile: str | None = None, metrics: tuple[str, ...] | None = None,
               fid_weights: Path | None = None, lpips_weights: Path | None = None, is_weights: Path | None = None,
-              pose_estimator: str | None = None, pose_weights: Path | None = None) -> tuple[str, ...]:
+              pose_estimator: str | None = None, pose_weights: Path | None = None,
+              clip_weights: Path | None = None) -> tuple[str, ...]:
     """What an evaluation will need, checked before a long step that comes first (the gate samples a checkpoint
     for minutes before it evaluates): the protocol, the profile and the metrics it defines, and every weight file
     the metrics will load, present and verified now (downloaded when allowed, else an offline error naming the
@@ -558,11 +596,12 @@ def preflight(protocol: str, *, profile: str | None = None, metrics: tuple[str, 
 
     spec = get_protocol(protocol)
     prof = get_profile(profile or spec.default_profile)
-    wanted = check_metrics(tuple(metrics or spec.metrics), prof)
+    wanted = check_metrics(tuple(metrics or spec.metrics), prof, where=spec.name, prompts=spec.kind == "pose")
     for need in needed_weights(prof, wanted, fid_weights=fid_weights, lpips_weights=lpips_weights,
-                               is_weights=is_weights, pose_estimator=pose_estimator, pose_weights=pose_weights):
+                               is_weights=is_weights, pose_estimator=pose_estimator, pose_weights=pose_weights,
+                               clip_weights=clip_weights):
         if need["file"] is not None:
-            if not Path(need["file"]).is_file():
+            if not Path(need["file"]).exists():
                 raise PosebenchError(f"the weights file {need['file']} does not exist")
         elif need["registry"] is not None:
             weights.ensure(need["registry"], allow_download=not weights.is_offline())
@@ -577,11 +616,11 @@ def dry_run(cfg: EvalConfig) -> dict[str, Any]:
     plan = plan_for(cfg)
     needs = needed_weights(plan.profile, plan.metrics, fid_weights=cfg.fid_weights, lpips_weights=cfg.lpips_weights,
                            is_weights=cfg.is_weights, pose_estimator=cfg.pose_estimator,
-                           pose_weights=cfg.pose_weights, detections=cfg.detections)
+                           pose_weights=cfg.pose_weights, detections=cfg.detections, clip_weights=cfg.clip_weights)
     files = []
     for need in needs:
         if need["file"] is not None:
-            state = "present" if Path(need["file"]).is_file() else "missing"
+            state = "present" if Path(need["file"]).exists() else "missing"
             files.append({**need, "file": str(need["file"]), "status": state})
         elif need["registry"] is not None:
             files.append({**need, "file": str(weights.cache_path(need["registry"])),

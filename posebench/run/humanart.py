@@ -24,6 +24,9 @@ Ground truth in the pose profile's target frame (`target_frame`, quirk 6):
 The estimator is fed as the profile says: true RGB (`clean`) or R and B swapped (`humansd`, quirk 1); for
 decoders with a refine step, `refine_fill: false` (`humansd`, quirk 4) makes refine read the log maps of the UDP
 adjust, as mmpose 0.x does on CPU, so it (almost) never fills a missing joint.
+
+On request (`--metrics ...,clipsim`, `ON_REQUEST`), CLIPSIM scores each generated image against its prompt, the
+validation image's `description` (`Item.prompt`), computed as the pose profile says (`posebench.metrics.clipsim`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from posebench.run.config import EvalConfig
 from posebench.run.plan import Item, Plan, check_lossy, check_metrics, finish, raise_problems
 
 DEFAULT_POSE_ESTIMATOR = "higherhrnet-w48-humanart-udp"
+ON_REQUEST = ("clipsim",)  # metrics beyond the protocol's list, computed when --metrics names them
 
 
 def _scaled_annotation(ann: dict, sx: float, sy: float) -> dict:
@@ -149,6 +153,18 @@ def _precomputed(cfg: EvalConfig, images: dict[str, ValidationImage], keys: Sequ
     return {i: v for i, v in by_id.items() if i in wanted}
 
 
+def _check_prompts(root: Path, images: dict[str, ValidationImage], keys: Sequence[str]) -> None:
+    """Every scored image needs its caption (the annotation's `description`) for CLIPSIM."""
+    from posebench.datasets.humanart import SPLIT_FILES
+
+    bare = [images[k].file_name or k for k in keys if not images[k].description]
+    if bare:
+        raise PosebenchError(f"{Path(root) / 'annotations' / SPLIT_FILES['validation']}: {len(bare)} scored validation "
+                             f"images have no description (their prompt), e.g. {', '.join(bare[:5])}; clipsim "
+                             "scores each generated image against it: leave clipsim out of --metrics or use the "
+                             "annotation file that has the captions")
+
+
 def plan(cfg: EvalConfig) -> Plan:
     """Resolve the protocol, profiles and metrics; read the ground truth; match the generated images."""
     from posebench.datasets import humanart
@@ -165,10 +181,13 @@ def plan(cfg: EvalConfig) -> Plan:
         raise PosebenchError(f"pose profile {pose_profile.name!r} does not apply to {protocol.name}; choose one of "
                              f"{', '.join(protocol.pose_profiles)} (or a pose-profile YAML file)")
     image_profile = get_profile(protocol.default_profile)
-    metrics = check_metrics(cfg.metrics or protocol.metrics, image_profile, protocol.metrics, protocol.name)
+    metrics = check_metrics(cfg.metrics or protocol.metrics, image_profile, (*protocol.metrics, *ON_REQUEST),
+                            protocol.name, prompts=True)
     images = read_validation(cfg.root)
     keys = sorted(images)
     found, notes = match_generated(list_images(cfg.pred), cfg.pred, keys, cfg.allow_missing)
+    if "clipsim" in metrics:
+        _check_prompts(cfg.root, images, sorted(found))
     non_canonical: list[str] = []
     log = ProblemLog()
     humanart.check_facts(DatasetIndex("humanart", "coco", cfg.root, {"validation": _split_view(images)}), log)
@@ -194,7 +213,8 @@ def plan(cfg: EvalConfig) -> Plan:
     scored = sorted(found)
     items = [Item(pred=found[k], ids={"key": k, "scenario": images[k].scenario, "image_id": images[k].image_id,
                                       "file": found[k].name},
-                  group=images[k].scenario, image_id=images[k].image_id) for k in scored]
+                  group=images[k].scenario, image_id=images[k].image_id, prompt=images[k].description or None)
+             for k in scored]
 
     def ground_truth(item: Item, size: tuple[int, int]) -> tuple[dict, list[dict], bool]:
         img = images[item.ids["key"]]

@@ -20,7 +20,7 @@ def without_missing_weights(cfg: EvalConfig) -> EvalConfig:
     for need in needed_weights(plan.profile, plan.metrics, fid_weights=cfg.fid_weights,
                                lpips_weights=cfg.lpips_weights, is_weights=cfg.is_weights,
                                pose_estimator=cfg.pose_estimator, pose_weights=cfg.pose_weights,
-                               detections=cfg.detections):
+                               detections=cfg.detections, clip_weights=cfg.clip_weights):
         name = need["registry"]
         if need["file"] is not None or name is None or weights.available(name):
             continue

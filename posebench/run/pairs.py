@@ -109,7 +109,7 @@ def plan(cfg: EvalConfig) -> Plan:
     if profile.name not in protocol.profiles and not (cfg.profile or "").endswith((".yaml", ".yml")):
         raise PosebenchError(f"profile {profile.name!r} does not apply to {protocol.name}; "
                              f"choose one of {', '.join(protocol.profiles)}")
-    metrics = check_metrics(cfg.metrics or protocol.metrics, profile)
+    metrics = check_metrics(cfg.metrics or protocol.metrics, profile, where=protocol.name)
     pose_metrics = {m for m in metrics if METRICS.get(m).consumes == "pose"}
     log = ProblemLog()
     index = manifest.load(protocol.dataset, cfg.root, log)

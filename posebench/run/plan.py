@@ -27,6 +27,8 @@ class Item:
         keypoints: the target's first person (OpenPose-18, dataset frame): masks, pose metrics and PCKh of pairs.
         group: the breakdown group (Human-Art scenario). image_id: the pose ground truth's image id.
         crop: where the generated image lies in the file when the file holds more (PATN's 5-panel strips).
+        prompt: the text the image was generated from (Human-Art: the validation image's description), for the
+            text metrics (CLIPSIM); None where a protocol has no captions.
     """
 
     pred: Path
@@ -36,6 +38,7 @@ class Item:
     group: str | None = None
     image_id: int | None = None
     crop: tuple[int, int, int, int] | None = None  # (left, top, right, bottom) of the generated image in the file
+    prompt: str | None = None
 
 
 @dataclass
@@ -128,13 +131,19 @@ def raise_problems(problems: list[str], what: str) -> None:
 
 
 def check_metrics(wanted: tuple[str, ...], profile: Profile, allowed: tuple[str, ...] | None = None,
-                  where: str = "") -> tuple[str, ...]:
-    """Known metrics, allowed for the target kind, each with its section in the profile."""
+                  where: str = "", prompts: bool = False) -> tuple[str, ...]:
+    """Known metrics, allowed for the target kind, each with its section in the profile; text metrics only where
+    the targets have prompts (`prompts`)."""
     from posebench.metrics.registry import METRICS
 
     unknown = [m for m in wanted if m not in METRICS]
     if unknown:
         raise PosebenchError(f"unknown metrics {unknown}; choose from {', '.join(METRICS.names())}")
+    text = [m for m in wanted if METRICS.get(m).consumes == "text"]
+    if text and not prompts:
+        raise PosebenchError(f"{', '.join(text)} scores each generated image against the text prompt it was made "
+                             f"from, and the targets of {where or 'this evaluation'} have no prompts: use it with "
+                             "humanart-val (the Human-Art captions)")
     if allowed is not None:
         refused = [m for m in wanted if m not in allowed]
         if refused:

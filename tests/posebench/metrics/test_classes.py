@@ -28,10 +28,11 @@ def test_public_api_and_registry():
     from posebench.metrics.registry import METRICS, base_name, higher_is_better
 
     assert {"FID", "IS", "KID", "LPIPS", "PCKh", "PSNR", "SSIM"} <= set(dir(pm)) and pm.SSIM is SSIM
-    assert METRICS.names() == ["ap", "ap_m", "cap", "fid", "is", "kid", "lpips", "pce", "pckh", "psnr", "ssim"]
+    assert METRICS.names() == ["ap", "ap_m", "cap", "clipsim", "fid", "is", "kid", "lpips", "pce", "pckh", "psnr",
+                               "ssim"]
     for name in METRICS.names():
         spec = METRICS.get(name)
-        assert spec.cls().__name__ and spec.consumes in ("pixels", "features", "pose")
+        assert spec.cls().__name__ and spec.consumes in ("pixels", "features", "pose", "text")
     assert base_name("ssim_win51") == base_name("ssim_masked") == "ssim" and base_name("fid_test") == "fid"
     assert higher_is_better("ssim_win51") and not higher_is_better("lpips_masked") and not higher_is_better("pce")
     import torchmetrics
