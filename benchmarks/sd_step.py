@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def build(size: str, variant: str, device: torch.device) -> tuple[Any, Any, Any, Any]:
-    """(config, unet, objective, optimizer) on random weights."""
+def build(size: str, variant: str, device: torch.device, resolution: int | None = None) -> tuple[Any, Any, Any, Any]:
+    """(config, unet, objective, optimizer) on random weights; `resolution` overrides the config's (square)."""
     from dataclasses import replace
 
     from reposedm.config import load_config
@@ -39,21 +39,26 @@ def build(size: str, variant: str, device: torch.device) -> tuple[Any, Any, Any,
 
     cfg = load_config(f"{size}-{variant}")
     m = replace(cfg.model, weights="random")  # SD 2.1's architecture at humanart-sd size, random weights
+    if resolution is not None:
+        m = replace(m, resolution=(resolution, resolution))
     cfg = replace(cfg, model=m)
-    vae, text, tok = build_vae(m).to(device), build_text_encoder(m).to(device), build_tokenizer(m)
+    def to(module: Any) -> Any:  # (a no-op on CPU: FakeTensorMode cannot swap parameters)
+        return module if device.type == "cpu" else module.to(device)
+
+    vae, text, tok = to(build_vae(m)), to(build_text_encoder(m)), build_tokenizer(m)
     field = None
     if m.guidance.enabled:
         if m.is_test_size:
             from posebench.pose.detect import load_estimator
 
-            field = PoseField(load_estimator(m.guidance.estimator, device=str(device)), m.guidance)
+            field = PoseField(to(load_estimator(m.guidance.estimator)), m.guidance)
         else:
             from posebench.pose.higherhrnet import build as build_hrnet
 
             torch.manual_seed(2)
-            field = PoseField(build_hrnet(m.guidance.estimator).to(device), m.guidance)
+            field = PoseField(to(build_hrnet(m.guidance.estimator)), m.guidance)
     torch.manual_seed(0)
-    unet = build_unet(m).to(device).train()
+    unet = to(build_unet(m)).train()
     if m.guidance.enabled:  # as SDFamily.build_model: no SDPA double backward
         from diffusers.models.attention_processor import AttnProcessor
 
@@ -115,10 +120,10 @@ def time_steps(size: str, variant: str, batch: int, device: torch.device, precis
     return out
 
 
-def count_flops(size: str, variant: str) -> int:
+def count_flops(size: str, variant: str, resolution: int | None = None) -> int:
     from step_flops import _FlopCount  # the counter of RePoseDM's FLOP figures
 
-    cfg, unet, objective, _ = build(size, variant, torch.device("cpu"))
+    cfg, unet, objective, _ = build(size, variant, torch.device("cpu"), resolution)
     data = random_batch(cfg, 1, torch.device("cpu"))
     c, (lh, lw) = cfg.model.latent_channels, cfg.model.latent_size
     t, noise = torch.tensor([500]), torch.randn(1, c, lh, lw, generator=torch.Generator().manual_seed(3))
@@ -137,9 +142,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--flops", action="store_true", help="also count the FLOPs of one training item")
+    parser.add_argument("--flops-only", type=int, nargs="*", metavar="RES",
+                        help="only count FLOPs per item, at these square resolutions (e.g. 128 256: a CPU cannot hold "
+                             "512x512's double backward; FLOPs are a + b x pixels + c x pixels^2, attention being "
+                             "quadratic in tokens)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.flops_only:
+        counts = {f"{args.size}-{v}@{r}": count_flops(args.size, v, r) for r in args.flops_only
+                  for v in ("humansd", "reposesd")}
+        for k, n in counts.items():
+            print(f"{k}: {n / 1e9:,.1f} GFLOP per item")
+        if args.json:
+            args.json.write_text(json.dumps({"flops_per_item": counts}, indent=2) + "\n")
+        return
     rows = {v: time_steps(args.size, v, args.batch, device, args.precision, args.warmup, args.repeats)
             for v in ("humansd", "reposesd")}
     if args.flops:

@@ -59,6 +59,16 @@ def _check_resume(out: Path, record_file: Path, settings: dict, existing: int,
                              "resume with the same settings, or sample into another --out")
 
 
+def chosen_positions(indices: list[int] | None, limit: int | None, total: int, what: str) -> list[int]:
+    """Positions k to generate: the given `indices` (checked), or the first `limit` (default all) of `total`."""
+    if indices is not None:
+        bad = [k for k in indices if not 0 <= k < total]
+        if bad:
+            raise PosebenchError(f"{what} indices {bad[:3]} are outside the split's {total} {what}s")
+        return sorted(set(indices))
+    return list(range(total if limit is None else min(limit, total)))
+
+
 def sampling_provenance(ckpt: Path, guidance: Any, eta: float) -> dict[str, Any]:
     """What the run learnt from and why its samples are not canonical (a random estimator in training or in this
     sampling), for sampling.json: `posebench eval` and `reid-augment` read it; not resume keys."""
@@ -142,13 +152,7 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     else:
         index = load_split(PairSource(spec.dataset, Path(root), split))
         _check_custom_pairs(index.splits[split], pairs, split, Path(root))
-    if indices is not None:
-        bad = [k for k in indices if not 0 <= k < len(pairs)]
-        if bad:
-            raise PosebenchError(f"pair indices {bad[:3]} are outside the split's {len(pairs)} pairs")
-        chosen = sorted(set(indices))
-    else:
-        chosen = list(range(len(pairs) if limit is None else min(limit, len(pairs))))
+    chosen = chosen_positions(indices, limit, len(pairs), "pair")
     n = len(chosen)
     ds = PairDataset(PairSource(spec.dataset, Path(root), split), cfg.model.resolution, cfg.model.pose_renderer,
                      pairs=pairs, index=index)

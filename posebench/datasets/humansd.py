@@ -206,6 +206,16 @@ def _line_of(text: str, needle: str) -> int | None:
     return None if at < 0 else text.count("\n", 0, at) + 1
 
 
+def _read_json(path: Path, log: ProblemLog) -> tuple[str, object]:
+    """(text, parsed JSON), or (text, None) with the problem (and its line) logged."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        return text, json.loads(text)
+    except ValueError as exc:
+        log.error(path, getattr(exc, "lineno", None), f"malformed JSON ({exc})")
+        return text, None
+
+
 def mapping_file(root: Path, split: str) -> Path | None:
     for name in MAPPING_FILES.get(split, ()):
         if (root / name).is_file():
@@ -223,13 +233,10 @@ def read_mapping(root: Path, split: str, log: ProblemLog) -> list[TextPoseRecord
         log.error(root / MAPPING_FILES.get(split, ("mapping.json",))[0], None,
                   f"no HumanSD mapping file for split {split!r} ({names})",
                   "HumanSD's extras (mapping files and pose/) come from its own download form; or train on "
-                  "Human-Art's captions (--dataset humanart)")
+                  "Human-Art's captions (--text-pose-data humanart)")
         return []
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        log.error(path, getattr(exc, "lineno", None), f"malformed JSON ({exc})")
+    text, data = _read_json(path, log)
+    if data is None:
         return []
     if not isinstance(data, dict):
         log.error(path, 1, "expected an object {\"<index>\": {\"img_path\", \"prompt\", \"pose_path\"}, ...}")
@@ -277,11 +284,8 @@ def read_humanart_captions(root: Path, split: str, log: ProblemLog) -> list[Text
     if not path.is_file():
         log.error(path, None, f"missing Human-Art annotations for split {split!r}")
         return []
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        log.error(path, getattr(exc, "lineno", None), f"malformed JSON ({exc})")
+    text, data = _read_json(path, log)
+    if data is None:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         log.error(path, None, "expected a COCO-style object with an 'images' list")

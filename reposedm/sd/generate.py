@@ -19,7 +19,7 @@ import torch
 
 from posebench.errors import PosebenchError
 from posebench.utils.io import atomic_write_text
-from reposedm.generate import RESUME_KEYS, GenerateResult, _check_resume, sampling_provenance
+from reposedm.generate import RESUME_KEYS, GenerateResult, _check_resume, chosen_positions, sampling_provenance
 from reposedm.png import to_uint8, write_png
 from reposedm.sampling import pose_guidance_rule_for
 from reposedm.sd.data import TextPoseDataset, TextPoseSource, collate_text_pose
@@ -56,13 +56,7 @@ def generate_text_pose(run: Path, *, protocol: str, root: Path, out: Path, split
     # Human-Art's own captions and annotated people: the validation split has no HumanSD pose files to trust
     ds = TextPoseDataset(TextPoseSource("humanart", Path(root), split), m.resolution, m.pose_threshold)
     order = sorted(range(len(ds)), key=lambda i: ds.records[i].key)
-    if indices is not None:
-        bad = [k for k in indices if not 0 <= k < len(order)]
-        if bad:
-            raise PosebenchError(f"image indices {bad[:3]} are outside the split's {len(order)} images")
-        chosen = sorted(set(indices))
-    else:
-        chosen = list(range(len(order) if limit is None else min(limit, len(order))))
+    chosen = chosen_positions(indices, limit, len(order), "image")
     names = {k: f"{ds.records[order[k]].key}.png" for k in chosen}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
