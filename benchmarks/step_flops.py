@@ -23,11 +23,30 @@ from torch.utils.flop_counter import flop_registry
 
 class _FlopCount(TorchDispatchMode):
     """Sums torch's registered FLOP formulas (matmuls, convolutions, attention) over every aten call, without the
-    module hooks of FlopCounterMode, which fail inside autograd.grad(create_graph=True) (eq. 15's double backward)."""
+    module hooks of FlopCounterMode, which fail inside autograd.grad(create_graph=True) (eq. 15's double backward).
+
+    Attention runs on SDPA's math backend while counting: on CPU, SDPA otherwise dispatches to
+    `_scaled_dot_product_flash_attention_for_cpu`, which has no FLOP formula, so every attention of a model on
+    diffusers' default processor went uncounted (the variants with a double backward use the classic processor,
+    whose matmuls were counted: the ratios between them were too large). The math backend's matmuls are the same
+    FLOPs the fused kernels compute."""
 
     def __init__(self) -> None:
         super().__init__()
         self.total = 0
+        self._math = None
+
+    def __enter__(self):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        self._math = sdpa_kernel([SDPBackend.MATH])
+        self._math.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        out = super().__exit__(*exc)
+        self._math.__exit__(*exc)
+        return out
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
