@@ -146,6 +146,8 @@ def main() -> None:
                         help="only count FLOPs per item, at these square resolutions (e.g. 128 256: a CPU cannot hold "
                              "512x512's double backward; FLOPs are a + b x pixels + c x pixels^2, attention being "
                              "quadratic in tokens)")
+    parser.add_argument("--only", choices=["humansd", "reposesd"], help="one variant (a fresh process per variant "
+                        "gives per-variant peak RSS on CPU)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -157,8 +159,16 @@ def main() -> None:
         if args.json:
             args.json.write_text(json.dumps({"flops_per_item": counts}, indent=2) + "\n")
         return
+    variants = (args.only,) if args.only else ("humansd", "reposesd")
     rows = {v: time_steps(args.size, v, args.batch, device, args.precision, args.warmup, args.repeats)
-            for v in ("humansd", "reposesd")}
+            for v in variants}
+    if args.only:
+        r = rows[args.only]
+        print(f"{args.size}-{args.only}: {r['step_s']:.3f} s/step ({r['steps_per_s']:.2f} steps/s), peak "
+              f"{r['peak_memory_gib']:.2f} GiB")
+        if args.json:
+            args.json.write_text(json.dumps({"size": args.size, "device": args.device, "rows": rows}, indent=2) + "\n")
+        return
     if args.flops:
         for v in rows:
             rows[v]["flops_per_item"] = count_flops(args.size, v)

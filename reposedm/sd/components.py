@@ -71,6 +71,27 @@ def widen_conv_in(unet: UNet2DConditionModel, extra: int = POSE_LATENT_CHANNELS)
     return unet
 
 
+def ensure_sd_files(m: SDModelConfig, *, allow_download: bool = True) -> None:
+    """Every registry file of `weights: sd21-base` present (downloaded when allowed), checked before any is loaded;
+    offline, one error names every missing file (U-Net, VAE, text encoder, tokenizer) with its download command."""
+    if m.weights != "sd21-base":
+        return
+    from posebench import weights
+    from posebench.errors import OfflineError
+
+    missing = []
+    for name in SD21_FILES.values():
+        try:
+            weights.ensure(name, allow_download=allow_download)
+        except OfflineError as exc:
+            missing.append((name, str(exc)))
+    if missing:
+        names = " ".join(n for n, _ in missing)
+        raise OfflineError(f"Stable Diffusion 2.1 base is incomplete in the weights cache: {len(missing)} of "
+                           f"{len(SD21_FILES)} files missing ({names}). Fetch them with `posebench weights download "
+                           f"{names}`.\n" + "\n".join(text for _, text in missing))
+
+
 def _registry_state(name: str, allow_download: bool) -> dict[str, torch.Tensor]:
     from posebench import weights
 

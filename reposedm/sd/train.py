@@ -18,7 +18,14 @@ import torch
 
 from reposedm.diffusion import Schedule, hybrid_loss, q_sample
 from reposedm.guidance import PoseField, training_field_terms
-from reposedm.sd.components import build_text_encoder, build_tokenizer, build_unet, build_vae, encode_prompts
+from reposedm.sd.components import (
+    build_text_encoder,
+    build_tokenizer,
+    build_unet,
+    build_vae,
+    encode_prompts,
+    ensure_sd_files,
+)
 from reposedm.sd.config import SDRunConfig
 from reposedm.sd.data import TextPoseDataset, TextPoseSource, collate_text_pose
 
@@ -116,6 +123,7 @@ class SDFamily:
         self.model_cls = UNet2DConditionModel
         self.non_canonical = check_pose_estimator(cfg)
         # every frozen file first (offline errors before anything is written), then the data (checked in full)
+        ensure_sd_files(cfg.model)
         self.vae = build_vae(cfg.model)
         self.text_encoder = build_text_encoder(cfg.model)
         self.tokenizer = build_tokenizer(cfg.model)
@@ -174,6 +182,7 @@ def load_sd_pipeline(ckpt: Path, cfg: SDRunConfig, *, ema: bool = True, schedule
         raise CheckpointError(f"{weights}: tensors missing or unknown ({sorted(info['missing_keys'])[:2]}, "
                               f"{sorted(info['unexpected_keys'])[:2]}); the checkpoint is damaged")
     m, g = cfg.model, cfg.model.guidance
+    ensure_sd_files(m, allow_download=allow_download)
     with_estimator = g.enabled if pose_estimator is None else pose_estimator
     return RePoseSDPipeline(
         unet.eval(), build_vae(m, allow_download=allow_download), build_text_encoder(m, allow_download=allow_download),

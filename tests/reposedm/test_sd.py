@@ -150,7 +150,20 @@ def test_missing_sd_weights_offline_exit_2(hsd_root, tmp_path, monkeypatch):
                               "--root", str(hsd_root), "--out", str(out), "--max-steps", "1", "--quiet"])
     assert res.exit_code == 2, res.output
     text = " ".join(res.output.split())
-    assert "sd21-base-vae" in text and "posebench weights download" in text
+    assert "5 of 5 files missing" in text and "posebench weights download sd21-base-unet sd21-base-vae " \
+        "sd21-base-text-encoder sd21-base-tokenizer-vocab sd21-base-tokenizer-merges" in text
+    assert not out.exists()
+    # the text encoder alone missing: named, the others not
+    from posebench import weights
+
+    for name in ("sd21-base-unet", "sd21-base-vae", "sd21-base-tokenizer-vocab", "sd21-base-tokenizer-merges"):
+        path = weights.cache_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"stand-in")  # present (unpinned: trusted on first use)
+    res = runner.invoke(app, ["train-reference", "--config", "humanart-sd-reposesd", "--protocol", "humanart-val",
+                              "--root", str(hsd_root), "--out", str(out), "--max-steps", "1", "--quiet"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "1 of 5 files missing (sd21-base-text-encoder)" in text, text
     assert not out.exists()
 
 
@@ -300,6 +313,17 @@ def test_pipeline_round_trip_and_per_image_seeds(sd_run, hsd_root, tmp_path):
     assert torch.equal(again(b["prompt"], b["pose_image"], indices=[0, 1, 2], **kw).images, both.images)
     unguided = pipe(b["prompt"], b["pose_image"], indices=[0, 1, 2], pose_guidance_scale=0.0, num_inference_steps=3)
     assert not torch.equal(unguided.images, both.images) and unguided.pose_field == []
+    # another diffusers scheduler, on SD's schedule
+    from reposedm.checkpoints import load_pipeline
+
+    unipc, _, _ = load_pipeline(run, scheduler="unipc")
+    unipc.set_progress_bar_config(disable=True)
+    assert type(unipc.scheduler).__name__ == "UniPCMultistepScheduler"
+    assert unipc.scheduler.config.beta_schedule == "scaled_linear" and unipc.scheduler.config.beta_end == 0.012
+    a = unipc(b["prompt"], b["pose_image"], indices=[0, 1, 2], **kw).images
+    one = unipc(b["prompt"][1:2], b["pose_image"][1:2], indices=[1], num_inference_steps=3,
+                people_xy=b["people_xy"][1:2], people_visible=b["people_visible"][1:2]).images
+    assert torch.allclose(a[1], one[0], atol=1e-5) and not torch.allclose(a, both.images, atol=1e-3)
 
 
 def test_two_processes_match_one(sd_run, hsd_root, tmp_path, free_port):
