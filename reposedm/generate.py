@@ -128,6 +128,13 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     if _is_text_pose_run(run):  # RePoseSD / HumanSD: prompts and poses of a Human-Art split
         from reposedm.sd.generate import generate_text_pose
 
+        unsupported = {"pairs": pairs, "output_size": output_size, "record_path": record_path,
+                       "save_warped": save_warped or None, "restart_stale": restart_stale or None}
+        given = sorted(k for k, v in unsupported.items() if v is not None)
+        if given:
+            raise PosebenchError(f"{run} is a RePoseSD / HumanSD run: {', '.join(given)} apply to pose-transfer runs "
+                                 "only")
+
         return generate_text_pose(run, protocol=protocol, root=root, out=out, split=split, scheduler=scheduler,
                                   steps=steps, guidance_scale=guidance_scale, pose_guidance_scale=pose_guidance_scale,
                                   seed=seed, limit=limit, batch_size=batch_size, device=device, ema=ema,

@@ -12,6 +12,10 @@ The pose gradient enters by one of two rules (`pose_guidance_rule`), matching ho
   "eps"  (eq. 16, runs trained with the second-order eq. 15 objective, which teaches eps_theta to carry minus
          sqrt(1 - abar_t) grad G): the gradient is re-added inside eps before step 3 and step 4 is skipped,
          eps^ = eps_u + w_c ((eps_c - eps_u) + eta sqrt(1 - abar_t) grad_{y_t} G)   (eta = 1 is the paper's).
+         When the unconditional branch keeps the pose (`unconditional_has_pose`: RePoseSD's text-only CFG), both
+         branches carry the learned minus sqrt(1 - abar_t) grad G, CFG keeps it once, and the gradient is re-added
+         once: eps^ = eps_u + w_c (eps_c - eps_u) + eta sqrt(1 - abar_t) grad_{y_t} G (with the paper's w_c factor
+         a w = 9 text CFG would push 8 times the learned shift the other way).
 Both move Tweedie's y~_0 down G (tested with an analytic field). Guidance works in DDPM-space latents, so it needs
 a scheduler whose latents are y_t itself (init_noise_sigma 1: DDPM, DDIM, DPM-Solver, UniPC; not Euler's sigmas).
 The RPA condition depends on I_S and P only, so it is computed once before the loop.
@@ -60,7 +64,8 @@ def pose_guidance_rule_for(train_mode: str) -> str:
 
 def eps_with_pose_gradient(eps: torch.Tensor, grad: torch.Tensor, schedule: Schedule, t: torch.Tensor,
                            guidance_scale: float, pose_guidance_scale: float) -> torch.Tensor:
-    """Eq. 16 after eq. 15 training: eps^ + w_c eta sqrt(1 - abar_t) grad_{y_t} G (eps^ already CFG-combined)."""
+    """Eq. 16 after eq. 15 training: eps^ + w_c eta sqrt(1 - abar_t) grad_{y_t} G (eps^ already CFG-combined; w_c = 1
+    when both CFG branches hold the pose)."""
     sigma = schedule.at(schedule.alphas_cumprod, t, eps).mul(-1).add(1).sqrt()  # sqrt(1 - abar_t)
     return eps + guidance_scale * pose_guidance_scale * sigma * grad
 
@@ -82,7 +87,7 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
            field_reference: FieldReference | None = None, pose_guidance_scale: float = 0.0,
            sample_grad: str = "unet", decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
            pose_guidance_rule: str = "step", return_intermediates: bool = False,
-           condition_inputs: dict | None = None,
+           condition_inputs: dict | None = None, unconditional_has_pose: bool = False,
            callback: Callable[[int, int, torch.Tensor], None] | None = None) -> SampleOutput:
     """Generate y_0 for a batch of (source, target pose) conditions.
 
@@ -95,6 +100,8 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
         sample_grad: "unet" (differentiate through the denoiser) or "tweedie".
         pose_guidance_rule: "step" (eq. 19) or "eps" (eq. 16; `pose_guidance_rule_for` the run's train_mode).
         condition_inputs: extra inputs of the condition encoder (`source_image`, `encode_image` for eq. 9).
+        unconditional_has_pose: the CFG unconditional branch keeps the pose (rule "eps" re-adds the gradient once,
+            not w_c times; see the module docstring).
         callback: called as callback(step_index, num_steps, latents) after every step.
     """
     if len(generators) != source.shape[0]:
@@ -170,7 +177,7 @@ def sample(model: RePoseDMModel, scheduler: SchedulerMixin, source: torch.Tensor
                                         eps_pred=to_eps(out[:, :c], latents, t))
         if grad is not None and pose_guidance_rule == "eps":  # eq. 16: the gradient inside eps, no step 4
             eps = eps_with_pose_gradient(to_eps(out[:, :c], latents, t), grad, schedule, t.expand(b),
-                                         guidance_scale, pose_guidance_scale)
+                                         1.0 if unconditional_has_pose else guidance_scale, pose_guidance_scale)
             out = torch.cat([output_from_eps(schedule, eps, latents, t.expand(b), prediction_type), out[:, c:]], 1)
         step_in = out if pass_variance else out[:, :c]
         with torch.no_grad():

@@ -9,9 +9,11 @@ Paths in the mapping may start with `HumanArt/` (stripped, as for the annotation
 detector confidence: a joint is present when it exceeds 0.02 (HumanSD's threshold), and HumanSD draws at most
 10 people per image.
 
-The `.npz` arrays are pickled Python objects. They are read with a restricted unpickler that rebuilds only numpy
-arrays, numpy scalars and plain containers (the reason it is written here: numpy's own `allow_pickle=True` would
-run whatever a file names, and no library reads these files otherwise).
+The `.npz` arrays are pickled Python objects. They are read with a restricted unpickler that rebuilds only plain
+numpy arrays (number or object dtypes, never structured ones, whose pickled state could make raw bytes pass for
+object pointers), numpy number scalars and plain containers, with every array's state checked before numpy sees it
+(the reason it is written here: numpy's own `allow_pickle=True` would run whatever a file names, and no library
+reads these files otherwise).
 
 Human-Art's annotation files carry the same prompt as the image's `description`; `read_humanart_captions` reads
 those with the annotated keypoints (visibility > 0 becomes score 1), so a root without HumanSD's extras trains too.
@@ -67,22 +69,91 @@ class TextPoseRecord:
 
 # ------------------------------------------------------------------------------------------- pose files
 
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"),
-    ("collections", "OrderedDict"),
+MAX_POSE_FILE_BYTES = 16 * 2**20  # a pose file is a few KB; a larger arr_0 is refused before it is read
+_MAX_ELEMENTS = 1_000_000
+
+
+def _plain_dtype(dt: object) -> np.dtype:
+    """A dtype of plain numbers or Python objects: no fields, no sub-arrays, native or no byte order. (A pickled
+    dtype's state can otherwise declare an object field inside a plain buffer, and bytes become pointers.)"""
+    if not isinstance(dt, np.dtype) or dt.fields is not None or dt.subdtype is not None or dt.kind not in "biufO" \
+            or dt.byteorder not in ("=", "|", "<" if np.little_endian else ">"):
+        raise pickle.UnpicklingError(f"refusing dtype {dt!r}")
+    return dt
+
+
+def _dtype(spec: object, align: object = False, copy: object = False) -> np.dtype:
+    """`numpy.dtype` for the unpickler: the shared built-in dtype of a plain type code (never a fresh, mutable one)."""
+    if not isinstance(spec, str) or len(spec) > 4:
+        raise pickle.UnpicklingError(f"refusing dtype {spec!r}")
+    return _plain_dtype(np.dtype(spec))
+
+
+def _reconstruct(cls: object, shape: object, typecode: object) -> np.ndarray:
+    if cls is not np.ndarray or typecode != b"b":
+        raise pickle.UnpicklingError("refusing an array of another class")
+    return np.ndarray.__new__(np.ndarray, (0,), np.dtype("b"))
+
+
+def _scalar(dt: object, data: object = None) -> object:
+    dt = _plain_dtype(dt)
+    if dt.kind == "O" or not isinstance(data, bytes) or len(data) != dt.itemsize:
+        raise pickle.UnpicklingError("refusing a numpy scalar that is not a plain number")
+    return np.frombuffer(data, dtype=dt)[0]
+
+
+def _check_array_state(state: object) -> None:
+    """ndarray.__setstate__'s (version, shape, dtype, fortran, data): a plain dtype, a bounded size, and data of the
+    exact length (raw bytes for numbers, a list of that many objects for object arrays)."""
+    if not isinstance(state, tuple) or len(state) != 5:
+        raise pickle.UnpicklingError("refusing an array state of an unknown form")
+    _, shape, dt, _, data = state
+    dt = _plain_dtype(dt)
+    if not isinstance(shape, tuple) or not all(isinstance(n, int) and 0 <= n <= _MAX_ELEMENTS for n in shape):
+        raise pickle.UnpicklingError(f"refusing an array of shape {shape!r}")
+    count = int(np.prod(shape)) if shape else 1
+    if count > _MAX_ELEMENTS:
+        raise pickle.UnpicklingError(f"refusing an array of {count} elements")
+    ok = isinstance(data, list) and len(data) == count if dt.kind == "O" else \
+        isinstance(data, bytes) and len(data) == count * dt.itemsize
+    if not ok:
+        raise pickle.UnpicklingError("refusing array data that does not fit its shape and dtype")
+
+
+_FACTORIES = {
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct, ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "scalar"): _scalar, ("numpy._core.multiarray", "scalar"): _scalar,
+    ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype,
 }
 
 
-class _DetectionUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and plain containers only; any other class or function is refused."""
+class _DetectionUnpickler(pickle._Unpickler):  # the Python implementation: its BUILD can be checked
+    """Rebuilds plain numpy arrays, numpy number scalars and Python containers only: every global is one of the
+    factories above (any other class or function is refused), a dtype is always a shared built-in one, and every
+    array's state is checked before numpy sees it."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 (pickle's signature)
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        factory = _FACTORIES.get((module, name))
+        if factory is None:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return factory
+
+    def load_build(self) -> None:
+        state = self.stack[-1]
+        target = self.stack[-2]
+        if isinstance(target, np.dtype):  # the shared dtype is kept as it is; its state must describe it
+            self.stack.pop()
+            if not isinstance(state, tuple) or len(state) < 5 or state[2:5] != (None, None, None):
+                raise pickle.UnpicklingError("refusing a dtype state with fields or sub-arrays")
+            return
+        if not isinstance(target, np.ndarray) or type(target) is not np.ndarray:
+            raise pickle.UnpicklingError(f"refusing to set the state of a {type(target).__name__}")
+        _check_array_state(state)
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def _load_npy(raw: bytes, path: Path) -> np.ndarray:
@@ -90,10 +161,15 @@ def _load_npy(raw: bytes, path: Path) -> np.ndarray:
     version = np.lib.format.read_magic(fh)
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, fortran, dtype = read_header(fh)
+    try:
+        _plain_dtype(dtype)
+    except pickle.UnpicklingError as exc:
+        raise PoseFileError(f"{path}: arr_0 has {exc}; HumanSD pose files hold a list of detections") from None
     if dtype.hasobject:
         try:
             obj = _DetectionUnpickler(fh).load()
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as exc:
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError, IndexError, KeyError,
+                MemoryError, OverflowError, RecursionError) as exc:
             raise PoseFileError(f"{path}: not a HumanSD pose file ({exc}); it may only hold numpy arrays and "
                                 "plain containers") from None
         return np.asarray(obj, dtype=object) if not isinstance(obj, np.ndarray) else obj
@@ -114,6 +190,9 @@ def read_pose_file(path: Path) -> np.ndarray:
         with zipfile.ZipFile(path) as zf:
             if "arr_0.npy" not in zf.namelist():
                 raise PoseFileError(f"{path}: no arr_0 (HumanSD pose files are np.savez of one list of detections)")
+            if zf.getinfo("arr_0.npy").file_size > MAX_POSE_FILE_BYTES:
+                raise PoseFileError(f"{path}: arr_0 unpacks to {zf.getinfo('arr_0.npy').file_size} bytes; a pose "
+                                    f"file holds a few detections (at most {MAX_POSE_FILE_BYTES} bytes read)")
             arr = _load_npy(zf.read("arr_0.npy"), path)
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
         if isinstance(exc, PoseFileError):
@@ -128,10 +207,15 @@ def read_pose_file(path: Path) -> np.ndarray:
         rows = []
         for i, det in enumerate(items):
             kp = det.get("keypoints") if isinstance(det, dict) else det
-            rows.append(np.asarray(kp, dtype=np.float64) if kp is not None else np.zeros(0))
-            if rows[-1].shape != (NUM_JOINTS, 3):
-                raise PoseFileError(f"{path}: person {i} has keypoints of shape {rows[-1].shape}, expected "
-                                    f"({NUM_JOINTS}, 3) x, y, score")
+            try:
+                row = np.asarray(kp, dtype=np.float64) if isinstance(kp, (np.ndarray, list, tuple)) else None
+            except (ValueError, TypeError):
+                row = None
+            if row is None or row.shape != (NUM_JOINTS, 3):
+                got = "no numbers" if row is None else f"shape {row.shape}"
+                raise PoseFileError(f"{path}: person {i} has keypoints of {got}, expected ({NUM_JOINTS}, 3) x, y, "
+                                    "score")
+            rows.append(row)
         people = np.stack(rows) if rows else np.zeros((0, NUM_JOINTS, 3))
     if people.ndim != 3 or people.shape[1:] != (NUM_JOINTS, 3):
         raise PoseFileError(f"{path}: keypoints of shape {people.shape}, expected (people, {NUM_JOINTS}, 3)")
@@ -241,33 +325,48 @@ def read_mapping(root: Path, split: str, log: ProblemLog) -> list[TextPoseRecord
     if not isinstance(data, dict):
         log.error(path, 1, "expected an object {\"<index>\": {\"img_path\", \"prompt\", \"pose_path\"}, ...}")
         return []
+    lines: dict[str, int] = {}
+
+    def key_lines() -> dict[str, int]:  # the line of every top-level key, found in one pass at the first problem
+        if not lines:
+            import re
+
+            pos, line = 0, 1
+            for m in re.finditer(r'"((?:[^"\\]|\\.)*)"\s*:\s*\{', text):
+                line += text.count("\n", pos, m.start())
+                pos = m.start()
+                lines.setdefault(m.group(1), line)
+        return lines
+
     out = []
     for key, entry in data.items():
-        line = _line_of(text, f'"{key}"')
-        where = f"{path}:{line}" if line else str(path)
+        where = f"{path} (entry {key!r})"
+
+        def problem(message: str, hint: str = "", key: str = key) -> None:
+            log.error(path, key_lines().get(key), f"entry {key!r}{message}", hint)
         if not isinstance(entry, dict):
-            log.error(path, line, f"entry {key!r} is not an object")
+            problem(" is not an object")
             continue
         missing = [k for k in ("img_path", "prompt", "pose_path") if k not in entry]
         if missing:
-            log.error(path, line, f"entry {key!r} lacks {', '.join(missing)}")
+            problem(f" lacks {', '.join(missing)}")
             continue
         prompt = entry["prompt"]
         if not isinstance(prompt, str) or not prompt.strip():
-            log.error(path, line, f"entry {key!r} has an empty prompt", "every image needs its caption")
+            problem(" has an empty prompt", "every image needs its caption")
             continue
         img_rel, pose_rel = _rel(str(entry["img_path"])), _rel(str(entry["pose_path"]))
         bad = [p for p in (img_rel, pose_rel) if p.is_absolute() or ".." in p.parts]
         if bad:
-            log.error(path, line, f"entry {key!r}: {bad[0]} escapes the dataset root")
+            problem(f": {bad[0]} escapes the dataset root")
             continue
         if img_rel.stem != pose_rel.stem or img_rel.parts[-2:-1] != pose_rel.parts[-2:-1]:
-            log.error(path, line, f"entry {key!r}: pose file {pose_rel} does not belong to image {img_rel}",
-                      "HumanSD names a pose file after its image (pose/<same tree>/<same stem>.npz)")
+            problem(f": pose file {pose_rel} does not belong to image {img_rel}",
+                    "HumanSD names a pose file after its image (pose/<same tree>/<same stem>.npz)")
             continue
         for rel, what in ((img_rel, "image"), (pose_rel, "pose file")):
             if not (root / rel).is_file():
-                log.error(path, line, f"entry {key!r}: {what} {root / rel} does not exist")
+                problem(f": {what} {root / rel} does not exist")
                 break
         else:
             out.append(TextPoseRecord(str(key), root / img_rel, prompt.strip(), pose_file=root / pose_rel,
@@ -300,20 +399,21 @@ def read_humanart_captions(root: Path, split: str, log: ProblemLog) -> list[Text
     out = []
     for i, img in enumerate(data["images"]):
         name = str(img.get("file_name", ""))
-        line = _line_of(text, json.dumps(name)) if name else None
+        def line(name: str = name) -> int | None:  # looked up only for an error: a scan per entry is quadratic
+            return _line_of(text, json.dumps(name)) if name else None
         prompt = img.get("description")
         if not isinstance(prompt, str) or not prompt.strip():
-            log.error(path, line, f"images[{i}] ({name or 'no file_name'}) has no description (its caption)")
+            log.error(path, line(), f"images[{i}] ({name or 'no file_name'}) has no description (its caption)")
             continue
         rel = _rel(name)
         if rel.is_absolute() or ".." in rel.parts:
-            log.error(path, line, f"images[{i}] file_name {name!r} escapes the root")
+            log.error(path, line(), f"images[{i}] file_name {name!r} escapes the root")
             continue
         found = people.get(img.get("id"), [])
         arr = np.stack(found) if found else np.zeros((0, NUM_JOINTS, 3))
         key = f"{rel.parts[-2]}/{rel.stem}" if len(rel.parts) >= 2 else rel.stem
         out.append(TextPoseRecord(key, root / rel, prompt.strip(), people=arr,
-                                  source=f"{path}:{line}" if line else str(path)))
+                                  source=f"{path} (images[{i}])"))
     return out
 
 

@@ -183,9 +183,10 @@ def validate_sd(cfg: SDRunConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}: RePoseSD's pose field compares heatmaps with the target keypoints' "
                           "(guidance.reference: keypoints, field: heatmaps)")
     if m.weights == "sd21-base" and (m.block_out_channels != SDModelConfig.block_out_channels
-                                     or m.text_hidden_size != 1024 or m.vae_block_out_channels != (128, 256, 512, 512)):
-        raise ConfigError(f"{where}: model.weights 'sd21-base' has SD 2.1's own architecture; the architecture keys "
-                          "apply to weights: random")
+                                     or m.text_hidden_size != 1024 or m.vae_block_out_channels != (128, 256, 512, 512)
+                                     or m.vae_scaling_factor != 0.18215):
+        raise ConfigError(f"{where}: model.weights 'sd21-base' has SD 2.1's own architecture and VAE scaling "
+                          "(0.18215); the architecture keys apply to weights: random")
     h, w = m.resolution
     if len(m.resolution) != 2 or h % m.latent_factor or w % m.latent_factor:
         raise ConfigError(f"{where}: model.resolution {list(m.resolution)} must be [H, W] divisible by the VAE's "

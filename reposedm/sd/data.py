@@ -64,18 +64,29 @@ class TextPoseDataset(Dataset):
                 continue
             where = rec.pose_file or rec.source
             if len(people) > humansd.MAX_PEOPLE:
-                log.error(where, None, f"{len(people)} people; HumanSD's pose format holds at most "
-                          f"{humansd.MAX_PEOPLE}", "keep the 10 largest detections")
-            else:
+                if rec.pose_file is not None:  # HumanSD's own files: the format holds 10
+                    log.error(where, None, f"{len(people)} people; HumanSD's pose format holds at most "
+                              f"{humansd.MAX_PEOPLE}", "remove the extra detections (HumanSD's loader silently "
+                              "keeps the first 10)")
+                else:  # annotated crowds (Human-Art): the first 10, as HumanSD's loader keeps them
+                    log.warning(where, None, f"{len(people)} annotated people; the first {humansd.MAX_PEOPLE} "
+                                "condition the model (HumanSD's limit)")
+                    people = people[: humansd.MAX_PEOPLE]
+            try:
                 h, w = _image_size(rec.image)
-                present = people[..., 2] > self.pose_threshold
-                xy = people[..., :2][present]
-                # a keypoint may sit on the border pixel; 2 % of the size allows for detector overshoot
-                margin = 0.02 * max(h, w)
-                if len(xy) and (xy.min() < -margin or xy[:, 0].max() > w + margin or xy[:, 1].max() > h + margin):
-                    log.error(where, None, f"keypoints reach ({xy[:, 0].max():.0f}, {xy[:, 1].max():.0f}) outside "
-                              f"its image {rec.image} of {w}x{h}: the pose file does not match the image",
-                              f"listed at {rec.source}")
+            except (OSError, ValueError) as exc:  # missing, unreadable, not an image
+                log.error(rec.image, None, f"cannot read the image ({exc})", f"listed at {rec.source}")
+                out.append(people)
+                continue
+            present = people[..., 2] > self.pose_threshold
+            xy = people[..., :2][present]
+            # a keypoint may sit on the border pixel; 2 % of the size allows for detector overshoot
+            margin = 0.02 * max(h, w)
+            outside = (xy[:, 0] < -margin) | (xy[:, 1] < -margin) | (xy[:, 0] > w + margin) | (xy[:, 1] > h + margin)
+            if outside.any():
+                x, y = xy[outside][0]
+                log.error(where, None, f"{int(outside.sum())} keypoints outside its image {rec.image} of {w}x{h}, "
+                          f"e.g. ({x:.0f}, {y:.0f}): the pose file does not match the image", f"listed at {rec.source}")
             out.append(people)
         log.raise_if_errors(f"{self.source.dataset} root {self.source.root} ({self.source.split})")
         return out
@@ -99,12 +110,12 @@ class TextPoseDataset(Dataset):
         image, frame = self._image(rec.image)
         people = self.people[i].copy()
         people[..., :2] = frame.to_frame(people[..., :2])
+        # joints the crop cut off are neither drawn nor guided (HumanSD drops them with the crop: remove_invisible)
+        people[..., 2] = np.where(frame.inside(people[..., :2]), people[..., 2], 0.0)
         pose = humansd.pose_image(people, self.resolution, threshold=self.pose_threshold)
         slots = np.zeros((humansd.MAX_PEOPLE, humansd.NUM_JOINTS, 3))
         slots[: len(people)] = people
         visible = slots[..., 2] > self.pose_threshold
-        h, w = self.resolution
-        visible &= (slots[..., 0] >= 0) & (slots[..., 0] < w) & (slots[..., 1] >= 0) & (slots[..., 1] < h)
         return {"index": i, "image": image, "pose_image": torch.from_numpy(pose).permute(2, 0, 1).float() / 255.0,
                 "people_xy": torch.from_numpy(slots[..., :2]).float(), "people_visible": torch.from_numpy(visible),
                 "prompt": rec.prompt}

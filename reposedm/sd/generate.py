@@ -4,7 +4,8 @@ clean target frame (the frame the protocol scores in), HumanSD's evaluation sett
 text CFG 9 with its negative prompt).
 
 Image k (the k-th validation image, sorted by key) uses the generator of `image_seed(seed, k)`: a resumed or
-limited run, another batch size or device give the same image k. Finished images are skipped; each PNG is written
+limited run or another batch size give the same image k (on the same kind of device: CPU and CUDA generators
+differ). Finished images are skipped; each PNG is written
 atomically; settings that differ from those of the images already in the folder are refused.
 """
 

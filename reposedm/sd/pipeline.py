@@ -5,7 +5,8 @@ Components: `unet` (UNet2DConditionModel, conv_in over [y_t, pose latent]), `vae
 (runs trained with the pose field; else None). Sampling is RePoseDM's sampler (`reposedm.sampling.sample`): the
 condition is the text embedding (cross-attention tokens) and the pose latent (concatenated with y_t), the CFG
 unconditional branch is the negative prompt with the same pose (HumanSD), and the pose gradient enters by eq. 16
-after second-order training or eq. 19 otherwise, exactly as for RePoseDM. Image k uses a generator seeded by
+after second-order training (re-added once: both branches hold the pose, `sample(unconditional_has_pose=True)`) or
+eq. 19 otherwise. Image k uses a generator seeded by
 (seed, k), so a batch never changes an image.
 """
 
@@ -151,7 +152,7 @@ class RePoseSDPipeline(DiffusionPipeline):
                      generators=generators, num_inference_steps=num_inference_steps, guidance_scale=w,
                      schedule=schedule, pose_field=pose_field, field_reference=reference, pose_guidance_scale=eta,
                      sample_grad=sample_grad or default_grad, decode=self.decode_latents, pose_guidance_rule=rule,
-                     callback=callback)
+                     callback=callback, unconditional_has_pose=True)
         images = convert_images(self.decode_latents(out.latents).clamp(0, 1).float(), output_type)
         result = RePoseDMOutput(images, [], out.pose_field)
         return result if return_dict else (result.images, result.warped, result.pose_field)

@@ -389,6 +389,13 @@ def test_eps_rule_is_eq16_in_one_step():
     torch.testing.assert_close(run(0.5, "eps").latents, expected, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="pose_guidance_rule"):
         run(0.5, "sideways")
+    # both CFG branches holding the pose (RePoseSD's text-only CFG): the gradient is re-added once, not w_c times
+    once = sample(model, make_scheduler(cfg.model, "ddim"), source, pose, generators=generators_for(0, [0, 1]),
+                  num_inference_steps=1, guidance_scale=2.0, schedule=schedule, pose_field=field, field_reference=ref,
+                  pose_guidance_scale=0.5, sample_grad="tweedie", decode=decode, pose_guidance_rule="eps",
+                  unconditional_has_pose=True)
+    expected_once = scheduler.step(eps + 0.5 * (1 - abar).sqrt() * grad, t, y).prev_sample
+    torch.testing.assert_close(once.latents, expected_once, rtol=0, atol=1e-12)
 
 
 def test_mask_from_the_generated_pose_is_eq11_and_carries_no_gradient():

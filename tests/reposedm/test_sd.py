@@ -68,7 +68,24 @@ def test_pose_files_are_read_without_running_code(tmp_path):
     with pytest.raises(humansd.PoseFileError, match="refusing to load posix.system"):
         humansd.read_pose_file(tmp_path / "evil.npz")
     assert not (tmp_path / "ran").exists()
+    # a dtype whose pickled state declares an object field inside plain bytes (bytes read as pointers): refused,
+    # whether the type code itself is a void one or a plain one
+    for code in ("V8", "f8"):
+        class CraftedDtype:
+            def __reduce__(self, code=code):
+                return (np.dtype, (code, False, True),
+                        (3, "|", None, ("f0",), {"f0": (np.dtype("O"), 0)}, 8, 1, 0x3F))
+
+        crafted = np.empty(1, dtype=object)
+        crafted[0] = {"keypoints": CraftedDtype()}
+        np.savez(tmp_path / "crafted.npz", crafted)
+        with pytest.raises(humansd.PoseFileError, match="refusing (dtype|a dtype state)"):
+            humansd.read_pose_file(tmp_path / "crafted.npz")
     bad = np.empty(1, dtype=object)
+    bad[0] = {"keypoints": "x"}
+    np.savez(tmp_path / "bad.npz", bad)
+    with pytest.raises(humansd.PoseFileError, match="person 0 has keypoints of no numbers"):
+        humansd.read_pose_file(tmp_path / "bad.npz")
     bad[0] = {"keypoints": np.zeros((18, 2))}
     np.savez(tmp_path / "bad.npz", bad)
     with pytest.raises(humansd.PoseFileError, match=r"person 0 has keypoints of shape \(18, 2\)"):
@@ -120,7 +137,7 @@ def _break(root: Path, how: str) -> str:
         people = humansd.read_pose_file(pose)
         people[..., :2] += 500  # detections of another, larger image
         humansd.write_pose_file(pose, people)
-        return f"{pose}: keypoints reach"
+        return f"{pose}: 31 keypoints outside its image"  # the present joints of both people
     if how == "crowd":
         humansd.write_pose_file(pose, np.tile(humansd.read_pose_file(pose)[:1], (11, 1, 1)))
         return f"{pose}: 11 people; HumanSD's pose format holds at most 10"
