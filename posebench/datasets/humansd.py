@@ -26,10 +26,11 @@ import json
 import pickle
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
+from posebench.datasets.humanart import _rel_image_path  # paths may start with HumanArt/ (stripped)
 from posebench.datasets.problems import ProblemLog
 from posebench.errors import PosebenchError
 
@@ -280,11 +281,6 @@ def pose_image(people: np.ndarray, size: tuple[int, int], *, threshold: float = 
 # ------------------------------------------------------------------------------------------- readers
 
 
-def _rel(path: str) -> PurePosixPath:
-    p = PurePosixPath(path)
-    return PurePosixPath(*p.parts[1:]) if p.parts and p.parts[0] == "HumanArt" else p
-
-
 def _line_of(text: str, needle: str) -> int | None:
     at = text.find(needle)
     return None if at < 0 else text.count("\n", 0, at) + 1
@@ -355,7 +351,7 @@ def read_mapping(root: Path, split: str, log: ProblemLog) -> list[TextPoseRecord
         if not isinstance(prompt, str) or not prompt.strip():
             problem(" has an empty prompt", "every image needs its caption")
             continue
-        img_rel, pose_rel = _rel(str(entry["img_path"])), _rel(str(entry["pose_path"]))
+        img_rel, pose_rel = _rel_image_path(str(entry["img_path"])), _rel_image_path(str(entry["pose_path"]))
         bad = [p for p in (img_rel, pose_rel) if p.is_absolute() or ".." in p.parts]
         if bad:
             problem(f": {bad[0]} escapes the dataset root")
@@ -405,7 +401,7 @@ def read_humanart_captions(root: Path, split: str, log: ProblemLog) -> list[Text
         if not isinstance(prompt, str) or not prompt.strip():
             log.error(path, line(), f"images[{i}] ({name or 'no file_name'}) has no description (its caption)")
             continue
-        rel = _rel(name)
+        rel = _rel_image_path(name)
         if rel.is_absolute() or ".." in rel.parts:
             log.error(path, line(), f"images[{i}] file_name {name!r} escapes the root")
             continue
