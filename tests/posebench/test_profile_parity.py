@@ -10,7 +10,9 @@ data preparation did). The networks are test-sized: an Inception-shaped trunk (`
 to both sides through the same weights file, and a random AlexNet for LPIPS.
 
 The 512x352 runs score the first 25 pairs (`--allow-missing`), to keep the suite's time: their code paths are those
-of 256x176 with other sizes.
+of 256x176 with other sizes. Files that several profiles read with the same content (GFLA's and PIDM's 256x256
+images, the 512x512 samples of PCDMs and CFLD, resized ground truth and real sets) are written once per module and
+hard-linked into each profile's folders under its own names: every test scores the same pixels it would write itself.
 
 Tolerances: SSIM, LPIPS and PSNR 1e-6 absolute (mean and every image); FID 1e-4 relative (float32 features summed
 in another order, the Frechet distance by eigen-decomposition against `scipy.linalg.sqrtm`). Where the script's
@@ -21,7 +23,10 @@ there the mean must agree to 1e-6 and every image to 1e-7 with the same call in 
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +80,9 @@ def world(tmp_path_factory):
     torch.manual_seed(2)
     alex = torchvision.models.alexnet(weights=None)
     torch.save(alex.state_dict(), base / "alex.pth")
-    return {"base": base, "root": root, "pairs": pairs, "train": train, "inception": inception,
-            "lpips": peers.lpips_alex(alex.state_dict())}
+    yield {"base": base, "root": root, "pairs": pairs, "train": train, "inception": inception,
+           "lpips": peers.lpips_alex(alex.state_dict())}
+    _pil_bicubic.cache_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -88,9 +94,17 @@ def _tiny_inception(monkeypatch):
     monkeypatch.setattr(features, "fid_inception_skeleton", peers.TinyInception)
 
 
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@functools.lru_cache(maxsize=16)  # the pair list holds each person's 12 pairs together: 4 images, 24 resizes
 def _pil_bicubic(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB").resize((size_hw[1], size_hw[0]), Image.BICUBIC))
+        img = np.asarray(im.convert("RGB").resize((size_hw[1], size_hw[0]), Image.BICUBIC))
+    img.setflags(write=False)  # shared through the cache
+    return img
 
 
 def _prediction(world, src: str, tgt: str, size_hw: tuple[int, int], k: int) -> np.ndarray:
@@ -108,8 +122,39 @@ def _stem(name: str) -> str:
 
 def _write(path: Path, img: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path, compress_level=1)  # lossless either way; level 1 encodes 5x faster
+    Image.fromarray(img).save(path, compress_level=0)  # lossless either way; stored: the fastest to encode and decode
     return path
+
+
+def _place(src: Path, dst: Path) -> Path:
+    """`dst`: the file `src` under another name, a hard link (a copy where the file system refuses links)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+def _shared(world, folder: str, name: str, make) -> Path:
+    """A file several tests read, written from `make()` by the first that asks for it (module doc)."""
+    path = world["base"] / "shared" / folder / name
+    if not path.exists():
+        _write(path, make())
+    return path
+
+
+def _prediction_file(world, k: int, size_hw: tuple[int, int]) -> Path:
+    """`_prediction` of the k-th test pair at `size_hw`, written once."""
+    s, t = world["pairs"][k]
+    return _shared(world, f"pred-{size_hw[0]}x{size_hw[1]}", f"{k:03d}.png",
+                   lambda: _prediction(world, s, t, size_hw, k))
+
+
+def _resized_file(world, image: Path, size_hw: tuple[int, int]) -> Path:
+    """A dataset image (test or train) resized by PIL bicubic to `size_hw`, written once as PNG."""
+    return _shared(world, f"{image.parent.name}-{size_hw[0]}x{size_hw[1]}", f"{image.stem}.png",
+                   lambda: _pil_bicubic(image, size_hw))
 
 
 def _eval(world, pred: Path, profile: str, protocol: str = "deepfashion-256x176", out: str | None = None,
@@ -178,12 +223,12 @@ def test_legacy_gfla_equals_gflas_script(world):
     names = {}
     for k, (s, t) in enumerate(pairs):
         name = f"{_stem(s)}_2_{_stem(t)}_vis.png"
-        _write(base / "gen" / name, _prediction(world, s, t, (256, 256), k))
+        _place(_prediction_file(world, k, (256, 256)), base / "gen" / name)
         names[name] = (_stem(s), _stem(t))
     for t in {t for _, t in pairs}:  # GFLA's maintainer: bicubic to 256x256 (saved lossless here)
-        _write(base / "gt" / f"{_stem(t)}.png", _pil_bicubic(world["root"] / "test" / t, (256, 256)))
+        _place(_resized_file(world, world["root"] / "test" / t, (256, 256)), base / "gt" / f"{_stem(t)}.png")
     for f in world["train"]:
-        _write(base / "real" / f"{f.stem}.png", _pil_bicubic(f, (256, 256)))
+        _place(_resized_file(world, f, (256, 256)), base / "real" / f"{f.stem}.png")
     ref = peers.gfla(base / "gen", base / "gt", base / "real", world["inception"], world["lpips"])
     results, per = _eval(world, base / "gen", "legacy-gfla")
     assert results["profile"]["version"] == 2
@@ -199,12 +244,12 @@ def test_pidm_equals_pidms_script(world):
     names = {}
     for k, (s, t) in enumerate(pairs):
         name = f"{_stem(s)}_2_{_stem(t)}_vis.png"
-        _write(base / "gen" / name, _prediction(world, s, t, (256, 256), k))
+        _place(_prediction_file(world, k, (256, 256)), base / "gen" / name)
         names[name] = (_stem(s), _stem(t))
     for t in {t for _, t in pairs}:  # test_256x256_pngs: PIL bicubic, 'deep' + name (maintainer, PIDM#37)
-        _write(base / "gt" / f"deep{_stem(t)}.png", _pil_bicubic(world["root"] / "test" / t, (256, 256)))
+        _place(_resized_file(world, world["root"] / "test" / t, (256, 256)), base / "gt" / f"deep{_stem(t)}.png")
     for f in world["train"]:
-        _write(base / "real" / f"{f.stem}.png", _pil_bicubic(f, (256, 256)))
+        _place(_resized_file(world, f, (256, 256)), base / "real" / f"{f.stem}.png")
     ref = peers.pidm(base / "gen", base / "gt", base / "real", world["inception"], world["lpips"])
     results, per = _eval(world, base / "gen", "pidm")
     n = len(pairs)
@@ -231,11 +276,11 @@ def test_pcdms_equals_pcdms_scripts(world, protocol, size, n):
     names = {}
     for k, (s, t) in enumerate(pairs):
         name = f"{_stem(s)}_to_{_stem(t)}.png"  # the stage-2/3 test scripts' names, with dataset names
-        _write(base / "gen" / name, _prediction(world, s, t, (512, 512), k))
+        _place(_prediction_file(world, k, (512, 512)), base / "gen" / name)
         names[name] = (_stem(s), _stem(t))
     for t in {t for _, t in pairs}:  # its test_lst_*_png: the ground truth as PNG; the script resizes it
-        with Image.open(world["root"] / "test" / t) as im:
-            _write(base / "gt" / f"{_stem(t)}.png", np.asarray(im.convert("RGB")))
+        _place(_shared(world, "test-png", f"{_stem(t)}.png", lambda t=t: _rgb(world["root"] / "test" / t)),
+               base / "gt" / f"{_stem(t)}.png")
     ref = peers.pcdms(base / "gen", base / "gt", world["root"] / "train", world["inception"], world["lpips"],
                       img_size=(size[1], size[0]))
     results, per = _eval(world, base / "gen", "pcdms", protocol, extra=extra)
@@ -256,7 +301,7 @@ def test_cfld_equals_cflds_test_script(world, protocol, size, n):
     names, ref_pairs = {}, []
     for k, (s, t) in enumerate(pairs):  # CFLD decodes 512x512 samples and scores them in memory
         name = f"{_stem(s)}__{_stem(t)}.png"
-        ref_pairs.append((_write(base / "gen" / name, _prediction(world, s, t, (512, 512), k)),
+        ref_pairs.append((_place(_prediction_file(world, k, (512, 512)), base / "gen" / name),
                           world["root"] / "test" / t))
         names[name] = (_stem(s), _stem(t))
     ref = peers.cfld(ref_pairs, world["root"] / "train", world["inception"], world["lpips"], size)
@@ -277,11 +322,11 @@ def test_clean_equals_skimage_lpips_cleanfid(world, protocol, size, n):
         name = f"{_stem(s)}__{_stem(t)}.png"
         gt = base / "gt" / f"{_stem(t)}.png"
         if not gt.exists():
-            _write(gt, _pil_bicubic(world["root"] / "test" / t, size))
-        ref_pairs.append((_write(base / "gen" / name, _prediction(world, s, t, size, k)), gt))
+            _place(_resized_file(world, world["root"] / "test" / t, size), gt)
+        ref_pairs.append((_place(_prediction_file(world, k, size), base / "gen" / name), gt))
         names[name] = (_stem(s), _stem(t))
     for f in world["train"]:
-        _write(base / "real" / f"{f.stem}.png", _pil_bicubic(f, size))
+        _place(_resized_file(world, f, size), base / "real" / f"{f.stem}.png")
     # at 256x176 through clean-fid's own frechet_distance (scipy sqrtm); at 512x352 the closed form
     ref = peers.clean(ref_pairs, base / "real", world["inception"], world["lpips"], cleanfid_sqrtm=size[0] == 256)
     results, per = _eval(world, base / "gen", "clean", protocol, extra=extra)
