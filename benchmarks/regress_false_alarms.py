@@ -166,19 +166,20 @@ def cost(args: argparse.Namespace) -> None:
         mu, cov = real.mean(0), np.cov(real, rowvar=False)
         draws = rng.integers(0, n, size=(4, n))
         t0 = time.perf_counter()
-        fid = FidResampler(gen, mu, cov)
+        fid = FidResampler(gen, mu, cov, device=args.device)
         t1 = time.perf_counter()
         fid(draws[:1])  # the first call pays for touching the new arrays: not timed
         t1 = time.perf_counter()
         fid(draws[1:])
         t2 = time.perf_counter()
-        kid = KidResampler(gen, real.astype(np.float32), num_subsets=100, max_subset_size=1000, seed=0)
+        kid = KidResampler(gen, real.astype(np.float32), num_subsets=100, max_subset_size=1000, seed=0,
+                           device=args.device)
         t3 = time.perf_counter()
         kid(draws[:1])
         t3 = time.perf_counter()
         kid(draws[1:])
         t4 = time.perf_counter()
-        print(f"n={n}, D=2048: FID set-up {t1 - t0:.1f} s (with one resample), {(t2 - t1) / 3:.2f} s per resample; "
+        print(f"{args.device}, n={n}, D=2048: FID set-up {t1 - t0:.1f} s (with one resample), {(t2 - t1) / 3:.2f} s per resample; "
               f"KID set-up {t3 - t2:.1f} s, {(t4 - t3) / 3:.2f} s per resample (per run; a comparison has two runs)")
 
 
@@ -191,6 +192,7 @@ def main() -> None:
     ap.add_argument("--work", help="folder for data, samplings and results (reused when it exists)")
     ap.add_argument("--cost", action="store_true", help="only time the FID/KID bootstrap at DeepFashion size")
     ap.add_argument("--cost-sizes", type=int, nargs="+", default=[1000, 8570])
+    ap.add_argument("--device", default="cpu", help="torch device of the --cost resamplers (cpu, cuda)")
     args = ap.parse_args()
     cost(args) if args.cost else simulate(args)
 

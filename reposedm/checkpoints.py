@@ -199,7 +199,7 @@ def load_pipeline(run_or_checkpoint: str | Path, *, ema: bool = True, scheduler:
     ckpt = resolve_checkpoint(Path(run_or_checkpoint))
     verify_checkpoint(ckpt)
     cfg = read_run_config(ckpt / "run_config.json")
-    if getattr(cfg, "family", None) == "reposesd":
+    if cfg.family == "reposesd":
         from reposedm.sd.train import load_sd_pipeline
 
         pipe = load_sd_pipeline(ckpt, cfg, ema=ema, scheduler=scheduler, allow_download=allow_download,

@@ -13,7 +13,7 @@ import difflib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from posebench.errors import PosebenchError
 from posebench.utils.keys import check_keys, read_yaml_mapping
@@ -160,25 +160,50 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfigBase:
+    """A run config of either family (RePoseDM here, RePoseSD in `reposedm.sd.config`): a name, a model part and
+    a train part, read from and written to one mapping. A subclass names its model class, its family tag and its
+    checks."""
+
     name: str
-    model: ModelConfig
+    model: Any
     train: TrainConfig
 
+    MODEL: ClassVar[type]
+    FAMILY: ClassVar[str | None] = None  # written as the dump's `family` when set; RePoseDM's dumps have none
+
+    @property
+    def family(self) -> str:
+        """`reposedm` or `reposesd`: which trainer, sampler and pipeline the run uses."""
+        return self.FAMILY or "reposedm"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "model": asdict(self.model), "train": asdict(self.train)}
+        family = {"family": self.FAMILY} if self.FAMILY else {}
+        return {**family, "name": self.name, "model": asdict(self.model), "train": asdict(self.train)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> RunConfig:
-        _unknown(data, {"name", "model", "train", "base"}, where)
-        model = _build(ModelConfig, data.get("model", {}), f"{where}: model")
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> Any:
+        _unknown(data, {"name", "model", "train", "base"} | ({"family"} if cls.FAMILY else set()), where)
+        model = _build(cls.MODEL, data.get("model", {}), f"{where}: model")
         train = _build(TrainConfig, data.get("train", {}), f"{where}: train")
         cfg = cls(str(data.get("name", "custom")), model, train)
-        validate(cfg, where)
+        cfg.check(where)
         return cfg
+
+    def check(self, where: str) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RunConfig(RunConfigBase):
+    model: ModelConfig
+    MODEL: ClassVar[type] = ModelConfig
+
+    def check(self, where: str) -> None:
+        validate(self, where)
 
 
 # ------------------------------------------------------------------------------------------ named configs
@@ -237,18 +262,27 @@ def config_names() -> list[str]:
 
 
 def named_config(name: str) -> RunConfig:
+    return config_from_tables(RunConfig, name, SIZES, _VARIANT_MODEL, guided="full", test_sizes=("tiny", "demo"),
+                              what="config")
+
+
+def config_from_tables(cls: type[RunConfigBase], name: str, sizes: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+                       variant_models: dict[str, dict[str, Any]], *, guided: str, test_sizes: tuple[str, ...],
+                       what: str) -> Any:
+    """The named config `{size}-{variant}` of a family: the size's model and train keys, then the variant's (the
+    guidance keys merged, not replaced); the guided variant at a paper size uses the paper's pose estimator."""
     size, _, variant = name.rpartition("-")
-    if size not in SIZES or variant not in VARIANTS:
-        near = difflib.get_close_matches(name, config_names(), n=3)
+    if size not in sizes or variant not in variant_models:
+        names = [f"{s}-{v}" for s in sizes for v in variant_models]
+        near = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean: {', '.join(near)}?" if near else ""
-        raise ConfigError(f"unknown config {name!r}.{hint} Named configs: {', '.join(config_names())}; "
-                          "or pass a YAML file")
-    model_over, train_over = SIZES[size]
-    model = {**model_over, **_VARIANT_MODEL[variant]}
-    model["guidance"] = {**model_over.get("guidance", {}), **_VARIANT_MODEL[variant].get("guidance", {})}
-    if variant == "full" and size not in ("tiny", "demo"):
+        raise ConfigError(f"unknown {what} {name!r}.{hint} Named configs: {', '.join(names)}; or pass a YAML file")
+    model_over, train_over = sizes[size]
+    model = {**model_over, **variant_models[variant]}
+    model["guidance"] = {**model_over.get("guidance", {}), **variant_models[variant].get("guidance", {})}
+    if variant == guided and size not in test_sizes:
         model["guidance"] = {**model["guidance"], "estimator": _PAPER_ESTIMATOR}
-    return RunConfig.from_dict({"name": name, "model": model, "train": dict(train_over)}, f"config {name}")
+    return cls.from_dict({"name": name, "model": model, "train": dict(train_over)}, f"config {name}")
 
 
 def load_config(name_or_path: str | Path, **train_overrides: Any) -> RunConfig:

@@ -88,7 +88,7 @@ def _is_text_pose_run(run: Path) -> bool:
     from reposedm.checkpoints import read_run_config, resolve_checkpoint
 
     ckpt = resolve_checkpoint(Path(run))
-    return getattr(read_run_config(ckpt / "run_config.json"), "family", None) == "reposesd"
+    return read_run_config(ckpt / "run_config.json").family == "reposesd"
 
 
 def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | None = None, scheduler: str = "ddim",

@@ -286,7 +286,7 @@ def build_pose_field(cfg: RunConfig, device: torch.device) -> PoseField | None:
 
 
 class RePoseDMFamily:
-    """What the trainer needs of RePoseDM (and B1 / B2): its frozen parts, data, module, objective, grids, export.
+    """What the trainer needs of RePoseDM (and B1 / B2): its frozen parts, data, module, objective, grids.
     RePoseSD has the same interface (`reposedm.sd.train.SDFamily`); `model_family` picks by the config."""
 
     model_cls = RePoseDMModel
@@ -321,14 +321,10 @@ class RePoseDMFamily:
     def validation(self, source: PairSource) -> _ValidationGrid:
         return _ValidationGrid(self.cfg, source, self.vae)
 
-    @staticmethod
-    def export(run: Path, checkpoint: Path) -> None:
-        write_run_pipeline(run, checkpoint)
-
 
 def model_family(cfg: Any, source: Any, device: torch.device) -> Any:
     """The trainer's view of the config's model family (RePoseDM or RePoseSD)."""
-    if getattr(cfg, "family", None) == "reposesd":
+    if cfg.family == "reposesd":
         from reposedm.sd.train import SDFamily
 
         return SDFamily(cfg, source, device)
@@ -474,8 +470,7 @@ def train(cfg: RunConfig, *, source: PairSource, out: Path, resume: bool = False
             out_of_time = max_seconds is not None and step < total_steps and _any_process(
                 accelerator, time.perf_counter() - started >= max_seconds)
             if step % tc.checkpoint_every == 0 or step == total_steps or out_of_time:
-                last_ckpt = _checkpoint(accelerator, out, step, cfg, model, optimizer, lr_schedule, ema,
-                                        family.export) or last_ckpt
+                last_ckpt = _checkpoint(accelerator, out, step, cfg, model, optimizer, lr_schedule, ema) or last_ckpt
             if out_of_time:
                 stopped_by = "time"
                 break
@@ -601,7 +596,7 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 def _checkpoint(accelerator: Any, out: Path, step: int, cfg: RunConfig, model: Any, optimizer: Any,
-                lr_schedule: Any, ema: Any, export: Callable[[Path, Path], None]) -> Path | None:
+                lr_schedule: Any, ema: Any) -> Path | None:
     accelerator.wait_for_everyone()
     path = None
     if accelerator.is_main_process:
@@ -622,8 +617,8 @@ def _checkpoint(accelerator: Any, out: Path, step: int, cfg: RunConfig, model: A
 
         path = save_checkpoint(out, step, write)
         apply_retention(out, cfg.train.keep_checkpoints, cfg.train.keep_every)
-        try:  # RUN itself loads as a diffusers pipeline of the newest EMA weights
-            export(out, path)
+        try:  # RUN itself loads as a diffusers pipeline of the newest EMA weights (either family's)
+            write_run_pipeline(out, path)
         except PosebenchError as exc:  # the checkpoint is what matters; the export can be made again later
             log.warning("checkpoint %s written, but the run's pipeline export failed: %s (make it later with "
                         "reposedm.write_run_pipeline(RUN))", path, exc)

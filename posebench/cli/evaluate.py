@@ -91,6 +91,7 @@ def eval_(
     clean-fid's compute_fid(dir1, dir2) does; results are non-canonical.
     """
     from posebench.run.evaluator import POSE_METRICS, EvalConfig, evaluate
+    from posebench.utils.device import checked_device
 
     if (protocol is None) == (gt is None):
         raise PosebenchError("give --protocol (with --root) for a dataset, or --gt for two plain folders")
@@ -98,6 +99,7 @@ def eval_(
         raise PosebenchError(f"--protocol {protocol} needs --root, your copy of its dataset")
     if gt is not None and root is not None:
         raise PosebenchError("--gt scores two plain folders without a dataset root: drop --root")
+    checked_device(device)
     wanted = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
     cfg = EvalConfig(
         protocol=protocol, root=root, pred=pred, out=out, profile=profile, metrics=wanted, gt=gt, real=real,

@@ -52,8 +52,10 @@ def detect(
     """
     from posebench.metrics.pose import load_json
     from posebench.pose.detect import assign_image_ids, detect_images, list_images, match_gt_images
+    from posebench.utils.device import checked_device
     from posebench.utils.io import atomic_write_text
 
+    checked_device(device)
     weights = _one_spelling(weights, weights_old, "--pose-weights", "--weights")
     no_flip = no_flip or no_flip_old
     files = list_images(images)

@@ -124,8 +124,10 @@ def sample(
     Resumable: finished images are skipped. Example: posebench sample --run runs/t --protocol
     deepfashion-256x176 --root data/df --out gen/ --steps 50
     """
+    from posebench.utils.device import checked_device
     from reposedm.generate import generate
 
+    checked_device(device)
     result = generate(run, protocol=protocol, root=root, out=out, split=split, scheduler=scheduler, steps=steps,
                       guidance_scale=guidance_scale, pose_guidance_scale=pose_guidance_scale, seed=seed,
                       limit=limit, batch_size=batch_size, device=device, ema=ema, save_warped=save_warped,

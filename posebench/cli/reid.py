@@ -77,7 +77,9 @@ def reid_augment(
     Example: posebench reid-augment data/market --generator folder:gen/ --fractions 0.2,0.4 --seeds 0,1,2
     """
     from posebench.reid.runner import parse_generator, run_reid_augment
+    from posebench.utils.device import checked_device
 
+    checked_device(device)
     fill, training = None, None
     gen = parse_generator(generator)
     if gen.kind == "reposedm":

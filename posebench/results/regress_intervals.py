@@ -177,7 +177,7 @@ def _per_image_interval(new: _Run, base: _Run, name: str, resamples: int, seed: 
     return paired_mean_difference(x, y[perm], resamples=resamples, seed=seed, level=level)
 
 
-def _set_side(run: _Run, name: str, like: Any = None) -> tuple[Any, Any, list[tuple[str, ...]]]:
+def _set_side(run: _Run, name: str, device: str, like: Any = None) -> tuple[Any, Any, list[tuple[str, ...]]]:
     """(the real set of `name`, a resampler of `name` over this run's kept generated rows, identity of each row),
     checked first: the features reproduce the results' value of `name`. `like`: the other run's resampler (its
     real-set square root is reused when the real sets are the same)."""
@@ -197,9 +197,9 @@ def _set_side(run: _Run, name: str, like: Any = None) -> tuple[Any, Any, list[tu
         gen.update(kept.generated)  # exactly as posebench.metrics.fid.FID.summary
         value = frechet_distance(gen.mean(), gen.cov(), real.mean, real.cov)
         ok = _close(value, run.value(name))
-        stat = FidResampler(kept.generated, real.mean, real.cov, like=like)
+        stat = FidResampler(kept.generated, real.mean, real.cov, like=like, device=device)
     else:
-        stat = KidResampler(kept.generated, real.features, **kept.kid)
+        stat = KidResampler(kept.generated, real.features, **kept.kid, device=device)
         value = float(stat(np.arange(len(kept.generated))[None])[0])  # the identity resample: KID as eval had it
         ok = _close(value, run.value(name), _KID_ABS)
     if not ok:
@@ -212,7 +212,7 @@ def _set_side(run: _Run, name: str, like: Any = None) -> tuple[Any, Any, list[tu
 
 
 def _set_interval(new: _Run, base: _Run, name: str, resamples: int, seed: int, level: float,
-                  warnings: list[str]) -> Interval | None:
+                  warnings: list[str], device: str) -> Interval | None:
     from posebench.results.set_bootstrap import kid_kernel_bytes
 
     kept = new.features()
@@ -221,8 +221,8 @@ def _set_interval(new: _Run, base: _Run, name: str, resamples: int, seed: int, l
         warnings.append(f"{name}: no interval: the KID bootstrap of {n} images needs a {n}x{n} kernel "
                         f"({kid_kernel_bytes(n) / 2**30:.1f} GiB > {KID_KERNEL_LIMIT / 2**30:.0f} GiB)")
         return None
-    real_new, stat_new, new_ids = _set_side(new, name)
-    real_base, stat_base, base_ids = _set_side(base, name, like=stat_new if kind == "fid" else None)
+    real_new, stat_new, new_ids = _set_side(new, name, device)
+    real_base, stat_base, base_ids = _set_side(base, name, device, like=stat_new if kind == "fid" else None)
     perm = _pair(new_ids, base_ids, name, new.path.parent / new.results["features_file"],
                  base.path.parent / base.results["features_file"])
     if not (np.array_equal(real_new.mean, real_base.mean) and np.array_equal(real_new.cov, real_base.cov)):
@@ -245,7 +245,8 @@ def check_resamples(resamples: int, fid_resamples: int) -> None:
 
 def metric_intervals(new_path: str | Path, new: dict[str, Any], base_path: str | Path, base: dict[str, Any],
                      names: list[str], *, resamples: int = 2000, fid_resamples: int = 200, seed: int = 0,
-                     level: float = LEVEL) -> tuple[dict[str, Interval], dict[str, str], list[str]]:
+                     level: float = LEVEL, device: str = "cpu"
+                     ) -> tuple[dict[str, Interval], dict[str, str], list[str]]:
     """Intervals of new - baseline for the metrics `names` both results have.
 
     Returns:
@@ -287,7 +288,7 @@ def metric_intervals(new_path: str | Path, new: dict[str, Any], base_path: str |
             elif any(name not in r.features().metrics for r in (new_run, base_run)):
                 why[name] = "a features file holds no features for it"
             else:
-                interval = _set_interval(new_run, base_run, name, fid_resamples, seed, level, warnings)
+                interval = _set_interval(new_run, base_run, name, fid_resamples, seed, level, warnings, device)
                 if interval is None:
                     why[name] = "too many images for the KID bootstrap (see the warning)"
                 else:

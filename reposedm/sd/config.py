@@ -10,12 +10,10 @@ RePoseDM's `TrainConfig`, the pose field RePoseDM's `GuidanceConfig` (the same c
 
 from __future__ import annotations
 
-import difflib
-import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-from reposedm.config import ConfigError, GuidanceConfig, TrainConfig, _build, _choice, _merge, _unknown
+from reposedm.config import ConfigError, GuidanceConfig, RunConfigBase, _choice, _merge, config_from_tables
 
 FAMILY = "reposesd"
 SD_VARIANTS: tuple[str, ...] = ("humansd", "reposesd")
@@ -85,26 +83,13 @@ class SDModelConfig:
 
 
 @dataclass(frozen=True)
-class SDRunConfig:
-    name: str
+class SDRunConfig(RunConfigBase):
     model: SDModelConfig
-    train: TrainConfig
-    family: str = FAMILY
+    MODEL: ClassVar[type] = SDModelConfig
+    FAMILY: ClassVar[str | None] = FAMILY
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"family": FAMILY, "name": self.name, "model": asdict(self.model), "train": asdict(self.train)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "config") -> SDRunConfig:
-        _unknown(data, {"family", "name", "model", "train", "base"}, where)
-        model = _build(SDModelConfig, data.get("model", {}), f"{where}: model")
-        train = _build(TrainConfig, data.get("train", {}), f"{where}: train")
-        cfg = cls(str(data.get("name", "custom")), model, train)
-        validate_sd(cfg, where)
-        return cfg
+    def check(self, where: str) -> None:
+        validate_sd(self, where)
 
 
 _TINY_MODEL: dict[str, Any] = {
@@ -130,8 +115,6 @@ _VARIANT_MODEL: dict[str, dict[str, Any]] = {
     "humansd": {"variant": "humansd", "guidance": {"enabled": False}},
     "reposesd": {"variant": "reposesd", "guidance": {"enabled": True}},
 }
-# The pose field at 512x512: HigherHRNet-W32 on COCO, as RePoseDM's (its weights are checked before training).
-_PAPER_ESTIMATOR = "higherhrnet-w32-coco"
 
 
 def sd_config_names() -> list[str]:
@@ -143,17 +126,9 @@ def is_sd_name(name: str) -> bool:
 
 
 def named_sd_config(name: str) -> SDRunConfig:
-    size, _, variant = name.rpartition("-")
-    if size not in SD_SIZES or variant not in SD_VARIANTS:
-        near = difflib.get_close_matches(name, sd_config_names(), n=3)
-        hint = f" Did you mean: {', '.join(near)}?" if near else ""
-        raise ConfigError(f"unknown RePoseSD config {name!r}.{hint} Named: {', '.join(sd_config_names())}")
-    model_over, train_over = SD_SIZES[size]
-    model = {**model_over, **_VARIANT_MODEL[variant]}
-    model["guidance"] = {**model_over.get("guidance", {}), **_VARIANT_MODEL[variant]["guidance"]}
-    if variant == "reposesd" and size != "tiny-sd":
-        model["guidance"] = {**model["guidance"], "estimator": _PAPER_ESTIMATOR}
-    return SDRunConfig.from_dict({"name": name, "model": model, "train": dict(train_over)}, f"config {name}")
+    # the pose field at 512x512 uses RePoseDM's paper estimator (HigherHRNet-W32 on COCO)
+    return config_from_tables(SDRunConfig, name, SD_SIZES, _VARIANT_MODEL, guided="reposesd",
+                              test_sizes=("tiny-sd",), what="RePoseSD config")
 
 
 def sd_config_from_data(data: dict[str, Any], where: str) -> SDRunConfig:

@@ -58,11 +58,6 @@ class TextPoseDenoiser:
         return denoise_with(self.unet, latents, timesteps, cond)
 
 
-def sd_schedule(scheduler: SchedulerMixin) -> Schedule:
-    c = scheduler.config
-    return Schedule.scaled_linear(c.num_train_timesteps, c.beta_start, c.beta_end)
-
-
 class RePoseSDPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["pose_estimator"]
@@ -135,7 +130,8 @@ class RePoseSDPipeline(DiffusionPipeline):
         pose_latent = self.encode_images(pose_images.to(device, dtype)).to(dtype)
         text = self.encode_prompts(prompts).to(dtype)
         negative = self.encode_prompts([self.config.negative_prompt if negative_prompt is None else negative_prompt])
-        schedule = sd_schedule(self.scheduler)
+        c = self.scheduler.config
+        schedule = Schedule.scaled_linear(c.num_train_timesteps, c.beta_start, c.beta_end)
         reference = None
         if eta != 0.0:
             if pose_field is None:

@@ -30,11 +30,6 @@ from reposedm.sd.config import SDRunConfig
 from reposedm.sd.data import TextPoseDataset, TextPoseSource, collate_text_pose
 
 
-def sd_schedule_of(cfg: SDRunConfig) -> Schedule:
-    m = cfg.model
-    return Schedule.scaled_linear(m.num_train_timesteps, m.beta_start, m.beta_end)
-
-
 def make_sd_scheduler(cfg: SDRunConfig, kind: str = "ddim") -> Any:
     """A diffusers scheduler on SD's schedule (scaled-linear betas, eps prediction, no clipping, DDIM's
     `steps_offset` 1 and `set_alpha_to_one` False as SD 2.1's scheduler config)."""
@@ -61,7 +56,8 @@ class SDObjective:
     def __init__(self, cfg: SDRunConfig, vae: Any, text_encoder: Any, tokenizer: Any,
                  pose_field: PoseField | None) -> None:
         self.cfg = cfg
-        self.schedule = sd_schedule_of(cfg)
+        m = cfg.model
+        self.schedule = Schedule.scaled_linear(m.num_train_timesteps, m.beta_start, m.beta_end)
         self.vae, self.text_encoder, self.tokenizer = vae, text_encoder, tokenizer
         self.pose_field = pose_field
         g = cfg.model.guidance
@@ -156,12 +152,6 @@ class SDFamily:
 
     def validation(self, source: Any) -> None:
         return None  # no periodic grids for RePoseSD yet: `posebench sample` on a checkpoint shows its images
-
-    @staticmethod
-    def export(run: Path, checkpoint: Path) -> None:
-        from reposedm.checkpoints import write_run_pipeline
-
-        write_run_pipeline(run, checkpoint)
 
 
 def load_sd_pipeline(ckpt: Path, cfg: SDRunConfig, *, ema: bool = True, scheduler: str = "ddim",

@@ -74,3 +74,26 @@ def test_unknown_weight_name_is_exit_2_with_suggestion():
     assert res.exit_code == 2
     assert "Did you mean: inception-fid-clean" in res.output
     assert "Traceback" not in res.output
+
+
+def test_every_device_option_is_checked_before_work(tmp_path):
+    """A mistyped or unusable --device is exit 2 naming the value, before a file is read or a model built."""
+    import torch
+
+    (tmp_path / "imgs").mkdir()
+    commands = {
+        "eval": ["eval", "--pred", str(tmp_path / "imgs"), "--gt", str(tmp_path / "imgs")],
+        "pose detect": ["pose", "detect", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "d.json")],
+        "sample": ["sample", "--run", str(tmp_path / "run"), "--protocol", "deepfashion-256x176", "--root",
+                   str(tmp_path), "--out", str(tmp_path / "gen")],
+        "reid-augment": ["reid-augment", "--market-root", str(tmp_path), "--generator", f"folder:{tmp_path / 'imgs'}", "--out",
+                         str(tmp_path / "reid")],
+        "regress": ["regress", "--results", str(tmp_path / "a.json"), "--baseline", str(tmp_path / "b.json")],
+    }
+    bad = ["cudx", "tpu"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for name, args in commands.items():
+        for device in bad:
+            res = runner.invoke(app, [*args, "--device", device])
+            assert res.exit_code == 2, (name, device, res.output)
+            assert f"--device {device}" in res.output or f"--device '{device}'" in res.output, (name, res.output)
+    assert not any(p.name != "imgs" for p in tmp_path.iterdir())  # nothing written

@@ -299,6 +299,19 @@ def test_resamplers_agree_with_posebench_fid_and_kid():
         assert fr.one(row) == pytest.approx(float(exact), rel=1e-12)
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_resamplers_on_cuda_equal_cpu():
+    """`regress --device cuda`: the same FID / KID per resample as on the CPU, to float64 round-off."""
+    rng = np.random.default_rng(3)
+    gen, real = rng.normal(0.3, 1, (300, 64)), rng.normal(0, 1, (400, 64))
+    rs = FeatureStats(keep_features=True)
+    rs.update(real)
+    idx = np.stack([np.arange(300)] + [rng.integers(0, 300, 300) for _ in range(4)])
+    for make in (lambda dev: FidResampler(gen, rs.mean(), rs.cov(), device=dev),
+                 lambda dev: KidResampler(gen, rs.features(), num_subsets=7, max_subset_size=50, seed=2, device=dev)):
+        np.testing.assert_allclose(make("cuda")(idx), make("cpu")(idx), rtol=1e-9, atol=1e-12)
+
+
 def test_fid_shift_is_detected(tmp_path):
     new, base, _ = _feature_runs(tmp_path, shift=0.8)
     res = _regress(new, base, "--gate", "interval", "--fid-resamples", "30", "--tolerance", "fid=0.1", "--json")
