@@ -179,7 +179,8 @@ def cost(args: argparse.Namespace) -> None:
         t3 = time.perf_counter()
         kid(draws[1:])
         t4 = time.perf_counter()
-        print(f"{args.device}, n={n}, D=2048: FID set-up {t1 - t0:.1f} s (with one resample), {(t2 - t1) / 3:.2f} s per resample; "
+        print(f"{args.device}, n={n}, D=2048: FID set-up {t1 - t0:.1f} s (with one resample), "
+              f"{(t2 - t1) / 3:.2f} s per resample; "
               f"KID set-up {t3 - t2:.1f} s, {(t4 - t3) / 3:.2f} s per resample (per run; a comparison has two runs)")
 
 

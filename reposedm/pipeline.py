@@ -216,7 +216,9 @@ class RePoseDMPipeline(DiffusionPipeline):
                      sample_grad=sample_grad or self._default_sample_grad(), decode=self.decode_latents,
                      return_intermediates=return_intermediates, callback=callback,
                      condition_inputs=image_warp,
-                     pose_guidance_rule=pose_guidance_rule or self.default_pose_guidance_rule())
+                     pose_guidance_rule=pose_guidance_rule or self.default_pose_guidance_rule(),
+                     # cfg_drop "source": the unconditional branch keeps P, so eq. 16 re-adds the gradient once
+                     unconditional_has_pose=self.condition_encoder.config.cfg_drop == "source")
         images = convert_images(self.decode_latents(out.latents).clamp(0, 1).float(), output_type)
         # the RPA's intermediates are images with the image warp (eq. 9), latents with the latent warp
         warped = [convert_images((w if image_warp else self.decode_latents(w)).clamp(0, 1).float(), output_type)

@@ -194,3 +194,25 @@ def test_generators_for_are_independent_objects():
     gens = generators_for(0, [0, 1])
     assert gens[0] is not gens[1]
     assert not torch.equal(torch.randn(3, generator=gens[0]), torch.randn(3, generator=gens[1]))
+
+
+@pytest.mark.parametrize("cfg_drop", ["source", "both"])
+def test_eq16_rule_knows_whether_the_unconditional_branch_keeps_the_pose(cfg_drop, monkeypatch):
+    """cfg_drop "source" keeps P in eps_u, so eq. 16 must re-add the gradient once, not w_c times."""
+    import reposedm.pipeline as pipeline_module
+
+    cfg, model = _model("b2")
+    model = RePoseDMModel.from_model_config(replace(cfg.model, cfg_drop=cfg_drop)).eval()
+    seen: dict = {}
+    real_sample = pipeline_module.sample
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "sample", spy)
+    pipe = RePoseDMPipeline.from_model(model, make_scheduler(cfg.model, "ddim"))
+    pipe.set_progress_bar_config(disable=True)
+    source, pose = _inputs(1)
+    pipe(source, pose, num_inference_steps=2, guidance_scale=2.0)
+    assert seen["unconditional_has_pose"] is (cfg_drop == "source")

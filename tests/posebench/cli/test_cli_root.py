@@ -86,8 +86,8 @@ def test_every_device_option_is_checked_before_work(tmp_path):
         "pose detect": ["pose", "detect", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "d.json")],
         "sample": ["sample", "--run", str(tmp_path / "run"), "--protocol", "deepfashion-256x176", "--root",
                    str(tmp_path), "--out", str(tmp_path / "gen")],
-        "reid-augment": ["reid-augment", "--market-root", str(tmp_path), "--generator", f"folder:{tmp_path / 'imgs'}", "--out",
-                         str(tmp_path / "reid")],
+        "reid-augment": ["reid-augment", "--market-root", str(tmp_path), "--generator",
+                         f"folder:{tmp_path / 'imgs'}", "--out", str(tmp_path / "reid")],
         "regress": ["regress", "--results", str(tmp_path / "a.json"), "--baseline", str(tmp_path / "b.json")],
     }
     bad = ["cudx", "tpu"] + ([] if torch.cuda.is_available() else ["cuda"])
