@@ -22,13 +22,14 @@ def prepare(
     root: RootOpt,
     out: Annotated[Path | None, typer.Option(help="Manifest folder (default: ROOT/posebench-manifest).")] = None,
     no_hash: Annotated[bool, typer.Option("--no-hash", help="Skip hashing image files (faster).")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--quiet", help="Progress bar while hashing images.")] = True,
 ) -> None:
     """Validate a root and write its canonical split manifest (pairs, images, identities, keypoints, hashes)."""
     from rich.console import Console
 
     from posebench.datasets.manifest import prepare as prepare_
 
-    path, manifest = prepare_(dataset, root, out, hash_images=not no_hash)
+    path, manifest = prepare_(dataset, root, out, hash_images=not no_hash, progress=progress)
     console = Console()
     for name, sp in manifest["splits"].items():
         c = sp["counts"]

@@ -251,6 +251,8 @@ def regress(
     fid_resamples: Annotated[int, typer.Option(help="Bootstrap resamples of FID and KID (each recomputes them on "
                                                "resampled generated features).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap (the same seed, the same intervals).")] = 0,
+    progress: Annotated[bool, typer.Option("--progress/--quiet", help="Progress bars on stderr (suite sampling and "
+                                           "evaluation, FID/KID bootstrap).")] = True,
 ) -> None:
     """Gate a checkpoint: exit 1 when a metric is worse than the baseline beyond its tolerance, 0 otherwise.
 
@@ -268,7 +270,7 @@ def regress(
 
     checked_device(device)
     stats = {"gate": gate, "intervals": intervals, "resamples": resamples, "fid_resamples": fid_resamples,
-             "seed": seed, "device": device}
+             "seed": seed, "device": device, "progress": progress}
 
     if checkpoint is not None or suite is not None:
         if checkpoint is None or suite is None or root is None:
@@ -281,7 +283,7 @@ def regress(
         if tolerance is not None:
             spec = replace(spec, tolerance={**spec.tolerance, **parse_tolerances(tolerance)})
         outcome = run_checkpoint_suite(checkpoint, spec, root=root, work=work, update_baseline=update_baseline,
-                                       device=device)
+                                       device=device, progress=progress)
         if outcome.baseline_written:
             typer.echo(f"baseline written: {spec.baseline} (from {outcome.results})")
             return

@@ -57,11 +57,16 @@ def percentile_interval(diffs: ArrayLike, level: float = LEVEL) -> tuple[float, 
 
 def paired_difference(stat_new: Callable[[NDArray[np.int64]], NDArray[np.float64]],
                       stat_base: Callable[[NDArray[np.int64]], NDArray[np.float64]], n: int, *, resamples: int,
-                      seed: int) -> NDArray[np.float64]:
+                      seed: int, chunk: int = _CHUNK,
+                      advance: Callable[[int], None] | None = None) -> NDArray[np.float64]:
     """d_b = stat_new(idx_b) - stat_base(idx_b) for every resample b; each `stat` maps a (b, n) chunk of index
-    rows to (b,) values. Returns the (resamples,) differences in resample order."""
-    out = [np.asarray(stat_new(idx), dtype=np.float64) - np.asarray(stat_base(idx), dtype=np.float64)
-           for idx in resample_indices(n, resamples, seed)]
+    rows to (b,) values. Returns the (resamples,) differences in resample order (the same for any `chunk`).
+    `advance(k)` is told after each chunk of k resamples (progress)."""
+    out = []
+    for idx in resample_indices(n, resamples, seed, chunk):
+        out.append(np.asarray(stat_new(idx), dtype=np.float64) - np.asarray(stat_base(idx), dtype=np.float64))
+        if advance is not None:
+            advance(len(idx))
     return np.concatenate(out)
 
 

@@ -346,7 +346,7 @@ def compare(new: dict[str, Any], base: dict[str, Any], tolerances: dict[str, flo
 
 def compare_files(new_file: str | Path, baseline_file: str | Path, tolerances: dict[str, float] | None = None, *,
                   gate: str = "point", intervals: bool = False, resamples: int = 2000, fid_resamples: int = 200,
-                  seed: int = 0, level: float = LEVEL, device: str = "cpu") -> RegressionReport:
+                  seed: int = 0, level: float = LEVEL, device: str = "cpu", progress: bool = False) -> RegressionReport:
     """`compare` two results files; with `gate="interval"` (or `intervals=True`, shown but not gating) also the
     bootstrap interval of new − baseline of each metric both have, from the per-image CSV and the features file
     beside each results file (`posebench.results.regress_intervals`).
@@ -358,6 +358,7 @@ def compare_files(new_file: str | Path, baseline_file: str | Path, tolerances: d
         level: the interval's coverage (0.95: the 2.5th and 97.5th percentiles).
         device: torch device of the FID / KID resampling (`cuda`: the same intervals to round-off, much faster at
             full test-set size).
+        progress: a bar on stderr for each FID / KID bootstrap.
 
     Raises:
         RegressError: the results are not comparable, a bad gate, or a bad tolerance.
@@ -385,7 +386,8 @@ def compare_files(new_file: str | Path, baseline_file: str | Path, tolerances: d
         return report
     names = [m for m in base.get("metrics", {}) if m in new.get("metrics", {})]
     found, why, warnings = metric_intervals(new_file, new, baseline_file, base, names, resamples=resamples,
-                                            fid_resamples=fid_resamples, seed=seed, level=level, device=device)
+                                            fid_resamples=fid_resamples, seed=seed, level=level, device=device,
+                                            progress=progress)
     return compare(new, base, tolerances, intervals=found, no_interval=why, extra_warnings=warnings,
                    bootstrap={"resamples": resamples, "fid_resamples": fid_resamples, "seed": seed, "level": level},
                    **kw)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,7 +214,7 @@ def _set_side(run: _Run, name: str, device: str, like: Any = None) -> tuple[Any,
 
 
 def _set_interval(new: _Run, base: _Run, name: str, resamples: int, seed: int, level: float,
-                  warnings: list[str], device: str) -> Interval | None:
+                  warnings: list[str], device: str, progress: bool) -> Interval | None:
     from posebench.results.set_bootstrap import kid_kernel_bytes
 
     kept = new.features()
@@ -229,12 +231,31 @@ def _set_interval(new: _Run, base: _Run, name: str, resamples: int, seed: int, l
         warnings.append(f"{name}: the two runs' real-set statistics differ (real set {real_new.name!r}); each run's "
                         f"{name} is recomputed against its own real set, as its evaluation scored it")
     # resample rows of the new run; perm[idx] are the same images among the baseline's rows
-    diffs = paired_difference(stat_new, lambda idx: stat_base(perm[idx]), n, resamples=resamples, seed=seed)
+    with _bar(f"{name} bootstrap ({n} images, {device})", resamples, progress) as advance:
+        diffs = paired_difference(stat_new, lambda idx: stat_base(perm[idx]), n, resamples=resamples, seed=seed,
+                                  chunk=_SET_CHUNK, advance=advance)
     lo, hi = percentile_interval(diffs, level)
     what = "FID" if kind == "fid" else f"KID, {kept.kid['num_subsets']} subsets drawn with seed {kept.kid['seed']},"
     return Interval(lo, hi, level, resamples, n, f"paired bootstrap over {n} generated images ({what} recomputed "
                     f"per resample against the fixed real set), {resamples} resamples, seed {seed}, {level:.0%} "
                     "percentile interval")
+
+
+_SET_CHUNK = 8  # FID/KID resamples between progress updates (a full-size FID resample takes about a second on a CPU)
+
+
+@contextmanager
+def _bar(label: str, total: int, progress: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (stdout may carry `--json`), as a function told how many resamples are done."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from posebench.utils.progress import Progress
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda k: bar.advance(task, k)
 
 
 def check_resamples(resamples: int, fid_resamples: int) -> None:
@@ -245,7 +266,7 @@ def check_resamples(resamples: int, fid_resamples: int) -> None:
 
 def metric_intervals(new_path: str | Path, new: dict[str, Any], base_path: str | Path, base: dict[str, Any],
                      names: list[str], *, resamples: int = 2000, fid_resamples: int = 200, seed: int = 0,
-                     level: float = LEVEL, device: str = "cpu"
+                     level: float = LEVEL, device: str = "cpu", progress: bool = False
                      ) -> tuple[dict[str, Interval], dict[str, str], list[str]]:
     """Intervals of new - baseline for the metrics `names` both results have.
 
@@ -288,7 +309,8 @@ def metric_intervals(new_path: str | Path, new: dict[str, Any], base_path: str |
             elif any(name not in r.features().metrics for r in (new_run, base_run)):
                 why[name] = "a features file holds no features for it"
             else:
-                interval = _set_interval(new_run, base_run, name, fid_resamples, seed, level, warnings, device)
+                interval = _set_interval(new_run, base_run, name, fid_resamples, seed, level, warnings, device,
+                                         progress)
                 if interval is None:
                     why[name] = "too many images for the KID bootstrap (see the warning)"
                 else:

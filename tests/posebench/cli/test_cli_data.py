@@ -23,6 +23,13 @@ def test_synth_then_verify_prepare_stats(tmp_path, fmt, size):
     assert json.loads(res.stdout)["ok"] is True
     res = runner.invoke(app, ["data", "prepare", "-d", fmt, "-r", str(out), "--no-hash"])
     assert res.exit_code == 0, res.output
+    if fmt == "market":  # hashing shows progress (plain lines without a terminal) unless --quiet
+        hashed = runner.invoke(app, ["data", "prepare", "-d", fmt, "-r", str(out), "--out", str(tmp_path / "m1")])
+        assert hashed.exit_code == 0 and "hashing images:" in hashed.output and "(100%)" in hashed.output
+        quiet = runner.invoke(app, ["data", "prepare", "-d", fmt, "-r", str(out), "--out", str(tmp_path / "m2"),
+                                    "--quiet"])
+        assert quiet.exit_code == 0 and "hashing images" not in quiet.output
+        assert (tmp_path / "m1" / "manifest.json").read_bytes() == (tmp_path / "m2" / "manifest.json").read_bytes()
     res = runner.invoke(app, ["data", "stats", "-d", fmt, "-r", str(out), "--json"])
     report = json.loads(res.stdout)
     assert report["errors"] == 0 and all(s["images"] > 0 for s in report["splits"].values())

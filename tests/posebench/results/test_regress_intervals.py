@@ -315,8 +315,13 @@ def test_resamplers_on_cuda_equal_cpu():
 def test_fid_shift_is_detected(tmp_path):
     new, base, _ = _feature_runs(tmp_path, shift=0.8)
     res = _regress(new, base, "--gate", "interval", "--fid-resamples", "30", "--tolerance", "fid=0.1", "--json")
-    got = _report(res)
+    got = _report(res)  # stdout is the JSON alone: the bootstrap's progress goes to stderr
     assert res.exit_code == 1 and got["fid"]["status"] == "regressed" and got["fid"]["interval"][0] > 0.1
+    # without a terminal, plain progress lines (a CI log): the last one says every resample was done
+    assert "fid bootstrap (30 images, cpu): 30/30 (100%)" in res.stderr
+    quiet = _regress(new, base, "--gate", "interval", "--fid-resamples", "30", "--tolerance", "fid=0.1", "--json",
+                     "--quiet")
+    assert "bootstrap" not in quiet.stderr and _report(quiet) == got
 
 
 # ---------------------------------------------------------------------------------------------- reports
