@@ -26,10 +26,12 @@ class SplitIndex:
     keypoints: dict[str, list[Keypoints]] = field(default_factory=dict)  # stem -> people in the image
     groups: dict[str, str] = field(default_factory=dict)  # stem -> camera (Market) or scenario (Human-Art)
     source_file: dict[str, str] = field(default_factory=dict)  # where the split's names came from
+    # identity values that name no person (Market's distractors, pid 0000): kept with their images, not counted
+    distractor_ids: frozenset[str] = frozenset()
 
     @property
     def num_identities(self) -> int:
-        return len(set(self.identities.values()))
+        return len(set(self.identities.values()) - self.distractor_ids)
 
 
 @dataclass

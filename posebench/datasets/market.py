@@ -23,12 +23,13 @@ from posebench.datasets.names import parse_market, stem
 from posebench.datasets.problems import ProblemLog
 
 FOLDERS = {"train": ("train", "bounding_box_train"), "test": ("test", "bounding_box_test"), "query": ("query",)}
+DISTRACTOR = "0000"  # pid 0: background and partial-body crops of no one (kept in the gallery, not an identity)
 IMAGE_GLOB = ("*.jpg", "*.png")
 
 
 def _scan(folder: Path, split: str, log: ProblemLog) -> tuple[SplitIndex, int]:
     """Images of one folder; returns the split and the number of junk images skipped."""
-    sp = SplitIndex()
+    sp = SplitIndex(distractor_ids=frozenset({DISTRACTOR}))
     sp.source_file["images"] = str(folder)
     junk = 0
     files = sorted(p for g in IMAGE_GLOB for p in folder.glob(g))
@@ -68,7 +69,7 @@ def load_index(root: Path, log: ProblemLog) -> DatasetIndex:
                 sp.source_file["pairs"] = str(pairs_file)
                 for key in sp.pairs:
                     for role, s in (("source", key.source), ("target", key.target)):
-                        if sp.identities.get(s) == "0000":
+                        if sp.identities.get(s) == DISTRACTOR:
                             log.error(pairs_file, None, f"pair {key}: {role} is a distractor (pid 0000)",
                                       "pose-transfer pairs exclude junk and distractors")
                 check_pairs(sp, split, str(pairs_file), log)
@@ -80,7 +81,7 @@ def load_index(root: Path, log: ProblemLog) -> DatasetIndex:
     index = DatasetIndex("market", layout, root, out)
     if "train" in out and "test" in out:
         train_only = SplitIndex(identities=out["train"].identities, source_file=out["train"].source_file)
-        test_real = SplitIndex(identities={k: v for k, v in out["test"].identities.items() if v != "0000"},
+        test_real = SplitIndex(identities={k: v for k, v in out["test"].identities.items() if v != DISTRACTOR},
                                source_file=out["test"].source_file)
         check_identity_disjointness(DatasetIndex("market", layout, root, {"train": train_only, "test": test_real}),
                                     ("train", "test"), log)

@@ -184,6 +184,7 @@ def test_market_root(tmp_path):
     report = stats("market", root)
     assert report["layout"] == "reid+pose"
     assert report["splits"]["test"]["images"] == 3  # junk skipped, distractor kept
+    assert report["splits"]["test"]["identities"] == 1  # pid 0003; the distractors (0000) are no one
     assert report["splits"]["train"]["pairs"] == 4 and report["splits"]["train"]["identities"] == 2
     text = "\n".join(map(str, _errors(verify("market", root, decode_images=False, progress=False))))
     assert "query images: found 1, the protocol pins 3,368" in text
