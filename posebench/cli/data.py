@@ -22,14 +22,18 @@ def prepare(
     root: RootOpt,
     out: Annotated[Path | None, typer.Option(help="Manifest folder (default: ROOT/posebench-manifest).")] = None,
     no_hash: Annotated[bool, typer.Option("--no-hash", help="Skip hashing image files (faster).")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--quiet", help="Progress bar while hashing images.")] = True,
+    no_decode: Annotated[bool, typer.Option("--no-decode", help="Do not decode every image (faster; a truncated "
+                                            "image then goes unnoticed).")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--quiet", help="Progress bars (decoding, hashing).")] = True,
 ) -> None:
-    """Validate a root and write its canonical split manifest (pairs, images, identities, keypoints, hashes)."""
+    """Validate a root (as `verify --integrity-only`) and write its canonical split manifest (pairs, images,
+    identities, keypoints, hashes); nothing is written when the root has errors."""
     from rich.console import Console
 
     from posebench.datasets.manifest import prepare as prepare_
 
-    path, manifest = prepare_(dataset, root, out, hash_images=not no_hash, progress=progress)
+    path, manifest = prepare_(dataset, root, out, hash_images=not no_hash, decode_images=not no_decode,
+                              progress=progress)
     console = Console()
     for name, sp in manifest["splits"].items():
         c = sp["counts"]

@@ -149,13 +149,17 @@ def default_manifest_dir(root: str | Path) -> Path:
 
 
 def prepare(dataset: str, root: str | Path, out: str | Path | None = None, *, hash_images: bool = True,
-            progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Read and validate a root, then write manifest.json + keypoints.npz (atomically) into `out`.
+            decode_images: bool = True, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Read and validate a root (format and integrity, as `verify(integrity_only=True)`: every image decoded unless
+    `decode_images` is False), then write manifest.json + keypoints.npz (atomically) into `out`. The protocol's
+    pinned counts are `verify`'s to check: a manifest records whatever root it was given (a subset, synthetic data).
 
     Raises DataError listing every problem if the root has errors; warnings go into the manifest.
     """
     log = ProblemLog()
     index = load(dataset, root, log)
+    if decode_images and index.splits:
+        check_images_readable(index, log, progress=progress)
     log.raise_if_errors(f"{dataset} root {root}")
     manifest, npz = build_manifest(index, hash_images=hash_images, progress=progress, warnings=log.warnings)
     out_dir = Path(out) if out is not None else default_manifest_dir(root)

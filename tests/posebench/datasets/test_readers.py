@@ -220,3 +220,20 @@ def test_humanart_bad_json(tmp_path):
     text = "\n".join(map(str, verify("humanart", root, integrity_only=True, progress=False)))
     assert "malformed JSON" in text
     assert "keypoints must be 17 x (x, y, v)" in text and "unknown image id 999" in text
+
+
+def test_prepare_refuses_a_truncated_image_and_writes_nothing(tmp_path):
+    """`prepare` checks integrity as `verify --integrity-only`: a truncated image is exit 2, no manifest."""
+    root = deepfashion_patn(tmp_path / "df")
+    ok = runner.invoke(app, ["data", "verify", "-d", "deepfashion", "-r", str(root), "--integrity-only"])
+    assert ok.exit_code == 0, ok.output
+    bad = root / "train" / "fashionMENDenimid0000008001_1front.jpg"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 3])
+    out = tmp_path / "manifest"
+    res = runner.invoke(app, ["data", "prepare", "-d", "deepfashion", "-r", str(root), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2 and "unreadable image" in res.output and bad.name in res.output
+    assert not out.exists()
+    # --no-decode skips the check (the file still hashes), as its help says
+    res = runner.invoke(app, ["data", "prepare", "-d", "deepfashion", "-r", str(root), "--out", str(out), "--quiet",
+                              "--no-decode"])
+    assert res.exit_code == 0 and (out / "manifest.json").is_file()
