@@ -398,6 +398,18 @@ def ensure(spec: WeightFile | str, *, allow_download: bool = True) -> Path:
     return path
 
 
+def file_or_registry_name(value: str | os.PathLike[str] | None, *, fetch: bool = True) -> Path | None:
+    """A weights option's value as a file: an existing file as it is, a registry name (`posebench weights list`)
+    as its cached file, fetched now when `fetch` and downloads are allowed (offline: the error names the file).
+    Anything else is returned unchanged for the caller's "does not exist" error."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if path.is_file() or str(value) not in REGISTRY.names():
+        return path
+    return ensure(str(value), allow_download=not is_offline()) if fetch else cache_path(str(value))
+
+
 @dataclass(frozen=True)
 class ResolvedFile:
     path: Path
@@ -416,8 +428,8 @@ def resolve(user_path: str | os.PathLike[str] | None, *, default: str) -> Resolv
         return ResolvedFile(path, _read_stamp(path) or sha256_file(path), default)
     path = Path(user_path).expanduser()
     if not path.is_file():
-        raise WeightsError(f"Weight file {path} does not exist. Give an existing file, or omit it to use "
-                           f"the registry file '{default}'.")
+        raise WeightsError(f"Weight file {path} does not exist. Give an existing file or a registry name "
+                           f"(posebench weights list), or omit it to use the registry file '{default}'.")
     digest = sha256_file(path)
     for spec in all_files():
         if spec.sha256 is not None and spec.matches(digest):

@@ -28,11 +28,14 @@ def eval_(
         "root (non-canonical).", file_okay=False)] = None,
     real: Annotated[Path | None, typer.Option(
         help="With --gt: the FID real set (default: the --gt folder).", file_okay=False)] = None,
-    fid_weights: Annotated[Path | None, typer.Option(help="Inception weights file instead of the registry's.")] = None,
-    lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS backbone weights file.")] = None,
+    fid_weights: Annotated[Path | None, typer.Option(
+        help="Inception weights instead of the profile's: a file or a registry name (e.g. inception-fid-helper, "
+        "the FID network a pip package ships, usable offline; non-canonical).")] = None,
+    lpips_weights: Annotated[Path | None, typer.Option(help="LPIPS backbone weights: a file or a registry "
+                                                       "name.")] = None,
     is_weights: Annotated[Path | None, typer.Option(
-        help="Inception Score classifier (a full torchvision Inception-v3 state dict) instead of the "
-        "profile's.")] = None,
+        help="Inception Score classifier (a full torchvision Inception-v3 state dict; a file or a registry name) "
+        "instead of the profile's.")] = None,
     clip_weights: Annotated[Path | None, typer.Option(
         help="CLIPSIM (humanart-val, --metrics ...,clipsim): a folder with a CLIP model in the Hugging Face layout "
         "(config.json, model.safetensors or pytorch_model.bin, vocab.json, merges.txt) instead of the registry's "
@@ -90,6 +93,7 @@ def eval_(
     Two plain folders (--pred DIR --gt DIR [--real DIR], no --protocol, no --root) are scored by file name as
     clean-fid's compute_fid(dir1, dir2) does; results are non-canonical.
     """
+    from posebench import weights
     from posebench.run.evaluator import POSE_METRICS, EvalConfig, evaluate
     from posebench.utils.device import checked_device
 
@@ -100,6 +104,9 @@ def eval_(
     if gt is not None and root is not None:
         raise PosebenchError("--gt scores two plain folders without a dataset root: drop --root")
     checked_device(device)
+    fid_weights, lpips_weights, is_weights, pose_weights = (
+        weights.file_or_registry_name(w, fetch=not dry_run) for w in (fid_weights, lpips_weights, is_weights,
+                                                                       pose_weights))
     wanted = tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None
     cfg = EvalConfig(
         protocol=protocol, root=root, pred=pred, out=out, profile=profile, metrics=wanted, gt=gt, real=real,

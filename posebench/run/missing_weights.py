@@ -8,6 +8,8 @@ from dataclasses import replace
 from posebench.errors import PosebenchError
 from posebench.run.config import EvalConfig
 
+_PACKAGED_FID = "inception-fid-helper"
+
 
 def without_missing_weights(cfg: EvalConfig) -> EvalConfig:
     """`cfg` with only the metrics whose weight files are cached (or installed with their package); the others are
@@ -24,9 +26,13 @@ def without_missing_weights(cfg: EvalConfig) -> EvalConfig:
         name = need["registry"]
         if need["file"] is not None or name is None or weights.available(name):
             continue
+        # the FID network a pip package ships works offline (non-canonical): say so where FID is skipped
+        packaged = "fid" in need["for"] and name != _PACKAGED_FID and weights.available(_PACKAGED_FID)
         for metric in need["for"]:
             skipped[metric] = (f"weight file '{name}' is not in the cache ({weights.cache_path(name)}); fetch it "
-                               f"with: posebench weights download {name}")
+                               f"with: posebench weights download {name}" +
+                               (f", or use the packaged FID network: --fid-weights {_PACKAGED_FID} "
+                                "(non-canonical)" if packaged else ""))
     kept = tuple(m for m in plan.metrics if m not in skipped)
     if not kept:
         raise PosebenchError("every metric asked for needs a weight file that is missing: "

@@ -220,6 +220,22 @@ def test_eval_fid_kid_with_fid_helper_weights_equal_clean_fid(helper_file, tmp_p
     assert result["metrics"]["kid"]["value"] == pytest.approx(kid, rel=1e-5)  # measured 5e-7
     assert fid > 1.0  # real features: copy-source is far from the training people
 
+    # the registry name works as the file does (offline: taken from the installed package into the cache), and an
+    # evaluation that skips FID for want of NVIDIA's file names that route
+    by_name = tmp_path / "by-name.json"
+    res = CliRunner().invoke(app, ["eval", "--protocol", "deepfashion-256x176", "--root", str(root), "--pred",
+                                   str(pred), "--out", str(by_name), "--profile", "clean", "--metrics", "fid,kid",
+                                   "--fid-weights", "inception-fid-helper"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(by_name.read_text())
+    assert {m: again["metrics"][m]["value"] for m in ("fid", "kid")} == \
+        {m: result["metrics"][m]["value"] for m in ("fid", "kid")}
+    res = CliRunner().invoke(app, ["eval", "--protocol", "deepfashion-256x176", "--root", str(root), "--pred",
+                                   str(pred), "--out", str(tmp_path / "skip.json"), "--profile", "clean",
+                                   "--metrics", "fid,ssim", "--skip-missing-weights"])
+    assert res.exit_code == 0, res.output
+    assert "--fid-weights inception-fid-helper" in res.output
+
 
 def test_weights_compare_checks_the_packagers_claim(helper_file, tmp_path):
     """`posebench weights compare` reads both files' tensors into one layout and reports the largest difference:
