@@ -262,18 +262,21 @@ def config_names() -> list[str]:
 
 
 def named_config(name: str) -> RunConfig:
+    from reposedm.sd.config import sd_config_names
+
     return config_from_tables(RunConfig, name, SIZES, _VARIANT_MODEL, guided="full", test_sizes=("tiny", "demo"),
-                              what="config")
+                              what="config", others=sd_config_names())
 
 
 def config_from_tables(cls: type[RunConfigBase], name: str, sizes: dict[str, tuple[dict[str, Any], dict[str, Any]]],
                        variant_models: dict[str, dict[str, Any]], *, guided: str, test_sizes: tuple[str, ...],
-                       what: str) -> Any:
+                       what: str, others: list[str]) -> Any:
     """The named config `{size}-{variant}` of a family: the size's model and train keys, then the variant's (the
-    guidance keys merged, not replaced); the guided variant at a paper size uses the paper's pose estimator."""
+    guidance keys merged, not replaced); the guided variant at a paper size uses the paper's pose estimator.
+    `others`: the other family's names, offered too when `name` is unknown."""
     size, _, variant = name.rpartition("-")
     if size not in sizes or variant not in variant_models:
-        names = [f"{s}-{v}" for s in sizes for v in variant_models]
+        names = [f"{s}-{v}" for s in sizes for v in variant_models] + others
         near = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean: {', '.join(near)}?" if near else ""
         raise ConfigError(f"unknown {what} {name!r}.{hint} Named configs: {', '.join(names)}; or pass a YAML file")

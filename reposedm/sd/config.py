@@ -127,8 +127,10 @@ def is_sd_name(name: str) -> bool:
 
 def named_sd_config(name: str) -> SDRunConfig:
     # the pose field at 512x512 uses RePoseDM's paper estimator (HigherHRNet-W32 on COCO)
+    from reposedm.config import config_names
+
     return config_from_tables(SDRunConfig, name, SD_SIZES, _VARIANT_MODEL, guided="reposesd",
-                              test_sizes=("tiny-sd",), what="RePoseSD config")
+                              test_sizes=("tiny-sd",), what="RePoseSD config", others=config_names())
 
 
 def sd_config_from_data(data: dict[str, Any], where: str) -> SDRunConfig:

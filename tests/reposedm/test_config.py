@@ -97,8 +97,9 @@ def test_unknown_name_suggests_the_near_miss() -> None:
     with pytest.raises(ConfigError, match=r"unknown config 'tiny-ful'.*Did you mean: tiny-full") as info:
         named_config("tiny-ful")
     assert isinstance(info.value, PosebenchError) and info.value.exit_code == 2
-    with pytest.raises(ConfigError, match="unknown config 'nope'"):
+    with pytest.raises(ConfigError, match="unknown config 'nope'") as info:
         load_config("nope")
+    assert "tiny-sd-humansd" in str(info.value) and "humanart-sd-reposesd" in str(info.value)  # both families
 
 
 # ------------------------------------------------------------------------------------------------------------ YAML
