@@ -309,6 +309,7 @@ def regress(
 def _print_report(report: RegressionReport) -> None:
     from rich.console import Console
     from rich.markup import escape
+    from rich.measure import Measurement
     from rich.table import Table
 
     from posebench.results.regress import fmt_interval, fmt_value
@@ -316,13 +317,15 @@ def _print_report(report: RegressionReport) -> None:
     colours = {"regressed": "bold red", "missing": "bold red", "improved": "green", "within": "yellow",
                "unchanged": "", "added": "cyan"}
     boot = report.bootstrap
-    table = Table(title=f"{report.protocol} · {report.profile} · {report.gate} gate")
+    title = f"{report.protocol} · {report.profile} · {report.gate} gate"
+    table = Table(title=title)
     table.add_column("metric")
     cols = ("baseline", "new", "delta", f"{boot['level']:.0%} interval", "tolerance") if boot else \
         ("baseline", "new", "delta", "tolerance")
     for col in cols:
         table.add_column(col, justify="right")
     table.add_column("status")
+    rows = []
     for m in report.metrics:
         colour = colours[m.status]
         status = f"[{colour}]{m.status}[/]" if colour else m.status
@@ -331,10 +334,18 @@ def _print_report(report: RegressionReport) -> None:
         values = [fmt_value(m.baseline), fmt_value(m.new), fmt_value(m.delta, signed=True)]
         if boot:
             values.append(fmt_interval(m.interval))
-        table.add_row(f"{escape(m.name)} {'↑' if m.higher_is_better else '↓'}", *values, fmt_value(m.tolerance),
-                      status)
+        rows.append((f"{escape(m.name)} {'↑' if m.higher_is_better else '↓'}", [*values, fmt_value(m.tolerance)],
+                     status))
+        table.add_row(rows[-1][0], *rows[-1][1], status)
     console = Console()
-    console.print(table)
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum  # unclipped width
+    if natural <= console.width:
+        console.print(table)
+    else:  # narrower than the table (a CI log is 80 columns): rich would cut cells to `…`; one line per metric
+        console.print(title, highlight=False)
+        for name, values, status in rows:
+            pairs = ", ".join(f"{col} {v}" for col, v in zip(cols, values, strict=True))
+            console.print(f"{name}: {pairs}; {status}", highlight=False)
     if boot:
         console.print(f"[dim]interval: bootstrap of new - baseline, images paired by identity; {boot['resamples']} "
                       f"resamples (per-image metrics), {boot['fid_resamples']} (FID/KID), seed {boot['seed']}[/]")

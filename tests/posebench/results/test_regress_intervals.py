@@ -327,6 +327,16 @@ def test_fid_shift_is_detected(tmp_path):
 # ---------------------------------------------------------------------------------------------- reports
 
 
+def test_the_table_is_never_cut_in_a_log(tmp_path):
+    """Without a terminal (a CI log) at rich's default 80 columns, every cell prints whole (no `…`)."""
+    new, base, _ = _feature_runs(tmp_path)
+    res = runner.invoke(app, ["regress", "--results", str(new), "--baseline", str(base), "--gate", "interval",
+                              "--fid-resamples", "20", "--resamples", "100", "--tolerance", "fid=1000,kid=1000",
+                              "--quiet"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "…" not in res.stdout and "(interval)" in res.stdout
+
+
 def test_junit_and_json_carry_the_interval(tmp_path):
     new, base, _ = _feature_runs(tmp_path)
     junit, out = tmp_path / "gate.xml", tmp_path / "gate.json"
