@@ -76,7 +76,8 @@ def stats(
     root: RootOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Counts per split and keypoint visibility per joint."""
+    """Counts per split and keypoint visibility per joint. Exit 2 when the root has errors (the counts are then of
+    what could be read; `posebench data verify` lists the errors)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -85,6 +86,8 @@ def stats(
     report = stats_(dataset, root)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
+        if report["errors"]:
+            raise typer.Exit(2)
         return
     console = Console()
     table = Table(title=f"{dataset} ({report['layout']})")
@@ -97,7 +100,9 @@ def stats(
                       str(sp["groups"]), mean)
     console.print(table)
     if report["errors"]:
-        console.print(f"[red]{report['errors']} error(s)[/]: run `posebench data verify` for the list")
+        console.print(f"[red]{report['errors']} error(s)[/]: is this a {dataset} root? run `posebench data verify "
+                      f"-d {dataset} -r {root}` for the list")
+        raise typer.Exit(2)
 
 
 def _parse_size(value: str | None) -> tuple[int, int] | None:
@@ -106,7 +111,7 @@ def _parse_size(value: str | None) -> tuple[int, int] | None:
     try:
         h, w = (int(v) for v in value.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"expected HxW like 256x176, got {value!r}") from None
+        raise typer.BadParameter(f"expected HxW like 256x176, got {value!r}", param_hint="--size") from None
     return h, w
 
 

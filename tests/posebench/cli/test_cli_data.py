@@ -47,3 +47,17 @@ def test_synth_bad_arguments_exit_2(tmp_path):
     (tmp_path / "z" / "keep.txt").write_text("mine")
     res = runner.invoke(app, ["data", "synth", "-f", "market", "-o", str(tmp_path / "z"), "--identities", "1"])
     assert res.exit_code == 2
+
+
+def test_stats_of_the_wrong_dataset_exits_2(tmp_path):
+    """A DeepFashion root read as Market gives zeros and errors: exit 2 (also with --json, which still prints)."""
+    out = tmp_path / "df"
+    res = runner.invoke(app, ["data", "synth", "-f", "deepfashion", "-o", str(out), "--identities", "2", "--poses",
+                              "2", "--size", "64x44", "--quiet"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["data", "stats", "-d", "market", "-r", str(out)])
+    assert res.exit_code == 2 and "is this a market root?" in res.output
+    res = runner.invoke(app, ["data", "stats", "-d", "market", "-r", str(out), "--json"])
+    assert res.exit_code == 2 and json.loads(res.stdout)["errors"] > 0
+    res = runner.invoke(app, ["data", "synth", "-f", "market", "-o", str(tmp_path / "m"), "--size", "12x"])
+    assert res.exit_code == 2 and "--size" in res.output
