@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import get_console
 from rich.progress import Progress as _RichProgress
 from rich.progress import TaskID
 
 
 class Progress(_RichProgress):
     def __init__(self, *columns: Any, every: float = 5.0, **kwargs: Any) -> None:
+        console = kwargs.get("console") or get_console()
+        self._plain = not kwargs.get("disable", False) and not console.is_terminal
+        if self._plain:  # the plain lines only: rich would add its bar's last frame after them
+            kwargs["disable"] = True
         super().__init__(*columns, **kwargs)
-        self._plain = not kwargs.get("disable", False) and not self.console.is_terminal
         self._every = every
         self._printed: dict[TaskID, int] = {}
 

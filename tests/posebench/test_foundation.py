@@ -71,6 +71,7 @@ def test_progress_prints_plain_lines_without_a_terminal():
     lines = [ln for ln in log.getvalue().splitlines() if ln.startswith("scoring images: ")]
     assert lines[0] == "scoring images: 10/200 (5%)" and lines[-1] == "scoring images: 200/200 (100%)"
     assert len(lines) == 20
+    assert log.getvalue().splitlines() == lines  # nothing else: no last frame of rich's bar after them
 
     quiet = io.StringIO()
     with Progress(console=Console(file=quiet, force_terminal=False), disable=True) as bar:
