@@ -14,12 +14,16 @@ def checked_device(name: str | torch.device, option: str = "--device") -> torch.
     """The torch device `name` names, when this process can use it."""
     try:
         device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise PosebenchError(f"{option} {name!r} is not a torch device ({exc}); use cpu, cuda or cuda:N") from None
+    except (RuntimeError, TypeError):
+        raise PosebenchError(f"{option} {name!r} is not a device: use cpu, cuda or cuda:N (mps on Apple "
+                             "silicon)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise PosebenchError(f"{option} {name}: torch {torch.__version__} sees no CUDA device (built for CUDA "
-                                 f"{torch.version.cuda or 'none'}); use {option} cpu or a CUDA build of torch")
+            why = (f"torch {torch.__version__} is a CUDA {torch.version.cuda} build but finds no usable GPU (none "
+                   "visible to this process: CUDA_VISIBLE_DEVICES, the driver, or no GPU in this machine)"
+                   if torch.version.cuda else f"torch {torch.__version__} is a CPU-only build (install a CUDA build "
+                   "of torch to use a GPU)")
+            raise PosebenchError(f"{option} {name}: {why}; use {option} cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise PosebenchError(f"{option} {name}: torch sees {torch.cuda.device_count()} CUDA device(s), "
                                  f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
