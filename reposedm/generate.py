@@ -123,8 +123,9 @@ def generate(run: Path, *, protocol: str, root: Path, out: Path, split: str | No
     from reposedm.checkpoints import load_pipeline, weights_fingerprint
     from reposedm.train import build_pose_field
 
-    if steps <= 0 or batch_size <= 0 or (limit is not None and limit <= 0):
-        raise PosebenchError("--steps, --batch-size and --limit must be positive")
+    for option, value in (("--steps", steps), ("--batch-size", batch_size), ("--limit", limit)):
+        if value is not None and value <= 0:
+            raise PosebenchError(f"{option} must be a positive number, got {value}")
     if _is_text_pose_run(run):  # RePoseSD / HumanSD: prompts and poses of a Human-Art split
         from reposedm.sd.generate import generate_text_pose
 

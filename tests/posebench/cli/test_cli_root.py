@@ -97,3 +97,10 @@ def test_every_device_option_is_checked_before_work(tmp_path):
             assert res.exit_code == 2, (name, device, res.output)
             assert f"--device {device}" in res.output or f"--device '{device}'" in res.output, (name, res.output)
     assert not any(p.name != "imgs" for p in tmp_path.iterdir())  # nothing written
+
+
+def test_sample_names_the_option_that_is_not_positive(tmp_path):
+    for option in ("--steps", "--batch-size", "--limit"):
+        res = runner.invoke(app, ["sample", "--run", str(tmp_path / "run"), "--protocol", "deepfashion-256x176",
+                                  "--root", str(tmp_path), "--out", str(tmp_path / "gen"), option, "0"])
+        assert res.exit_code == 2 and f"{option} must be a positive number, got 0" in res.output, res.output
