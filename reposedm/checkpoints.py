@@ -20,6 +20,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -282,7 +284,8 @@ def export_pipeline(run_or_checkpoint: str | Path, out: str | Path, *, ema: bool
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        pipe.save_pretrained(tmp)
+        with _no_transformers_bar():  # its "Writing model shards" bar would cut into the trainer's progress
+            pipe.save_pretrained(tmp)
         (tmp / EXPORT_RECORD).write_text(json.dumps(record, indent=1) + "\n")
         _fsync_tree(tmp)
         _swap_into_place(tmp, out)
@@ -290,6 +293,20 @@ def export_pipeline(run_or_checkpoint: str | Path, out: str | Path, *, ema: bool
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"could not export {ckpt} to {out} ({exc}); free disk space and export again") from exc
     return out
+
+
+@contextmanager
+def _no_transformers_bar() -> Iterator[None]:
+    """transformers' own progress bars off while a pipeline with a transformers component is written."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _swap_into_place(new: Path, final: Path) -> None:
