@@ -27,8 +27,8 @@ row drawn twice pairs with itself). KID = mean_s MMD_s. Tests hold it to `kid` o
 relative. K takes n^2 x 8 bytes.
 
 Both run in torch float64 on a chosen device (`device="cuda"` for `posebench regress --device cuda`): at
-n = 8,570 one FID resample is a 2048 x 2048 Gram product and eigendecomposition, ~1.6 s on a 2-core CPU, which a GPU
-does in milliseconds. The resample indices come from numpy's seeded stream either way, so the intervals agree
+n = 8,570 one FID resample is a 2048 x 2048 Gram product and eigendecomposition, about a second on a 2-core CPU
+(GPU time not measured here). The resample indices come from numpy's seeded stream either way, so the intervals agree
 across devices to round-off (tests hold CPU torch to posebench's numpy FID / KID).
 """
 
