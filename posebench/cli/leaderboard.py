@@ -53,7 +53,8 @@ def list_(board_dir: _DirOption = None, as_json: _JsonFlag = False) -> None:
                          no_wrap=col in ("board", "protocol"))
     for b in boards:
         kinds = [e.kind for e in b.entries]
-        table.add_row(escape(b.name), escape(b.protocol or "–"), ", ".join(f"{m} {b.arrow(m)}" for m in b.metrics),
+        # one metric per line: a wrapped "fid ↓, ap ↑" could leave an arrow under the wrong metric
+        table.add_row(escape(b.name), escape(b.protocol or "–"), "\n".join(f"{m} {b.arrow(m)}" for m in b.metrics),
                       str(kinds.count("reported")), str(kinds.count("measured")))
     Console().print(table)
 

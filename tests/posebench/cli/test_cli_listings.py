@@ -48,6 +48,8 @@ def test_profiles_ls_and_weights_list_show_whole_names_at_80_columns():
     out = _narrow("leaderboard", "list")
     for board in load_boards(default_board_dir()):
         assert f"│ {board.name} " in out, board.name
+        for metric in board.metrics:  # each arrow beside its own metric, however narrow the column
+            assert f"│ {metric} {board.arrow(metric)} " in out, (board.name, metric)
 
 
 def test_protocols_and_profiles_ls_json():
