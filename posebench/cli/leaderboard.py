@@ -144,6 +144,8 @@ def validate(
     from posebench.results.leaderboard import BoardError, board_paths, resolve_board, validate_boards
 
     paths = [resolve_board(b, board_dir) for b in boards] if boards else board_paths(board_dir)
+    if not paths:  # a mistyped --dir that exists but holds no boards must not pass a CI check
+        raise BoardError(f"no board files (*.yaml) in {board_dir}: nothing to validate; check --dir")
     problems = validate_boards(paths)
     if problems:
         raise BoardError(f"{len(problems)} problem(s) in {len(paths)} board(s):\n"

@@ -89,7 +89,8 @@ def train(
     dataset: Annotated[str, typer.Option(help="Dataset format of the root: deepfashion, market or humanart.")]
     = "deepfashion",
     split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    val_split: Annotated[str, typer.Option(help="Split for the before/after joint error.")] = "test",
+    val_split: Annotated[str, typer.Option(help="Split for the before/after joint error (auto: test; validation "
+                                           "for Human-Art).")] = "auto",
     steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps [default: 600].")] = None,
     steps_old: Annotated[int | None, typer.Option("--steps", hidden=True)] = None,  # the older spelling
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 16,

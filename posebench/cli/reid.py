@@ -74,7 +74,7 @@ def reid_augment(
 ) -> None:
     """Train ResNet-50 re-ID on Market-1501 subsets with and without generated images; report mAP / Rank-k.
 
-    Example: posebench reid-augment data/market --generator folder:gen/ --fractions 0.2,0.4 --seeds 0,1,2
+    Example: posebench reid-augment --market-root data/market --generator folder:gen/ --fractions 0.2,0.4 --seeds 0,1,2
     """
     from posebench.reid.runner import parse_generator, run_reid_augment
     from posebench.utils.device import checked_device

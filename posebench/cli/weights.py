@@ -152,7 +152,7 @@ def compare(
     if result.identical:
         console.print("[green]identical[/]" + (f" within {atol:g}" if atol else "") + " in every shared tensor")
         return
-    if result.compared == 0:
+    if result.compared == 0 and not result.shape_mismatch:  # names shared but every shape differs: they differ
         raise PosebenchError(f"{path_a} and {path_b} share no tensor names: different networks or layouts")
     console.print(f"{len(result.differing) + len(result.shape_mismatch)} of "
                   f"{result.compared + len(result.shape_mismatch)} shared tensors differ")

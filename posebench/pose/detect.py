@@ -24,6 +24,7 @@ naming the file.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from posebench.errors import PosebenchError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ESTIMATOR = "higherhrnet-w32-coco"
 DEFAULT_INPUT_SIZE = 512  # estimators without an `input_size` attribute (tiny-random)
@@ -348,6 +351,12 @@ def detect_images(images: list[Path], estimator_name: str = DEFAULT_ESTIMATOR, *
     if not images:
         return []
     ids = image_ids if image_ids is not None else assign_image_ids(images)
+    from posebench.pose.base import ESTIMATORS
+
+    if weights is None and ESTIMATORS.get(estimator_name).weights is None:
+        log.warning("estimator %r has no weights file: a randomly initialised network runs, and its detections "
+                    "carry no pose information (for synthetic-posenet pass --pose-weights FILE from `posebench "
+                    "pose train`)", estimator_name)
     model = load_estimator(estimator_name, weights=weights, device=device)
     return detect_with(model, images, ids, device=device, flip_test=flip_test, batch_size=batch_size,
                        progress=progress)

@@ -82,9 +82,12 @@ def mean_joint_error(model: SyntheticPoseNet, samples: PoseSamples) -> float:
 
 
 def train_pose(root: Path, dataset: str, out: Path, *, split: str = "train", steps: int = 600, batch_size: int = 16,
-               lr: float = 2e-3, input_size: int = 128, width: int = 32, seed: int = 0, val_split: str | None = "test",
+               lr: float = 2e-3, input_size: int = 128, width: int = 32, seed: int = 0, val_split: str | None = "auto",
                progress: bool = True) -> dict[str, Any]:
     """Train and save a SyntheticPoseNet; returns a summary with the joint error before and after.
+
+    `val_split`: where the joint error is measured: "auto" is the dataset's held-out split (test; validation for
+    Human-Art), None the training split itself; a split the root lacks is an error, not a silent fallback.
 
     Raises:
         PosebenchError: a root without the split, without keypoints, or bad arguments.
@@ -92,15 +95,15 @@ def train_pose(root: Path, dataset: str, out: Path, *, split: str = "train", ste
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from safetensors.torch import save
 
-    if steps <= 0 or batch_size <= 0 or lr <= 0:
-        raise PosebenchError("--steps, --batch-size and --lr must be positive")
+    for option, value in (("--max-steps", steps), ("--batch-size", batch_size), ("lr", lr)):
+        if value <= 0:
+            raise PosebenchError(f"{option} must be positive, got {value}")
+    if input_size < 32 or input_size % 16:
+        raise PosebenchError(f"--input-size must be a multiple of 16 and at least 32, got {input_size}")
     samples = load_samples(Path(root), dataset, split, input_size)
-    val = None
-    if val_split is not None:
-        try:
-            val = load_samples(Path(root), dataset, val_split, input_size)
-        except PosebenchError:
-            val = None
+    if val_split == "auto":
+        val_split = "validation" if dataset == "humanart" else "test"
+    val = load_samples(Path(root), dataset, val_split, input_size) if val_split is not None else None
     torch.manual_seed(seed)
     model = SyntheticPoseNet(input_size, width)
     before = mean_joint_error(model, val or samples)

@@ -38,6 +38,34 @@ def mean_image(paths: list[Path], size: tuple[int, int], on_image: Callable[[], 
     return np.clip(np.rint(acc / len(paths)), 0, 255).astype(np.uint8)
 
 
+RECORD = ".posebench-baseline.json"  # what a folder's images are: resuming another kind would keep the wrong images
+
+
+def _claim_folder(out: Path, what: dict[str, str]) -> None:
+    """Make `out` this baseline's folder, or check that it already is (resume); refuse anything else."""
+    import json
+
+    from posebench.utils.io import atomic_write_text
+
+    if out.exists() and not out.is_dir():
+        raise PosebenchError(f"--out {out} is a file; give a folder for the baseline's images")
+    record = out / RECORD
+    if record.is_file():
+        try:
+            had = json.loads(record.read_text())
+        except ValueError:
+            had = None
+        if had != what:
+            raise PosebenchError(f"{out} holds another baseline's images ({record}: {had}); resuming would keep "
+                                 f"them as {what['baseline']} for {what['protocol']}. Use another --out")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise PosebenchError(f"{out} is not empty and was not written by `posebench baseline` ({RECORD} missing); "
+                             "use an empty or new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps(what) + "\n")
+
+
 def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress: bool = True) -> int:
     """Write baseline `kind` for every test pair of `protocol` into `out`; returns the number of new files.
 
@@ -63,7 +91,7 @@ def write_baseline(kind: str, protocol: str, root: Path, out: Path, *, progress:
         raise PosebenchError(f"{root} has no pairs in the {spec.split!r} split of {spec.name}")
     size = tuple(spec.resolution)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim_folder(out, {"baseline": kind, "protocol": spec.name})
     todo = [k for k in sorted(split.pairs) if not (out / k.filename).exists()]
     # one labelled row per step (the mean-train baseline has two: averaging the training images, then writing)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())

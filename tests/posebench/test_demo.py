@@ -143,9 +143,19 @@ def test_baselines_known_answers(demo_out: Path, tmp_path) -> None:
     stack = np.stack([np.asarray(Image.open(p).convert("RGB").resize((176, 256), Image.BICUBIC), dtype=np.float64)
                       for p in train.images.values()])
     assert np.abs(mean.astype(float) - stack.mean(0)).max() <= 1.0  # rounded mean, float64 accumulation
-    assert len({p.name for p in (tmp_path / "mean").iterdir()}) == len(test.pairs)
+    assert len({p.name for p in (tmp_path / "mean").glob("*.png")}) == len(test.pairs)
     # resumable: a second call writes nothing
     assert write_baseline("mean-train", "deepfashion-256x176", root, tmp_path / "mean", progress=False) == 0
+    # but never as another baseline (its images would be kept as the other kind's), nor into a foreign folder or a file
+    with pytest.raises(PosebenchError, match="holds another baseline's images"):
+        write_baseline("copy-source", "deepfashion-256x176", root, tmp_path / "mean", progress=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "x.png").write_bytes(b"")
+    with pytest.raises(PosebenchError, match="was not written by `posebench baseline`"):
+        write_baseline("copy-source", "deepfashion-256x176", root, tmp_path / "mine", progress=False)
+    (tmp_path / "file.pth").write_bytes(b"")
+    with pytest.raises(PosebenchError, match="is a file"):
+        write_baseline("copy-source", "deepfashion-256x176", root, tmp_path / "file.pth", progress=False)
 
 
 def test_baseline_cli_and_bad_kind(demo_out: Path, tmp_path) -> None:

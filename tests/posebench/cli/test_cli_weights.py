@@ -86,3 +86,17 @@ def test_add_by_hand(served, tmp_path):
 def test_download_needs_a_name():
     res = runner.invoke(app, ["weights", "download"])
     assert res.exit_code == 2
+
+
+def test_compare_same_names_other_shapes_is_a_difference(tmp_path):
+    """Tensors with the same name and another shape differ (exit 1), not 'share no tensor names' (exit 2)."""
+    import torch
+    from typer.testing import CliRunner
+
+    from posebench.cli import app
+
+    torch.save({"foo": torch.zeros(3)}, tmp_path / "a.pt")
+    torch.save({"foo": torch.zeros(4)}, tmp_path / "b.pt")
+    res = CliRunner().invoke(app, ["weights", "compare", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")])
+    assert res.exit_code == 1, res.output
+    assert "shape differs" in res.output and "1 of 1 shared tensors differ" in res.output

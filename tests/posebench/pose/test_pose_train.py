@@ -106,5 +106,28 @@ def test_bad_files_and_roots(root, tmp_path):
         load_synthetic(other)
     with pytest.raises(PosebenchError, match="no 'val' split"):
         train_pose(root, "deepfashion", tmp_path / "x.safetensors", split="val", steps=1, progress=False)
+    # the held-out split too: no silent fallback to the training split
+    with pytest.raises(PosebenchError, match="no 'nope' split"):
+        train_pose(root, "deepfashion", tmp_path / "x.safetensors", val_split="nope", steps=1, progress=False)
+    with pytest.raises(PosebenchError, match="--input-size must be a multiple of 16"):
+        train_pose(root, "deepfashion", tmp_path / "x.safetensors", input_size=100, steps=1, progress=False)
+    with pytest.raises(PosebenchError, match="--max-steps must be positive, got 0"):
+        train_pose(root, "deepfashion", tmp_path / "x.safetensors", steps=0, progress=False)
+    assert not (tmp_path / "x.safetensors").exists()
     with pytest.raises(ValueError, match="multiple of 16"):
         SyntheticPoseNet(input_size=50)
+
+
+def test_detecting_with_an_untrained_network_warns(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+
+    from posebench.images import write_png
+    from posebench.pose.detect import detect_images
+
+    img = tmp_path / "a.png"
+    write_png(img, np.zeros((64, 64, 3), np.uint8))
+    with caplog.at_level(logging.WARNING, logger="posebench.pose.detect"):
+        detect_images([img], "synthetic-posenet", progress=False)
+    assert "no weights file: a randomly initialised network runs" in caplog.text

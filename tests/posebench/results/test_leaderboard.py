@@ -309,3 +309,8 @@ def test_add_non_canonical_and_invalid_values(board_dir, tmp_path):
                               "Bad", "--dir", str(board_dir)])
     assert res.exit_code == 2 and f"{tmp_path / 'bad.json'}: metrics.ssim.n" in res.output
     assert (board_dir / "deepfashion-256x176.yaml").read_text() == before
+
+
+def test_validate_refuses_a_folder_without_boards(tmp_path):
+    res = runner.invoke(app, ["leaderboard", "validate", "--dir", str(tmp_path)])
+    assert res.exit_code == 2 and "no board files" in res.output and str(tmp_path) in res.output
