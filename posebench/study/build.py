@@ -150,7 +150,11 @@ def make_study(results: list[Path], root: Path, out: Path, *, labels: list[str] 
                         "pairs_shown": len(used), "pairs_shown_sha256": pairs_sha256([PairKey(*p) for p in used])},
             "display_size": list(size),
             "inputs": [{"label": m.label, "results": str(m.results), "results_sha256": m.results_sha256,
-                        "samples": str(m.pred), "pairs_with_samples": len(m.files)} for m in sources.methods],
+                        "samples": str(m.pred), "pairs_with_samples": len(m.files),
+                        # what the evaluation said of itself: a study of a subset or synthetic data inherits it
+                        "canonical": bool(m.data.get("canonical", False)),
+                        "non_canonical_reasons": list(m.data.get("non_canonical_reasons") or [])}
+                       for m in sources.methods],
             "rebuild": _rebuild_command(results, root, names, params),
         }
         (tmp / "build.json").write_text(dumps(build), encoding="utf-8")

@@ -239,6 +239,10 @@ def score_study(folder: str | Path, *, out_name: str = "score.json", resamples: 
         non_canonical.append("the study has no attention checks (--checks 0)")
     if max_failed_checks > 0:
         non_canonical.append(f"participants failing up to {max_failed_checks} attention checks are kept")
+    for given in study.build["inputs"]:  # studies built before inputs recorded this say nothing here
+        if given.get("canonical") is False:
+            why = "; ".join(given.get("non_canonical_reasons") or []) or "no reason recorded"
+            non_canonical.append(f"built from a non-canonical evaluation of {given['label']!r} ({why})")
     scoring = {"percent": True, "max_failed_checks": max_failed_checks, "complete_only": complete_only,
                "partial": "counted with the answers given" if not complete_only else "excluded",
                "interval": "two-way percentile bootstrap: participants and items", "level": level}

@@ -100,7 +100,12 @@ def test_options_change_who_counts(answered):
     assert any("partial: answered 5 of 17" in x["reason"] for x in doc["exclusions"])
     doc, _ = score_study(folder, resamples=200, max_failed_checks=1)
     assert doc["participants"]["excluded"] == 0
-    assert doc["non_canonical_reasons"] == ["participants failing up to 1 attention checks are kept"]
+    reasons = doc["non_canonical_reasons"]
+    assert reasons[0] == "participants failing up to 1 attention checks are kept"
+    # the study inherits what its inputs' evaluations said of themselves (here: a synthetic root, not the split)
+    assert len(reasons) == 1 + 3 and doc["canonical"] is False
+    assert all(r.startswith("built from a non-canonical evaluation of '") and "the protocol pins 8,570" in r
+               for r in reasons[1:])
 
 
 def test_identical_participants_give_a_zero_width_interval(fresh_study):
