@@ -168,12 +168,15 @@ def render(
         render_html,
         render_markdown,
     )
-    from posebench.utils.io import atomic_write_text
+    from posebench.utils.io import atomic_write_text, check_output_path
 
     boards = load_boards(board_dir)
     out = out or Path(board_dir or default_board_dir()) / "README.md"
     if not check:
         check_writable_boards(out)
+        check_output_path(out, "--out")
+        if html is not None:  # both outputs checked before either is written
+            check_output_path(html, "--html")
     text = render_markdown(boards)
     if check:
         current = out.read_text(encoding="utf-8") if out.is_file() else ""

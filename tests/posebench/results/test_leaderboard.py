@@ -314,3 +314,11 @@ def test_add_non_canonical_and_invalid_values(board_dir, tmp_path):
 def test_validate_refuses_a_folder_without_boards(tmp_path):
     res = runner.invoke(app, ["leaderboard", "validate", "--dir", str(tmp_path)])
     assert res.exit_code == 2 and "no board files" in res.output and str(tmp_path) in res.output
+
+
+def test_render_checks_both_outputs_before_writing(tmp_path):
+    (tmp_path / "page").mkdir()
+    out = tmp_path / "boards.md"
+    res = runner.invoke(app, ["leaderboard", "render", "--out", str(out), "--html", str(tmp_path / "page")])
+    assert res.exit_code == 2 and "--html" in res.output and "is a folder" in res.output
+    assert not out.exists()  # the Markdown was not written either
