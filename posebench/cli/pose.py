@@ -151,7 +151,10 @@ def eval_pose(
             raise PosebenchError(f"the detections file {detections} must hold a list of results "
                                  "(or a dict with an 'annotations' list)")
         dets = dets["annotations"]
-    res = evaluate_pose(gt_data, dets, profile=profile)
+    try:
+        res = evaluate_pose(gt_data, dets, profile=profile)
+    except PosebenchError as exc:  # its messages name the entry (detections[3], images[0]); add the files
+        raise PosebenchError(f"{exc} (ground truth {gt}, detections {detections})") from None
 
     def fmt(v: float | None, scale: float = 100.0) -> str:
         return "n/a" if v is None else f"{v * scale:.2f}"

@@ -255,7 +255,10 @@ def test_cli_exit_codes(tmp_path):
     assert res.exit_code == 2 and "not valid JSON" in res.output
     bad.write_text(json.dumps([_det(_pose(0, 0, 100), 7)]))
     res = runner.invoke(app, ["eval-pose", str(gt_path), str(bad)])
-    assert res.exit_code == 2 and "7" in res.output
+    assert res.exit_code == 2 and "7" in res.output and str(bad) in res.output  # the file is named
+    bad.write_text(json.dumps(["not a detection"]))
+    res = runner.invoke(app, ["eval-pose", str(gt_path), str(bad)])
+    assert res.exit_code == 2 and "detections[0] is not an object" in res.output and str(bad) in res.output
 
 
 def test_oks_nms_keeps_the_best_of_duplicates():
