@@ -97,8 +97,12 @@ def profiles_show(
     pose-metric profile; --pose picks the latter."""
     from dataclasses import asdict
 
-    from posebench.protocols import get_profile
-    from posebench.protocols.pose_profile import get_pose_profile
+    from posebench.errors import PosebenchError
+    from posebench.protocols import PROFILES, get_profile
+    from posebench.protocols.pose_profile import POSE_PROFILES, get_pose_profile
 
+    if not pose and name in POSE_PROFILES.names() and name not in PROFILES.names():
+        raise PosebenchError(f"{name!r} is a pose-metric profile, not an image-metric one: posebench profiles show "
+                             f"{name} --pose")
     shown = asdict(get_pose_profile(name)) if pose else get_profile(name).as_dict()
     typer.echo(json.dumps(shown, indent=1, default=str))

@@ -117,3 +117,9 @@ def test_every_long_command_has_progress_and_quiet(command):
     res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "--progress" in res.output and "--quiet" in res.output, command
+
+
+def test_profiles_show_points_a_pose_profile_to_pose():
+    res = runner.invoke(app, ["profiles", "show", "humansd"])
+    assert res.exit_code == 2 and "posebench profiles show humansd --pose" in res.output
+    assert runner.invoke(app, ["profiles", "show", "humansd", "--pose"]).exit_code == 0
