@@ -397,7 +397,8 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
 
     shard = Shard.current(device)  # accelerate launch / torchrun: one process per GPU
     device = shard.local_device(device)
-    console = Console(highlight=False, quiet=not (progress and shard.is_main))
+    console = Console(highlight=False, quiet=not shard.is_main)  # setup notes, warnings, the results table
+    chatter = Console(highlight=False, quiet=not (progress and shard.is_main))  # per-run and per-epoch lines
     root = Path(market_root)
     out = Path(out)
     gen = parse_generator(generator)
@@ -420,6 +421,10 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
     if len(image_size) != 2 or any(int(v) < 16 for v in image_size):
         raise PosebenchError(f"image_size must be (H, W) with both >= 16, got {image_size!r}")
     image_size = (int(image_size[0]), int(image_size[1]))
+    if pretrained:  # the ImageNet file checked before any plan or run is written (offline: the error names it)
+        from posebench import weights
+
+        weights.ensure(WEIGHTS_NAME, allow_download=not weights.is_offline())
 
     train_dir, query_dir, gallery_dir = root / "bounding_box_train", root / "query", root / "bounding_box_test"
     train_names = [n for n in _list_images(train_dir)
@@ -460,7 +465,7 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
             elif gen.kind in ("reposedm", "shell"):
                 folder = out / "generated" / key
                 if shard.is_main:  # one process generates; the others wait at the barrier below
-                    console.print(f"generate {key}: {len(rows)} images with {generator}")
+                    chatter.print(f"generate {key}: {len(rows)} images with {generator}")
                     if gen.kind == "shell":
                         assert gen.command is not None
                         run_shell_template(gen.command, out / "plans" / f"{key}_plan.csv", folder, s)
@@ -510,18 +515,18 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                 shard.barrier()  # every process sees the same finished runs
                 done = _read_run(path, digest)
                 if done is not None:
-                    console.print(f"skip {key} {method}: finished run in {path}")
+                    chatter.print(f"skip {key} {method}: finished run in {path}")
                     runs.append(done)
                     continue
                 t0 = time.time()
-                console.print(f"run {key} {method} ({len(real)} real + {0 if is_std else len(extra)} generated, "
+                chatter.print(f"run {key} {method} ({len(real)} real + {0 if is_std else len(extra)} generated, "
                               f"{len(pids)} ids)")
                 _seed_all(s)
                 ckpt = runs_dir / f"{key}_standard.pt"
                 if is_std or mode == "joint":
                     model = _build_model(len(pids), pretrained, device)
                     _train(model, real if is_std else real + extra, epochs, images, s, device, f"{key} {method}",
-                           console, shard=shard)
+                           chatter, shard=shard)
                     if is_std and mode == "finetune" and gen.kind != "none":
                         import torch
 
@@ -540,10 +545,10 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                         else:
                             model = _build_model(len(pids), pretrained, device)
                             _train(model, real, epochs, images, s, device, f"{key} Standard (for finetune)",
-                                   console, shard=shard)
+                                   chatter, shard=shard)
                     _seed_all(s + 1)
                     _train(model, real + extra, max(1, epochs // 2), images, s + 1, device,
-                           f"{key} {method} finetune", console, shard=shard)
+                           f"{key} {method} finetune", chatter, shard=shard)
                 if not shard.is_main:  # the main process evaluates and writes; the others go on
                     continue
                 metrics = _evaluate(model, query, gallery, images, device)
@@ -552,7 +557,7 @@ def run_reid_augment(market_root: str | Path, generator: str, fractions: list[fl
                        "n_real": len(real), "n_generated": 0 if is_std else len(extra), "n_ids": len(pids),
                        "n_query": len(query), "n_gallery": len(gallery), "seconds": round(time.time() - t0, 2)}
                 atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
-                console.print(f"done {key} {method}: mAP {metrics['mAP']:.4f} rank-1 {metrics['rank1']:.4f}")
+                chatter.print(f"done {key} {method}: mAP {metrics['mAP']:.4f} rank-1 {metrics['rank1']:.4f}")
                 runs.append(doc)
 
     shard.barrier()

@@ -333,3 +333,18 @@ def test_reposedm_other_dataset_allowed_is_recorded(market: Path, tmp_path: Path
     assert (f"Generator trained on: DeepFashion, not Market-1501 (run {run}, {cfg}: config 'deepfashion-256-full' "
             "at 256x176 (protocol deepfashion-256x176's size)).") in _flat(res.output)
     assert {r["method"] for r in doc["rows"]} == {"Standard", "reposedm"}
+
+
+def test_missing_imagenet_weights_write_nothing_and_quiet_keeps_the_results(market, tmp_path, monkeypatch):
+    """Offline without the ImageNet file: exit 2 naming it, before any plan is written. --quiet drops the
+    per-run lines but keeps what the run found (the results table, the non-canonical note)."""
+    monkeypatch.setenv("POSEBENCH_OFFLINE", "1")
+    out = tmp_path / "pre"
+    res = _invoke("--market-root", str(market), "--generator", "none", "--out", str(out),
+                  *[a for a in TINY if a != "--no-pretrained"])
+    assert res.exit_code == 2 and "resnet50-torchreid-imagenet" in res.output, res.output
+    assert not (out / "plans").exists()
+    res = _invoke("--market-root", str(market), "--generator", "none", "--out", str(tmp_path / "q"), *TINY,
+                  "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "Non-canonical" in res.output and "mAP" in res.output and "epoch 1/1" not in res.output
