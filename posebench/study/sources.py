@@ -82,6 +82,22 @@ def _match(method: MethodSamples, split: SplitIndex) -> None:
         method.files.setdefault(key, f)
 
 
+def _check_scored_images(method: MethodSamples) -> None:
+    """The folder still holds the images the evaluation scored: the results' `predictions.images_sha256` (over
+    file names and contents) recomputed. Checked when the folder matches as many images as were scored (a best-of-N
+    folder holds more, and is not checked)."""
+    from posebench.utils.io import files_sha256
+
+    predictions = method.data["predictions"]
+    recorded = predictions.get("images_sha256")
+    if not recorded or len(method.files) != predictions.get("count"):
+        return
+    if files_sha256(method.files.values()) != recorded:
+        raise StudyError(f"{method.results}: the images in {method.pred} are not the ones it scored (their "
+                         "predictions.images_sha256 differs): a study must show what was measured. Restore the "
+                         "images, or evaluate the folder again with `posebench eval`")
+
+
 def load_sources(results: list[Path], root: Path, labels: list[str] | None = None) -> StudySources:
     """Read the results files and match each one's generated images to the split's pairs.
 
@@ -126,5 +142,6 @@ def load_sources(results: list[Path], root: Path, labels: list[str] | None = Non
             raise StudyError(f"{m.results}: its samples folder {m.pred} holds no generated image of a {split_name} "
                              f"pair of {root} (names such as {{source}}__{{target}}.png); a study needs the samples "
                              "the results were scored on")
+        _check_scored_images(m)
     common = sorted(set.intersection(*(set(m.files) for m in methods)))
     return StudySources(methods, dataset or "", split_name, split, root, common)

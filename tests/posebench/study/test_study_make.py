@@ -94,6 +94,25 @@ def test_results_without_samples_are_refused(study_world, tmp_path):
                               str(study_world["root"]), "--out", str(tmp_path / "s")])
     assert res.exit_code == 2 and "holds no generated image" in res.output, res.output
     assert not (tmp_path / "s").exists()
+    # a copy of the scored folder with one image replaced: not what was measured
+    import shutil
+
+    data = json.loads(study_world["results"][1].read_text())
+    copy = tmp_path / "copy"
+    shutil.copytree(data["predictions"]["dir"], copy)
+    from PIL import Image
+
+    victim = sorted(copy.glob("*.png"))[0]
+    with Image.open(victim) as im:
+        changed = im.convert("RGB")
+    changed.putpixel((0, 0), tuple(255 - v for v in changed.getpixel((0, 0))))
+    changed.save(victim)
+    swapped = _copy_results(study_world, tmp_path, lambda d: (d["config"].update(pred=str(copy)),
+                                                              d["predictions"].update(dir=str(copy))))
+    res = runner.invoke(app, ["study", "make", "--results", str(study_world["results"][0]), str(swapped), "--root",
+                              str(study_world["root"]), "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2 and "are not the ones it scored" in res.output, res.output
+    assert not (tmp_path / "s").exists()
 
 
 def test_fewer_images_than_asked_for_are_refused(study_world, tmp_path):
@@ -186,8 +205,10 @@ def test_an_unreadable_first_image_is_named_with_exit_2(study_world, tmp_path):
     pred = tmp_path / "broken"
     shutil.copytree(sources.methods[1].pred, pred)
     (pred / sources.methods[1].files[first].name).write_bytes(b"not a png")
+    # an older results file without predictions.images_sha256, so that the image itself is what is refused
     broken = _copy_results(study_world, tmp_path, lambda d: (d["config"].update(pred=str(pred)),
-                                                             d["predictions"].update(dir=str(pred))))
+                                                             d["predictions"].update(dir=str(pred)),
+                                                             d["predictions"].pop("images_sha256")))
     res = runner.invoke(app, ["study", "make", "--results", str(study_world["results"][0]), str(broken), "--root",
                               str(study_world["root"]), "--out", str(tmp_path / "s"), "--real", "2", "--generated",
                               "2", "--sets", "3", "--quiet"])
