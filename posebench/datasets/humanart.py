@@ -25,7 +25,9 @@ IMAGE_KEYS = ("file_name", "height", "width", "id")
 ANNOTATION_KEYS = ("keypoints", "image_id", "id", "bbox", "category_id", "iscrowd")
 
 
-def _rel_image_path(file_name: str) -> PurePosixPath:
+def rel_image_path(file_name: str) -> PurePosixPath:
+    """A Human-Art path relative to the root: annotation files (and HumanSD's mapping files) may prefix it with
+    `HumanArt/`, which is stripped."""
     p = PurePosixPath(file_name)
     return PurePosixPath(*p.parts[1:]) if p.parts and p.parts[0] == "HumanArt" else p
 
@@ -48,7 +50,7 @@ def read_annotation_json(path: Path, root: Path, log: ProblemLog) -> SplitIndex:
         if missing:
             log.error(path, None, f"images[{i}] lacks {', '.join(missing)}")
             continue
-        rel = _rel_image_path(str(img["file_name"]))
+        rel = rel_image_path(str(img["file_name"]))
         if ".." in rel.parts or rel.is_absolute():
             log.error(path, None, f"images[{i}] file_name {img['file_name']!r} escapes the root")
             continue
@@ -154,7 +156,7 @@ def read_validation(root: Path) -> dict[str, ValidationImage]:
     images: dict[str, ValidationImage] = {}
     by_id: dict[object, ValidationImage] = {}
     for im in data["images"]:
-        rel = _rel_image_path(str(im["file_name"]))
+        rel = rel_image_path(str(im["file_name"]))
         scenario = rel.parts[-2]
         key = f"{scenario}/{PurePosixPath(rel).stem}"
         description = im.get("description")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posebench.datasets.humanart import _rel_image_path  # paths may start with HumanArt/ (stripped)
+from posebench.datasets.humanart import rel_image_path
 from posebench.datasets.problems import ProblemLog
 from posebench.errors import PosebenchError
 
@@ -351,7 +351,7 @@ def read_mapping(root: Path, split: str, log: ProblemLog) -> list[TextPoseRecord
         if not isinstance(prompt, str) or not prompt.strip():
             problem(" has an empty prompt", "every image needs its caption")
             continue
-        img_rel, pose_rel = _rel_image_path(str(entry["img_path"])), _rel_image_path(str(entry["pose_path"]))
+        img_rel, pose_rel = rel_image_path(str(entry["img_path"])), rel_image_path(str(entry["pose_path"]))
         bad = [p for p in (img_rel, pose_rel) if p.is_absolute() or ".." in p.parts]
         if bad:
             problem(f": {bad[0]} escapes the dataset root")
@@ -401,7 +401,7 @@ def read_humanart_captions(root: Path, split: str, log: ProblemLog) -> list[Text
         if not isinstance(prompt, str) or not prompt.strip():
             log.error(path, line(), f"images[{i}] ({name or 'no file_name'}) has no description (its caption)")
             continue
-        rel = _rel_image_path(name)
+        rel = rel_image_path(name)
         if rel.is_absolute() or ".." in rel.parts:
             log.error(path, line(), f"images[{i}] file_name {name!r} escapes the root")
             continue
